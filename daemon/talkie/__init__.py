@@ -1,0 +1,1 @@
+"""talkie: push-to-talk Gemini Live on a Raspberry Pi."""

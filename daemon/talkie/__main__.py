@@ -1,0 +1,3 @@
+from talkie.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Microphone capture: a PortAudio input stream delivering s16le mono blocks to the asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from talkie.audio.devices import AudioError, find_device, import_sounddevice
+
+
+class Capture:
+    """Records mono 16-bit audio from ``device`` and calls ``on_audio(pcm_bytes)`` in the loop thread.
+
+    Each call carries ``block_ms`` of s16le mono audio at ``rate`` Hz.  If the device cannot run at
+    ``rate`` it is opened at its default rate and resampled (soxr, in the loop thread).  ``gain_db``
+    is applied in the loop thread with clipping.
+
+    Counters: ``overflows`` (blocks dropped because more than ``max_pending`` were already waiting
+    for the loop), ``xruns`` (callbacks that reported a PortAudio status flag), ``blocks`` (blocks
+    delivered).  ``last_callback`` is the ``time.monotonic()`` of the latest PortAudio callback
+    (0.0 before the first).  ``device_rate`` is the rate the device actually runs at.
+    """
+
+    def __init__(
+        self,
+        device: str | int,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        on_audio: Callable[[bytes], None],
+        rate: int = 16000,
+        block_ms: int = 20,
+        gain_db: float = 0.0,
+        max_pending: int = 100,
+    ) -> None:
+        if rate <= 0 or block_ms <= 0 or max_pending <= 0:
+            raise ValueError("rate, block_ms and max_pending must be > 0")
+        self.device = device
+        self.rate = int(rate)
+        self.block_ms = int(block_ms)
+        self.block_samples = self.rate * self.block_ms // 1000
+        self.gain_db = float(gain_db)
+        self.max_pending = int(max_pending)
+        self.device_info = None
+        self.device_rate = self.rate
+        self.overflows = 0
+        self.xruns = 0
+        self.blocks = 0
+        self.last_callback = 0.0
+        self._loop = loop
+        self._on_audio = on_audio
+        self._gain = 10.0 ** (self.gain_db / 20.0)
+        self._stream = None
+        self._resampler = None
+        self._carry = None  # int16 samples waiting to complete a block (resampling only)
+        self._posted = 0  # written by the PortAudio thread only
+        self._handled = 0  # written by the loop thread only
+        self._running = False
+
+    @property
+    def pending(self) -> int:
+        """Blocks posted by the callback and not yet handled by the loop."""
+        return self._posted - self._handled
+
+    def start(self) -> None:
+        """Open and start the input stream (raises AudioError if the device cannot be opened)."""
+        if self._stream is not None:
+            return
+        sd = import_sounddevice()
+        import numpy as np
+
+        info = find_device(self.device, "input")
+        self.device_info = info
+        device_rate = self.rate
+        try:
+            sd.check_input_settings(info.index, channels=1, dtype="int16", samplerate=self.rate)
+        except Exception:
+            device_rate = int(round(info.default_rate))
+            if device_rate <= 0:
+                raise AudioError(f"input device {info.name!r} cannot record at {self.rate} Hz")
+        self.device_rate = device_rate
+        if device_rate != self.rate:
+            from talkie.audio.resample import Resampler
+
+            self._resampler = Resampler(device_rate, self.rate)
+            self._carry = np.zeros(0, dtype=np.int16)
+        blocksize = max(1, device_rate * self.block_ms // 1000)
+        try:
+            stream = sd.RawInputStream(
+                device=info.index,
+                samplerate=device_rate,
+                channels=1,
+                dtype="int16",
+                blocksize=blocksize,
+                callback=self._callback,
+            )
+        except Exception as exc:
+            raise AudioError(f"cannot open input device {info.name!r} at {device_rate} Hz: {exc}") from exc
+        self._stream = stream
+        self._running = True
+        try:
+            stream.start()
+        except Exception as exc:
+            self._running = False
+            self._stream = None
+            stream.close(ignore_errors=True)
+            raise AudioError(f"cannot start input device {info.name!r}: {exc}") from exc
+
+    def stop(self) -> None:
+        """Stop and close the stream; blocks still queued for the loop are discarded."""
+        self._running = False
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort(ignore_errors=True)
+            finally:
+                stream.close(ignore_errors=True)
+        if self._resampler is not None:
+            self._resampler.reset()
+            self._carry = self._carry[:0]
+
+    @property
+    def active(self) -> bool:
+        """True while the stream is open and running."""
+        return self._stream is not None and bool(self._stream.active)
+
+    # -- PortAudio thread ----------------------------------------------------------------------
+    def _callback(self, indata, frames, time_info, status) -> None:
+        self.last_callback = time.monotonic()
+        if status:
+            self.xruns += 1
+        if self._posted - self._handled >= self.max_pending:
+            self.overflows += 1
+            return
+        self._posted += 1
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, bytes(indata))
+        except RuntimeError:  # loop closed: nothing will ever handle it
+            pass
+
+    # -- loop thread ---------------------------------------------------------------------------
+    def _deliver(self, data: bytes) -> None:
+        self._handled += 1
+        if not self._running:
+            return
+        if self._gain == 1.0 and self._resampler is None:
+            self.blocks += 1
+            self._on_audio(data)
+            return
+        import numpy as np
+
+        samples = np.frombuffer(data, dtype=np.int16)
+        if self._gain != 1.0:
+            scaled = samples.astype(np.float32)
+            scaled *= self._gain
+            np.clip(scaled, -32768.0, 32767.0, out=scaled)
+            samples = np.rint(scaled).astype(np.int16)
+        if self._resampler is None:
+            self.blocks += 1
+            self._on_audio(samples.tobytes())
+            return
+        out = self._resampler.process(samples)
+        buf = np.concatenate((self._carry, out)) if len(self._carry) else out
+        n = self.block_samples
+        full = len(buf) // n * n
+        self._carry = buf[full:].copy()
+        for i in range(0, full, n):
+            if not self._running:  # on_audio may stop us
+                return
+            self.blocks += 1
+            self._on_audio(buf[i:i + n].tobytes())

@@ -1,0 +1,258 @@
+"""Speaker playback: an always-open PortAudio output stream fed from a preallocated jitter ring."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from talkie.audio.devices import AudioError, find_device, import_sounddevice
+from talkie.audio.ring import Ring
+
+STOP_TIMEOUT_S = 2.0
+
+
+class Playback:
+    """Plays s16le mono ``rate`` Hz audio on ``device`` through a jitter buffer.
+
+    The output stream stays open and plays silence while the buffer is empty.  All public methods
+    are called from the loop thread; the PortAudio callback only copies from the ring and reaches
+    the loop through ``loop.call_soon_threadsafe``.
+
+    * :meth:`play` appends audio (``volume`` applied here; resampled if the device cannot run at
+      ``rate``).  Audio beyond ``buffer_s`` is dropped and counted in ``overflows`` (samples).
+    * :meth:`flush` drops everything not yet handed to PortAudio, within one callback period, and
+      cancels a pending :meth:`finish`.
+    * :meth:`finish` ends a turn: ``on_drained()`` is called once in the loop when the last sample
+      written so far has reached the DAC (output latency included).
+
+    Counters: ``underruns`` (times the buffer ran dry in the middle of a turn, i.e. after
+    :meth:`play` and before :meth:`finish`), ``overflows``, ``played_samples`` (samples handed to
+    PortAudio, at ``device_rate``), ``xruns`` (callbacks with a status flag).  ``last_callback`` is
+    the ``time.monotonic()`` of the latest callback; ``latency`` the stream's output latency (s).
+    """
+
+    def __init__(
+        self,
+        device: str | int,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        on_drained: Callable[[], None],
+        rate: int = 24000,
+        volume: float = 1.0,
+        buffer_s: float = 120.0,
+    ) -> None:
+        if rate <= 0 or buffer_s <= 0:
+            raise ValueError("rate and buffer_s must be > 0")
+        self.device = device
+        self.rate = int(rate)
+        self.volume = float(volume)
+        self.buffer_s = float(buffer_s)
+        self.device_info = None
+        self.device_rate = self.rate
+        self.latency = 0.0
+        self.underruns = 0
+        self.xruns = 0
+        self.played_samples = 0
+        self.last_callback = 0.0
+        self._loop = loop
+        self._on_drained = on_drained
+        self._stream = None
+        self._ring: Ring | None = None
+        self._resampler = None
+        self._odd = b""
+        # Loop-owned state read by the callback.
+        self._playing = False  # a turn is in progress (play() seen, finish()/flush() not yet)
+        self._finish_req = 0  # generation of the latest finish() request
+        self._finish_at = 0  # ring write position the latest finish() waits for
+        # Loop-only state.
+        self._finish_gen = 0
+        self._pending_finish: int | None = None
+        self._drain_handle: asyncio.TimerHandle | None = None
+        # Callback-owned state.
+        self._finish_done = 0
+        self._dry = False
+
+    @property
+    def overflows(self) -> int:
+        """Samples dropped because the jitter buffer was full."""
+        return self._ring.overflows if self._ring is not None else 0
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples waiting in the jitter buffer (at ``device_rate``)."""
+        return self._ring.available() if self._ring is not None else 0
+
+    @property
+    def active(self) -> bool:
+        """True while the stream is open and running."""
+        return self._stream is not None and bool(self._stream.active)
+
+    def start(self) -> None:
+        """Open and start the output stream (raises AudioError if the device cannot be opened)."""
+        if self._stream is not None:
+            return
+        sd = import_sounddevice()
+        info = find_device(self.device, "output")
+        self.device_info = info
+        device_rate = self.rate
+        try:
+            sd.check_output_settings(info.index, channels=1, dtype="int16", samplerate=self.rate)
+        except Exception:
+            device_rate = int(round(info.default_rate))
+            if device_rate <= 0:
+                raise AudioError(f"output device {info.name!r} cannot play at {self.rate} Hz")
+        self.device_rate = device_rate
+        if device_rate != self.rate:
+            from talkie.audio.resample import Resampler
+
+            self._resampler = Resampler(self.rate, device_rate)
+        if self._ring is None or self._ring.capacity != int(device_rate * self.buffer_s):
+            self._ring = Ring(int(device_rate * self.buffer_s))
+        try:
+            stream = sd.OutputStream(
+                device=info.index,
+                samplerate=device_rate,
+                channels=1,
+                dtype="int16",
+                latency="low",
+                callback=self._callback,
+            )
+        except Exception as exc:
+            raise AudioError(f"cannot open output device {info.name!r} at {device_rate} Hz: {exc}") from exc
+        self.latency = float(stream.latency)
+        self._stream = stream
+        try:
+            stream.start()
+        except Exception as exc:
+            self._stream = None
+            stream.close(ignore_errors=True)
+            raise AudioError(f"cannot start output device {info.name!r}: {exc}") from exc
+
+    def play(self, pcm: bytes) -> None:
+        """Queue s16le mono audio at ``rate`` Hz (volume applied, resampled if needed)."""
+        import numpy as np
+
+        if self._ring is None:
+            raise AudioError("playback is not started")
+        if self._odd:
+            pcm = self._odd + pcm
+            self._odd = b""
+        if len(pcm) % 2:
+            self._odd = pcm[-1:]
+            pcm = pcm[:-1]
+        if not pcm:
+            return
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        if self.volume != 1.0:
+            scaled = samples.astype(np.float32)
+            scaled *= max(0.0, self.volume)
+            np.clip(scaled, -32768.0, 32767.0, out=scaled)
+            samples = np.rint(scaled).astype(np.int16)
+        if self._resampler is not None:
+            samples = self._resampler.process(samples)
+        self._ring.write(samples)
+        self._playing = True  # after the write: the callback must not see an empty "turn"
+
+    def flush(self) -> None:
+        """Drop all queued audio (effective within one callback period); cancels a pending finish."""
+        self._odd = b""
+        self._playing = False
+        if self._resampler is not None:
+            self._resampler.reset()
+        if self._ring is not None:
+            self._ring.flush()
+        self._cancel_finish()
+
+    def finish(self) -> None:
+        """End of turn: call ``on_drained()`` once when everything queued so far has been heard."""
+        if self._resampler is not None and self._ring is not None:
+            self._ring.write(self._resampler.drain())
+        self._odd = b""
+        self._playing = False
+        self._cancel_finish()
+        self._finish_gen += 1
+        gen = self._finish_gen
+        self._pending_finish = gen
+        if self._ring is None or self._stream is None or not self._stream.active:
+            self._loop.call_soon(self._drained, gen)
+            return
+        self._finish_at = self._ring.written
+        self._finish_req = gen  # publish last: the callback reads _finish_req first
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Let queued audio play out (at most ``timeout`` seconds; blocks the caller), then close.
+
+        A pending finish is dropped (``on_drained`` is not called after stop)."""
+        stream, ring = self._stream, self._ring
+        self._cancel_finish()
+        if stream is None:
+            return
+        if self._resampler is not None and ring is not None:
+            ring.write(self._resampler.drain())
+        deadline = time.monotonic() + max(0.0, timeout)
+        if ring is not None and ring.available() > 0 and stream.active:
+            while ring.available() > 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            # The last samples are in PortAudio's / the device's buffer: let them reach the DAC.
+            time.sleep(max(0.0, min(self.latency + 0.02, deadline - time.monotonic())))
+        self._stream = None
+        self._playing = False
+        try:
+            stream.abort(ignore_errors=True)
+        finally:
+            stream.close(ignore_errors=True)
+        if ring is not None:
+            ring.flush()
+
+    # -- loop thread ---------------------------------------------------------------------------
+    def _cancel_finish(self) -> None:
+        self._pending_finish = None
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+
+    def _finish_reached(self, gen: int, delay: float) -> None:
+        if gen != self._pending_finish:
+            return
+        self._drain_handle = self._loop.call_later(max(0.0, delay), self._drained, gen)
+
+    def _drained(self, gen: int) -> None:
+        if gen != self._pending_finish:
+            return
+        self._pending_finish = None
+        self._drain_handle = None
+        self._on_drained()
+
+    # -- PortAudio thread ----------------------------------------------------------------------
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        self.last_callback = time.monotonic()
+        if status:
+            self.xruns += 1
+        ring = self._ring
+        out = outdata[:, 0]
+        before = ring.read
+        n = ring.read_into(out)
+        if n < frames:
+            out[n:] = 0
+            if not self._playing:
+                self._dry = False
+            elif not self._dry:  # count each dry spell in the middle of a turn once
+                self._dry = True
+                self.underruns += 1
+        else:
+            self._dry = False
+        self.played_samples += n
+        req = self._finish_req
+        if req != self._finish_done and ring.read >= self._finish_at:
+            self._finish_done = req
+            # Offset of the turn's last sample within this block (0 if handed over earlier).
+            last = min(max(self._finish_at - before, 0), frames)
+            delay = time_info.outputBufferDacTime - time_info.currentTime
+            if not 0.0 <= delay < 2.0 or time_info.outputBufferDacTime == 0.0:
+                delay = self.latency
+            delay += last / self.device_rate
+            try:
+                self._loop.call_soon_threadsafe(self._finish_reached, req, delay)
+            except RuntimeError:  # loop closed
+                pass

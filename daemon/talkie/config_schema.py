@@ -1,0 +1,473 @@
+"""The settings' data model and the declarative schema that validates it.
+
+The frozen dataclasses below are what the rest of talkie sees (they are
+re-exported by :mod:`talkie.config`); their field defaults are *the* defaults.
+The schema (``SECTIONS`` and ``PATTERN_FIELDS``) says, for every key a user
+may write, which kind of value it takes, what range or choices are allowed and
+what it means in one line.  :mod:`talkie.config` drives parsing, validation,
+error messages and ``describe()`` from these tables; nothing here knows about
+files or line numbers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+
+# ---------------------------------------------------------------- data model
+class FrozenMap(Mapping):
+    """A read-only, hashable, picklable mapping (used for the LED patterns)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+@dataclass(frozen=True)
+class LedPattern:
+    """How the status LED looks in one state (off, solid, blink or pulse)."""
+
+    kind: str
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    brightness: float = 1.0
+    on_s: float = 0.5
+    off_s: float = 0.5
+
+
+WHITE, GREEN, BLUE = (1.0, 1.0, 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
+CYAN, YELLOW, RED = (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0)
+
+DEFAULT_PATTERNS = FrozenMap({
+    "starting": LedPattern("pulse", WHITE, 1.0, 0.5, 0.5),
+    "idle": LedPattern("solid", GREEN, 0.15),
+    "connecting": LedPattern("blink", BLUE, 1.0, 0.1, 0.1),
+    "listening": LedPattern("solid", BLUE, 1.0),
+    "thinking": LedPattern("pulse", CYAN, 1.0, 0.4, 0.4),
+    "speaking": LedPattern("solid", WHITE, 0.6),
+    "reconnecting": LedPattern("blink", YELLOW, 1.0, 0.2, 0.8),
+    "error": LedPattern("blink", RED, 1.0, 0.15, 0.15),
+})
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The [live] section: model, endpoint and session setup for Gemini Live."""
+
+    model: str = "gemini-3.8-live"
+    api_version: str = "v1beta"
+    endpoint: str = ""
+    ca_file: str = ""
+    api_key_file: str = ""
+    voice: str = ""
+    language_code: str = ""
+    system_instruction: str = ""
+    system_instruction_file: str = ""
+    system_instruction_text: str = ""
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    candidate_count: int | None = None
+    max_output_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    response_modalities: tuple[str, ...] = ("AUDIO",)
+    input_transcription: bool = True
+    output_transcription: bool = True
+    thinking_budget: int | None = None
+    thinking_level: str = ""
+    automatic_activity_detection: bool = False
+    start_sensitivity: str = ""
+    end_sensitivity: str = ""
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    activity_handling: str = "interrupts"
+    turn_coverage: str = "only_activity"
+    compression: bool = True
+    compression_trigger_tokens: int | None = None
+    compression_target_tokens: int | None = None
+    media_resolution: str = ""
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # The effective instruction text defaults to the inline instruction;
+        # config.load() fills it from system_instruction_file instead.
+        if not self.system_instruction_text and self.system_instruction:
+            object.__setattr__(self, "system_instruction_text", self.system_instruction)
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """The [audio] section: sound devices, chunking and levels."""
+
+    input_device: str | int = ""
+    output_device: str | int = ""
+    chunk_ms: int = 20
+    input_gain_db: float = 0.0
+    volume: float = 1.0
+    pending_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class PanelSettings:
+    """The [panel] section: push-to-talk button, status LED and keyboard."""
+
+    button_pin: int | None = 17
+    button: bool = True
+    button_pull_up: bool = True
+    bounce_s: float = 0.02
+    hold_s: float = 2.0
+    led: str = "pwm"
+    led_pins: tuple[int, ...] = (27,)
+    led_active_high: bool = True
+    keyboard: str = "auto"
+    patterns: Mapping[str, LedPattern] = field(default_factory=lambda: DEFAULT_PATTERNS)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The [log] section."""
+
+    level: str = "info"
+    transcripts: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything talkie reads from its config file (never the API key)."""
+
+    source: str = ""
+    live: LiveSettings = field(default_factory=LiveSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    panel: PanelSettings = field(default_factory=PanelSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+# -------------------------------------------------------------- value kinds
+class Invalid(Exception):
+    """A value failed its check.
+
+    ``what`` says what is wrong ("out of range"), ``allowed`` what would be
+    accepted, ``value`` the offending value (an array item when ``item`` is
+    its 1-based position) and ``typed`` whether to show the value's TOML type.
+    """
+
+    def __init__(self, what: str, allowed: str, value: Any, *,
+                 typed: bool = False, item: int | None = None) -> None:
+        super().__init__(what)
+        self.what, self.allowed, self.value = what, allowed, value
+        self.typed, self.item = typed, item
+
+
+def suggest(word: str, choices: Iterator[str] | list[str]) -> str | None:
+    """The closest of ``choices`` to a mistyped ``word``, if any is close."""
+    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class Kind:
+    """How one key's value is checked and normalised.  Subclasses set ``expect``
+    (what a wrong-typed value should have been) and implement ``check``."""
+
+    expect = "a value"
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def wrong_type(self, value: Any) -> Invalid:
+        return Invalid("wrong type", self.expect, value, typed=True)
+
+
+class Bool(Kind):
+    """true or false (TOML booleans only; never 0/1 or "yes")."""
+
+    expect = "true or false"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.wrong_type(value)
+        return value
+
+
+class _Range(Kind):
+    """Shared range logic of Int and Float."""
+
+    noun = "a number"
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        self.low, self.high = low, high
+        if low is not None and high is not None:
+            self.span = f"{low} to {high}"
+        elif low is not None:
+            self.span = f">= {low}"
+        else:
+            self.span = ""
+        joiner = " from " if high is not None else " "
+        self.expect = self.noun + (joiner + self.span if self.span else "")
+
+    def in_range(self, value: float) -> float:
+        too_low = self.low is not None and value < self.low
+        too_high = self.high is not None and value > self.high
+        if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
+            raise Invalid("out of range", self.span or "a finite number", value)
+        return value
+
+
+class Int(_Range):
+    """A TOML integer, optionally bounded (inclusive)."""
+
+    noun = "an integer"
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(value)
+        return self.in_range(value)
+
+
+class Float(_Range):
+    """A TOML float or integer (stored as float), optionally bounded."""
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        super().__init__(None if low is None else float(low),
+                         None if high is None else float(high))
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.wrong_type(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise Invalid("out of range", self.span or "a finite number", value) from None
+        return self.in_range(number)
+
+
+class Text(Kind):
+    """A string, optionally non-empty or matching ``valid`` (empty is always
+    accepted unless ``nonempty``)."""
+
+    def __init__(self, expect: str = "a string (in quotes)", *, nonempty: bool = False,
+                 valid: Callable[[str], bool] | None = None) -> None:
+        self.expect, self.nonempty, self.valid = expect, nonempty, valid
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.wrong_type(value)
+        if self.nonempty and not value.strip():
+            raise Invalid("must not be empty", self.expect, value)
+        if value and self.valid is not None and not self.valid(value):
+            raise Invalid("not valid", self.expect, value)
+        return value
+
+
+class Path(Text):
+    """A file path; config.load() resolves it relative to the config file's
+    folder and, when ``must_exist``, checks that it can be read."""
+
+    def __init__(self, expect: str = 'a file path, or "" for none', *,
+                 must_exist: bool = False) -> None:
+        super().__init__(expect)
+        self.must_exist = must_exist
+
+
+class Choice(Kind):
+    """One of a fixed set of words, matched case-insensitively and stored
+    lower-case (upper-case when ``upper``)."""
+
+    def __init__(self, *options: str, upper: bool = False) -> None:
+        self.options, self.upper = options, upper
+        shown = ", ".join(o if o else '""' for o in options)
+        self.expect = f"one of: {shown}"
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.wrong_type(value)
+        norm = value.strip().upper() if self.upper else value.strip().lower()
+        if norm in self.options:
+            return norm
+        near = suggest(value, [o.lower() for o in self.options if o])
+        near = next((o for o in self.options if o.lower() == near), None) if near else None
+        what = f'unknown value (did you mean "{near}"?)' if near else "unknown value"
+        raise Invalid(what, self.expect, value)
+
+
+class Device(Kind):
+    """A sound device: "" (default), part of its name, or its index."""
+
+    expect = '"" (system default), part of a device name, or a device index >= 0'
+
+    def check(self, value: Any) -> str | int:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(value)
+        if value < 0:
+            raise Invalid("out of range", "a device index >= 0", value)
+        return value
+
+
+class ListOf(Kind):
+    """A TOML array of ``item`` values, stored as a tuple."""
+
+    def __init__(self, item: Kind, expect: str, *, min_len: int = 1,
+                 max_len: int | None = None, unique: bool = True) -> None:
+        self.item, self.expect = item, expect
+        self.min_len, self.max_len, self.unique = min_len, max_len, unique
+
+    def check(self, value: Any) -> tuple:
+        if not isinstance(value, list):
+            raise self.wrong_type(value)
+        if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
+            raise Invalid("wrong number of items", self.expect, value)
+        out: list = []
+        for pos, element in enumerate(value, 1):
+            try:
+                checked = self.item.check(element)
+            except Invalid as err:
+                err.item = pos
+                raise
+            if self.unique and checked in out:
+                raise Invalid("repeated item", "each item at most once", element, item=pos)
+            out.append(checked)
+        return tuple(out)
+
+
+def _is_endpoint(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("https", "wss") and bool(parts.hostname)
+
+
+_BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+# -------------------------------------------------------------------- schema
+@dataclass(frozen=True)
+class FieldSpec:
+    """One key of a section: its name, kind (type + allowed values) and a
+    one-line description.  The default comes from the section's dataclass."""
+
+    name: str
+    kind: Kind
+    doc: str
+
+
+F = FieldSpec
+PIN = Int(0, 27)
+SENSITIVITY = Choice("", "high", "low")
+
+LIVE_FIELDS = (
+    F("model", Text("a non-empty model name", nonempty=True), "Gemini Live model name"),
+    F("api_version", Choice("v1alpha", "v1beta", "v1"), "API version of the endpoint"),
+    F("endpoint", Text('"" (Google) or a URL like https://host[:port] or wss://host[:port]/path',
+                       valid=_is_endpoint), "private endpoint URL; \"\" = Google's"),
+    F("ca_file", Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True),
+      "CA bundle trusted for a private endpoint"),
+    F("api_key_file", Path('a file path, or "" for the systemd credential / environment'),
+      "file holding the API key (read at start-up, never shown)"),
+    F("voice", Text('a voice name like "Puck", or "" for the model default'), "prebuilt voice"),
+    F("language_code", Text('a BCP-47 code like "en-US", or "" for automatic',
+                            valid=_BCP47.fullmatch), "speech language"),
+    F("system_instruction", Text(), "system instruction text"),
+    F("system_instruction_file", Path('a readable UTF-8 text file, or "" for none',
+                                      must_exist=True),
+      "file holding the system instruction"),
+    F("temperature", Float(0, 2), "sampling temperature; unset = model default"),
+    F("top_p", Float(0, 1), "nucleus sampling; unset = model default"),
+    F("top_k", Int(1), "top-k sampling; unset = model default"),
+    F("candidate_count", Int(1, 8), "number of candidates; unset = model default"),
+    F("max_output_tokens", Int(1), "reply length limit; unset = model default"),
+    F("presence_penalty", Float(-2, 2), "unset = model default"),
+    F("frequency_penalty", Float(-2, 2), "unset = model default"),
+    F("seed", Int(), "sampling seed; unset = random"),
+    F("response_modalities", ListOf(Choice("AUDIO", "TEXT", upper=True),
+                                    'an array of "AUDIO" and/or "TEXT", e.g. ["AUDIO"]',
+                                    max_len=2), "what the model replies with"),
+    F("input_transcription", Bool(), "transcribe what you say"),
+    F("output_transcription", Bool(), "transcribe what the model says"),
+    F("thinking_budget", Int(-1, 32768), "-1 = dynamic, 0 = off; unset = model default"),
+    F("thinking_level", Choice("", "minimal", "low", "medium", "high"),
+      '"" = model default'),
+    F("automatic_activity_detection", Bool(), "false = push-to-talk"),
+    F("start_sensitivity", SENSITIVITY, "speech start sensitivity (automatic mode)"),
+    F("end_sensitivity", SENSITIVITY, "speech end sensitivity (automatic mode)"),
+    F("prefix_padding_ms", Int(0, 5000), "automatic mode; unset = model default"),
+    F("silence_duration_ms", Int(0, 10000), "automatic mode; unset = model default"),
+    F("activity_handling", Choice("interrupts", "no_interruption"),
+      "whether speaking interrupts the model"),
+    F("turn_coverage", Choice("only_activity", "all_input", "audio_activity_and_all_video"),
+      "which input counts towards a turn"),
+    F("compression", Bool(), "context window compression (long sessions)"),
+    F("compression_trigger_tokens", Int(1000), "compress above this; unset = server default"),
+    F("compression_target_tokens", Int(100), "compress down to this; unset = server default"),
+    F("media_resolution", Choice("", "low", "medium", "high"), '"" = model default'),
+    F("connect_timeout_s", Float(1, 120), "seconds to wait for the connection"),
+)
+
+AUDIO_FIELDS = (
+    F("input_device", Device(), "microphone; \"\" = system default"),
+    F("output_device", Device(), "speaker; \"\" = system default"),
+    F("chunk_ms", Int(10, 100), "uplink chunk length in milliseconds"),
+    F("input_gain_db", Float(-20, 30), "microphone gain in dB"),
+    F("volume", Float(0, 1), "playback gain"),
+    F("pending_s", Float(10, 300), "most audio kept while the link is down (seconds)"),
+)
+
+PANEL_FIELDS = (
+    F("button_pin", PIN, "BCM pin of the push-to-talk button"),
+    F("button", Bool(), "false = no GPIO button"),
+    F("button_pull_up", Bool(), "true = button to GND with the internal pull-up"),
+    F("bounce_s", Float(0, 1), "button debounce time (seconds)"),
+    F("hold_s", Float(0.2, 30), "a press this long is a long hold (seconds)"),
+    F("led", Choice("none", "plain", "pwm", "rgb"), "kind of status LED"),
+    F("led_pins", ListOf(PIN, "an array of BCM pins 0 to 27: 1 pin, or 3 (red, green, blue)",
+                         max_len=3), "BCM pins of the LED"),
+    F("led_active_high", Bool(), "false = LED on when the pin is low"),
+    F("keyboard", Choice("auto", "off"), "auto = keyboard + terminal LED on a tty"),
+)
+
+PATTERN_FIELDS = (
+    F("kind", Choice("off", "solid", "blink", "pulse"), "what the LED does"),
+    F("color", ListOf(Float(0, 1), "an array of 3 numbers 0.0 to 1.0 (red, green, blue)",
+                      min_len=3, max_len=3, unique=False), "RGB LEDs only"),
+    F("brightness", Float(0, 1), "0.0 to 1.0 (plain LED: on when > 0)"),
+    F("on_s", Float(0.02, 10), "blink: time on; pulse: fade-in time"),
+    F("off_s", Float(0.02, 10), "blink: time off; pulse: fade-out time"),
+)
+
+LOG_FIELDS = (
+    F("level", Choice("debug", "info", "warning", "error"), "log level"),
+    F("transcripts", Bool(), "log what was heard and said"),
+)
+
+# section name -> (dataclass, its keys); "panel" also takes [panel.patterns.NAME].
+SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
+    "live": (LiveSettings, LIVE_FIELDS),
+    "audio": (AudioSettings, AUDIO_FIELDS),
+    "panel": (PanelSettings, PANEL_FIELDS),
+    "log": (LogSettings, LOG_FIELDS),
+}

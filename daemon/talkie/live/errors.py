@@ -1,0 +1,81 @@
+"""What went wrong with a Live session, in words, and whether retrying can help.
+
+``classify(exc)`` turns whatever the SDK, websockets, TLS or the network raised into a
+:class:`Failure`: a one-line reason a person can act on, and ``fatal`` when only a person can fix it
+(a rejected key, an unknown model, an untrusted certificate), so the device does not hammer the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+
+from talkie.system.credentials import KEY_PATH_HINT
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    fatal: bool = False
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (what a TaskGroup raises)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _close_failure(code: int | None, message: str, model: str) -> Failure:
+    text = message.strip() or "no reason given"
+    low = text.lower()
+    if code == 1008 and ("api key" in low or "api_key" in low or "permission" in low):
+        return Failure(f"API key rejected: put a valid key in {KEY_PATH_HINT}", fatal=True)
+    if code == 1008 and ("not found" in low or "model" in low):
+        return Failure(f"model {model!r} is not available for Live ({text}): "
+                       "set [live] model to a Live model", fatal=True)
+    if code == 1008:
+        return Failure(f"refused by Gemini (1008: {text})", fatal=True)
+    if code == 1007:
+        return Failure(f"Gemini rejected a setting (1007: {text}): check [live] in the config",
+                       fatal=True)
+    return Failure(f"closed by the server ({code}: {text})")
+
+
+def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> Failure:
+    """Describe ``exc`` for the user and say whether retrying can help."""
+    exc = _first(exc)
+    from google.genai import errors as genai_errors  # already imported by the SDK that raised
+    from websockets import exceptions as ws_errors
+
+    if isinstance(exc, genai_errors.APIError):
+        return _close_failure(exc.code, str(exc.message or exc.status or ""), model)
+    if isinstance(exc, ws_errors.InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return Failure(f"API key rejected (HTTP {status}): put a valid key in {KEY_PATH_HINT}",
+                           fatal=True)
+        if status == 404:
+            return Failure("the Live endpoint was not found (HTTP 404): "
+                           "check [live] endpoint and api_version", fatal=True)
+        return Failure(f"the service answered HTTP {status}")
+    if isinstance(exc, ws_errors.ConnectionClosed):
+        frame = exc.rcvd
+        if frame is None:
+            return Failure("connection dropped")
+        return _close_failure(frame.code, frame.reason, model)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Failure(f"the endpoint's TLS certificate is not trusted ({exc.verify_message}): "
+                       "check [live] endpoint and ca_file", fatal=True)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return Failure(f"no answer from the service within {timeout_s:g} s" if timeout_s
+                       else "the service did not answer in time")
+    if isinstance(exc, socket.gaierror):
+        return Failure(f"cannot resolve the service's address ({exc.strerror})")
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure("connection refused")
+    if isinstance(exc, OSError):
+        return Failure(f"network error ({exc.strerror or type(exc).__name__})")
+    return Failure(f"unexpected {type(exc).__name__}: {exc}")

@@ -1,0 +1,105 @@
+"""From ``[live]`` settings to the google-genai objects that open a session.
+
+Only this module and :mod:`talkie.live.link` import ``google.genai``, and only inside functions: the
+import costs most of a second and is not needed before the first press.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from google.genai import types
+
+    from talkie.config import LiveSettings
+
+_HANDLING = {"interrupts": "START_OF_ACTIVITY_INTERRUPTS", "no_interruption": "NO_INTERRUPTION"}
+_COVERAGE = {
+    "only_activity": "TURN_INCLUDES_ONLY_ACTIVITY",
+    "all_input": "TURN_INCLUDES_ALL_INPUT",
+    "audio_activity_and_all_video": "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
+}
+_START_SENSITIVITY = {"high": "START_SENSITIVITY_HIGH", "low": "START_SENSITIVITY_LOW"}
+_END_SENSITIVITY = {"high": "END_SENSITIVITY_HIGH", "low": "END_SENSITIVITY_LOW"}
+_RESOLUTION = {"low": "MEDIA_RESOLUTION_LOW", "medium": "MEDIA_RESOLUTION_MEDIUM",
+               "high": "MEDIA_RESOLUTION_HIGH"}
+
+#: websockets keepalive: a ping every 20 s, and a generous timeout so a busy uplink does not
+#: close its own connection (a self-inflicted 1011).
+KEEPALIVE = {"ping_interval": 20.0, "ping_timeout": 60.0}
+
+
+def _unset_none(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v not in (None, "")}
+
+
+def connect_config(live: LiveSettings) -> types.LiveConnectConfig:
+    """The LiveConnectConfig for a session with these settings."""
+    from google.genai import types
+
+    detection = types.AutomaticActivityDetection(
+        disabled=not live.automatic_activity_detection,
+        **_unset_none(
+            start_of_speech_sensitivity=_START_SENSITIVITY.get(live.start_sensitivity),
+            end_of_speech_sensitivity=_END_SENSITIVITY.get(live.end_sensitivity),
+            prefix_padding_ms=live.prefix_padding_ms,
+            silence_duration_ms=live.silence_duration_ms,
+        ),
+    )
+    fields: dict[str, Any] = dict(
+        response_modalities=list(live.response_modalities),
+        realtime_input_config=types.RealtimeInputConfig(
+            automatic_activity_detection=detection,
+            activity_handling=_HANDLING[live.activity_handling],
+            turn_coverage=_COVERAGE[live.turn_coverage],
+        ),
+        session_resumption=types.SessionResumptionConfig(),
+    )
+    fields.update(_unset_none(
+        temperature=live.temperature, top_p=live.top_p, top_k=live.top_k,
+        max_output_tokens=live.max_output_tokens, seed=live.seed,
+        media_resolution=_RESOLUTION.get(live.media_resolution),
+        system_instruction=live.system_instruction_text or None,
+    ))
+    if live.input_transcription:
+        fields["input_audio_transcription"] = types.AudioTranscriptionConfig()
+    if live.output_transcription:
+        fields["output_audio_transcription"] = types.AudioTranscriptionConfig()
+    speech = _unset_none(language_code=live.language_code)
+    if live.voice:
+        speech["voice_config"] = types.VoiceConfig(
+            prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice))
+    if speech:
+        fields["speech_config"] = types.SpeechConfig(**speech)
+    if live.thinking_budget is not None:
+        fields["thinking_config"] = types.ThinkingConfig(thinking_budget=live.thinking_budget)
+    elif live.thinking_level:
+        fields["thinking_config"] = types.ThinkingConfig(thinking_level=live.thinking_level.upper())
+    if live.compression:
+        window = _unset_none(target_tokens=live.compression_target_tokens)
+        fields["context_window_compression"] = types.ContextWindowCompressionConfig(
+            sliding_window=types.SlidingWindow(**window),
+            **_unset_none(trigger_tokens=live.compression_trigger_tokens),
+        )
+    # Settings the Live config only takes through its (deprecated) nested generation config.
+    extra = _unset_none(candidate_count=live.candidate_count,
+                        presence_penalty=live.presence_penalty,
+                        frequency_penalty=live.frequency_penalty)
+    if extra:
+        fields["generation_config"] = types.GenerationConfig(**extra)
+    return types.LiveConnectConfig(**fields)
+
+
+def http_options(live: LiveSettings) -> types.HttpOptions:
+    """Endpoint, API version, TLS trust and websocket keepalive."""
+    from google.genai import types
+
+    client_args: dict[str, Any] = dict(KEEPALIVE)
+    if live.ca_file:
+        client_args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
+    return types.HttpOptions(
+        api_version=live.api_version,
+        async_client_args=client_args,
+        **_unset_none(base_url=live.endpoint),
+    )

@@ -1,0 +1,91 @@
+"""The Gemini API key: where it comes from, and how it stays out of every log line.
+
+Looked up in this order (the first that gives a non-empty key wins):
+
+1. ``$CREDENTIALS_DIRECTORY/gemini-api-key``: systemd's ``LoadCredential=`` (the appliance's way);
+2. ``[live] api_key_file`` from the config;
+3. the ``GEMINI_API_KEY`` then ``GOOGLE_API_KEY`` environment variables (for a developer's shell).
+
+The key is wrapped in :class:`Secret`, whose ``str``/``repr`` never show it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CREDENTIAL_NAME = "gemini-api-key"
+ENV_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+#: Where the appliance keeps the key; named in the message that asks for one.
+KEY_PATH_HINT = "/etc/talkie/api-key"
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        """The key itself: only for the one place that hands it to the SDK."""
+        return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with every occurrence of the key replaced by ``***``."""
+        return text.replace(self._value, "***") if self._value else text
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, source={self.source!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class KeyProblem:
+    """Why no key could be read, in words that say what to do."""
+
+    message: str
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip()
+
+
+def load_api_key(api_key_file: str = "", env: Mapping[str, str] | None = None) -> Secret | KeyProblem:
+    """Find the API key (see the module docstring for the order)."""
+    env = os.environ if env is None else env
+    tried: list[str] = []
+    candidates: list[tuple[Path, str]] = []
+    if env.get("CREDENTIALS_DIRECTORY"):
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        candidates.append((path, f"credential {CREDENTIAL_NAME}"))
+    if api_key_file:
+        candidates.append((Path(api_key_file), str(api_key_file)))
+    for path, source in candidates:
+        try:
+            value = _read(path)
+        except FileNotFoundError:
+            tried.append(f"{path} (missing)")
+            continue
+        except OSError as exc:
+            tried.append(f"{path} ({exc.strerror or type(exc).__name__})")
+            continue
+        if value:
+            return Secret(value, source)
+        tried.append(f"{path} (empty)")
+    for name in ENV_NAMES:
+        if env.get(name, "").strip():
+            return Secret(env[name].strip(), f"${name}")
+    where = "; ".join(tried) if tried else "no key file configured and no GEMINI_API_KEY set"
+    return KeyProblem(f"no API key ({where}): put your Gemini API key in {KEY_PATH_HINT}")

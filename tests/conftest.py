@@ -1,0 +1,60 @@
+"""Shared pytest fixtures for talkie's tests (keep generic; room-specific fixtures live near their tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # make `support` importable whatever pytest's import mode
+    sys.path.insert(0, str(TESTS_DIR))
+
+SPEECH_TEXT = "Hello talkie. What is the weather like on the coast tomorrow morning?"
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    """A private PulseAudio daemon with a null-sink microphone and speaker (support.pulse.PulseHarness).
+
+    Skips when PulseAudio / the ALSA pulse plugin / PortAudio are not installed, unless
+    TALKIE_REQUIRE_AUDIO=1 (CI), which turns the skip into a failure.
+    """
+    from support.pulse import PulseHarness, PulseUnavailable
+
+    harness = PulseHarness()
+    try:
+        harness.start()
+    except PulseUnavailable as exc:
+        if os.environ.get("TALKIE_REQUIRE_AUDIO") == "1":
+            pytest.fail(f"TALKIE_REQUIRE_AUDIO=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def make_speech_wav(path: Path, text: str = SPEECH_TEXT, rate: int = 16000) -> Path:
+    """Synthesize ``text`` with espeak-ng and convert it with sox to 16-bit mono ``rate`` Hz WAV."""
+    raw = path.with_name(path.stem + "-espeak.wav")
+    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True, timeout=60)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)],
+                   check=True, capture_output=True, timeout=60)
+    raw.unlink()
+    return path
+
+
+@pytest.fixture
+def speech_wav(tmp_path) -> Path:
+    """Path of a WAV file with a few seconds of espeak-ng speech, 16 kHz mono 16-bit."""
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("TALKIE_REQUIRE_AUDIO") == "1":
+            pytest.fail(f"TALKIE_REQUIRE_AUDIO=1 but missing {', '.join(missing)}")
+        pytest.skip(f"speech_wav needs {', '.join(missing)}")
+    return make_speech_wav(tmp_path / "speech.wav")

@@ -1,0 +1,89 @@
+"""The uplink outbox: order, replay after a drop, bounds, and counting what overflows."""
+
+from talkie.uplink import END, START, Kind, Outbox
+
+
+def drain(box):
+    out = []
+    while (item := box.peek()) is not None:
+        box.sent(item)
+        out.append(item)
+    return out
+
+
+def test_audio_outside_a_turn_is_not_queued():
+    box = Outbox(10_000)
+    box.push_audio(b"before")
+    box.start_turn()
+    box.push_audio(b"during")
+    box.end_turn()
+    box.push_audio(b"after")
+    assert [(i.kind, i.pcm) for i in drain(box)] == [
+        (Kind.ACTIVITY_START, b""), (Kind.AUDIO, b"during"), (Kind.ACTIVITY_END, b"")]
+
+
+def test_a_turn_waits_whole_until_sent_and_wakes_the_sender():
+    woken = []
+    box = Outbox(10_000, on_ready=lambda: woken.append(1))
+    box.start_turn()
+    for n in range(5):
+        box.push_audio(bytes([n]) * 4)
+    box.end_turn()
+    assert len(box) == 7 and len(woken) == 7
+    assert [i.pcm for i in drain(box)][1:6] == [bytes([n]) * 4 for n in range(5)]
+
+
+def test_replay_resends_the_turn_from_its_start_then_the_rest():
+    box = Outbox(10_000)
+    box.start_turn()
+    box.push_audio(b"a")
+    box.push_audio(b"b")
+    first = drain(box)  # went out on the old session
+    box.push_audio(b"c")  # still waiting when the link dropped
+    box.replay()
+    box.end_turn()
+    again = drain(box)
+    assert [i.pcm for i in first] == [b"", b"a", b"b"]
+    assert again[0] is START and [i.pcm for i in again[1:4]] == [b"a", b"b", b"c"]
+    assert again[-1] is END
+
+
+def test_a_new_turn_forgets_the_previous_turns_replay():
+    box = Outbox(10_000)
+    box.start_turn(); box.push_audio(b"one"); box.end_turn(); drain(box)
+    box.start_turn(); box.push_audio(b"two")
+    drain(box)
+    box.replay()
+    assert [i.pcm for i in drain(box)] == [b"", b"two"]
+
+
+def test_overflow_is_counted_and_reported_once_per_turn():
+    reports = []
+    box = Outbox(10, on_overflow=reports.append)
+    box.start_turn()
+    for _ in range(5):
+        box.push_audio(b"1234")
+    assert box.dropped_bytes == 12 and reports == [4]
+    box.end_turn()
+    box.start_turn()
+    box.push_audio(b"12345678901")
+    assert reports == [4, 23]  # the first turn still waits, so the second cannot fit
+
+
+def test_replay_memory_gives_way_to_new_audio():
+    box = Outbox(8)
+    box.start_turn()
+    box.push_audio(b"1234"); box.push_audio(b"5678")
+    drain(box)
+    box.push_audio(b"abcd")  # fits only by forgetting what was already sent
+    assert box.dropped_bytes == 0
+    box.replay()
+    assert [i.pcm for i in drain(box)] == [b"abcd"]
+
+
+def test_drop_forgets_everything():
+    box = Outbox(100)
+    box.start_turn(); box.push_audio(b"x")
+    box.drop()
+    box.push_audio(b"y")
+    assert box.peek() is None and not box.capturing and box.waiting_bytes == 0
