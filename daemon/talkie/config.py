@@ -1,15 +1,12 @@
 """Read and validate talkie's TOML config file.
 
 ``load(path)`` returns frozen :class:`Settings` or raises :class:`ConfigError`
-whose text tells the user exactly where and what to fix, one line per problem::
+telling the user where and what to fix, one line per problem::
 
     /etc/talkie/talkie.toml:14: [audio] chunk_ms: out of range; found 500; allowed 10 to 100
 
-What each key accepts lives in :mod:`talkie.config_schema`; this module reads
-the file, finds the line of every key (``tomllib`` reports none), applies the
-schema and the rules that involve several keys, and renders ``describe()``.
-The config never holds the API key; values of secret-looking keys are never
-echoed.
+What each key accepts lives in :mod:`talkie.config_schema`.  The config never
+holds the API key, and values of secret-looking keys are never echoed.
 """
 
 from __future__ import annotations
@@ -36,9 +33,8 @@ __all__ = [
 
 DEFAULT_PATH = "/etc/talkie/talkie.toml"
 EX_CONFIG = 78  # sysexits.h: configuration error
-MAX_SHOWN = 20  # problems listed in one ConfigError
 
-_SECRET_NAME = re.compile(r"key|token|secret|password|credential", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
 _KEY_HINT = ("the API key never goes in this file: put it in /etc/talkie/api-key "
              "or set api_key_file to a file that holds it")
@@ -71,10 +67,6 @@ class KeyLines:
             self._scan()
         except (IndexError, ValueError, tomllib.TOMLDecodeError):
             pass  # keep what was located; find() falls back to enclosing tables
-
-    def exact(self, path: tuple[str, ...]) -> int | None:
-        """The line where ``path`` itself is defined, if it is."""
-        return self.lines.get(tuple(path))
 
     def find(self, path: tuple[str, ...]) -> int:
         """The line of ``path`` or of its nearest located parent, else 1."""
@@ -233,9 +225,11 @@ class _Checker:
         self.problems: list[tuple[int, str]] = []
         self.files: dict[str, bytes] = {}
 
-    def report(self, path: tuple[str, ...], text: str, line: int | None = None) -> None:
+    def report(self, path: tuple[str, ...], text: str, line: int | None = None,
+               label: str = "") -> None:
+        """Add a problem at the line of ``path``, labelled "[section] key"."""
         line = line or self.lines.find(path)
-        label = f"[{'.'.join(path[:-1])}] {path[-1]}" if len(path) > 1 else path[0]
+        label = label or (f"[{'.'.join(path[:-1])}] {path[-1]}" if len(path) > 1 else path[0])
         self.problems.append((line, f"{self.source}:{line}: {label}: {text}"))
 
     def unknown(self, path: tuple[str, ...], key: str, value: Any,
@@ -348,7 +342,8 @@ def _check_rules(check: _Checker, settings: Settings) -> None:
         check.report(("live", "compression_target_tokens"),
                      f"must be less than compression_trigger_tokens; found {target}; "
                      f"allowed less than {trigger}")
-    pins_at = (check.lines.exact(("panel", "led_pins")) or check.lines.exact(("panel", "led")))
+    located = check.lines.lines.get  # the led_pins line, else the led line, else [panel]
+    pins_at = located(("panel", "led_pins")) or located(("panel", "led"))
     need = 3 if panel.led == "rgb" else 1
     if panel.led != "none" and len(panel.led_pins) != need:
         allowed = "3 pins (red, green, blue), e.g. [17, 27, 22]" if need == 3 else "1 pin, e.g. [27]"
@@ -404,7 +399,7 @@ def load(path: str | os.PathLike) -> Settings:
             _unknown_top(check, name, value)
         elif not isinstance(value, dict):
             check.report((name,), f"wrong type; found {_found(name, value, True)}; "
-                         f"allowed a [{name}] section")
+                         f"allowed a [{name}] section", label=f"[{name}]")
     built: dict[str, Any] = {}
     for name, (cls, fields) in SECTIONS.items():
         table = doc.get(name) if isinstance(doc.get(name), dict) else {}
@@ -420,9 +415,7 @@ def load(path: str | os.PathLike) -> Settings:
         _check_rules(check, settings)
     if check.problems:
         shown = [text for _, text in sorted(check.problems, key=lambda p: p[0])]
-        more = len(shown) - MAX_SHOWN
-        message = "\n".join(shown[:MAX_SHOWN] + ([f"... and {more} more"] if more > 0 else []))
-        raise ConfigError(message, shown)
+        raise ConfigError("\n".join(shown), shown)
     return settings
 
 
@@ -432,7 +425,8 @@ def _unknown_top(check: _Checker, name: str, value: Any) -> None:
     if isinstance(value, dict):
         near = suggest(name, list(SECTIONS))
         hint = f" (did you mean [{near}]?)" if near else ""
-        check.report((name,), f"unknown section{hint}; allowed: {', '.join(sections)}")
+        check.report((name,), f"unknown section{hint}; allowed: {', '.join(sections)}",
+                     label=f"[{name}]")
         return
     home = [s for s, (_, fields) in SECTIONS.items() if name in {f.name for f in fields}]
     hint = f"; it belongs in [{home[0]}]: move it below the [{home[0]}] line" if home else ""

@@ -1,12 +1,9 @@
 """The settings' data model and the declarative schema that validates it.
 
-The frozen dataclasses below are what the rest of talkie sees (they are
-re-exported by :mod:`talkie.config`); their field defaults are *the* defaults.
-The schema (``SECTIONS`` and ``PATTERN_FIELDS``) says, for every key a user
-may write, which kind of value it takes, what range or choices are allowed and
-what it means in one line.  :mod:`talkie.config` drives parsing, validation,
-error messages and ``describe()`` from these tables; nothing here knows about
-files or line numbers.
+The frozen dataclasses (re-exported by :mod:`talkie.config`) hold *the* defaults.
+``SECTIONS`` and ``PATTERN_FIELDS`` say for every key its kind of value, what is
+allowed and what it means; :mod:`talkie.config` drives validation, messages and
+``describe()`` from them.  Nothing here knows about files or line numbers.
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ from urllib.parse import urlsplit
 # ---------------------------------------------------------------- data model
 class FrozenMap(Mapping):
     """A read-only, hashable, picklable mapping (used for the LED patterns)."""
-
-    __slots__ = ("_data",)
 
     def __init__(self, data: Mapping | None = None) -> None:
         self._data = dict(data or {})
@@ -218,16 +213,12 @@ class _Range(Kind):
 
     def __init__(self, low: float | None = None, high: float | None = None) -> None:
         self.low, self.high = low, high
-        if low is not None and high is not None:
-            self.span = f"{low} to {high}"
-        elif low is not None:
-            self.span = f">= {low}"
-        else:
-            self.span = ""
+        bounds = f"{low} to {high}" if high is not None else f">= {low}"
+        self.span = bounds if low is not None else ""
         joiner = " from " if high is not None else " "
         self.expect = self.noun + (joiner + self.span if self.span else "")
 
-    def in_range(self, value: float) -> float:
+    def in_range(self, value: Any) -> Any:
         too_low = self.low is not None and value < self.low
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
@@ -256,11 +247,7 @@ class Float(_Range):
     def check(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.wrong_type(value)
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond any float
-            raise Invalid("out of range", self.span or "a finite number", value) from None
-        return self.in_range(number)
+        return float(self.in_range(value))  # bounds first: huge ints overflow float()
 
 
 class Text(Kind):

@@ -23,24 +23,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+
+from talkie.vocabulary import (  # noqa: F401 - re-exported: the machine's whole vocabulary
+    EVENT_TYPES, AudioFailed, AudioRestored, ButtonDown, ButtonHeld, ButtonUp, CancelRetryTimer,
+    Connect, Disconnect, DropTurn, Effect, EndTurn, Event, FinishPlayback, FlushPlayback, Heard,
+    Interrupted, LinkLost, Log, ModelAudio, Phase, Play, PlaybackDrained, ReplayTurn, RetryDue,
+    Said, SessionOpened, Show, StartRetryTimer, StartTurn, TurnComplete,
+)
 
 #: Consecutive failed connects after which a turn the user already released is given up.
 GIVE_UP_AFTER = 4
 #: Longest wait between two reconnect attempts, in seconds.
 BACKOFF_CAP_S = 30.0
-
-
-class Phase(enum.Enum):
-    """What the device is doing, as the user sees it (and the LED shows it)."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    LISTENING = "listening"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
-    RECONNECTING = "reconnecting"
-    ERROR = "error"
 
 
 class Link(enum.Enum):
@@ -85,187 +80,6 @@ class State:
         if self.phase is Phase.ERROR:
             return f"error: {self.reason}"
         return self.phase.value
-
-
-# --------------------------------------------------------------------------------------------- events
-
-
-class Event:
-    """Something that happened, reported by an adapter."""
-
-
-@dataclass(frozen=True)
-class ButtonDown(Event):
-    """The talk button went down (or `talkie ctl press`, or the keyboard)."""
-
-
-@dataclass(frozen=True)
-class ButtonUp(Event):
-    """The talk button went up."""
-
-
-@dataclass(frozen=True)
-class ButtonHeld(Event):
-    """The talk button has been held for the configured hold time."""
-
-
-@dataclass(frozen=True)
-class SessionOpened(Event):
-    """A Live session finished its setup and can take input."""
-
-
-@dataclass(frozen=True)
-class LinkLost(Event):
-    """The Live session could not be opened, or ended without being asked to.
-
-    ``fatal`` means retrying cannot help until a person fixes something (a rejected API key, an
-    unknown model); ``reason`` then says what to fix.
-    """
-
-    reason: str
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class ModelAudio(Event):
-    """A chunk of the model's spoken answer (s16le mono 24 kHz)."""
-
-    pcm: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Interrupted(Event):
-    """The server cut the model's answer short (the user started a new turn)."""
-
-
-@dataclass(frozen=True)
-class TurnComplete(Event):
-    """The server finished the model's turn."""
-
-
-@dataclass(frozen=True)
-class PlaybackDrained(Event):
-    """Everything handed to playback has reached the speaker."""
-
-
-@dataclass(frozen=True)
-class Heard(Event):
-    """Transcription of what the user said in a turn."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Said(Event):
-    """Transcription of what the model said in a turn."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class RetryDue(Event):
-    """The reconnect back-off timer fired."""
-
-
-@dataclass(frozen=True)
-class AudioFailed(Event):
-    """The microphone or the speaker stopped working (or could not be opened)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class AudioRestored(Event):
-    """The audio devices work again."""
-
-
-# -------------------------------------------------------------------------------------------- effects
-
-
-class Effect:
-    """Something the shell must do."""
-
-
-@dataclass(frozen=True)
-class Connect(Effect):
-    """Open a Live session; report SessionOpened or LinkLost."""
-
-
-@dataclass(frozen=True)
-class Disconnect(Effect):
-    """Close the Live session."""
-
-
-@dataclass(frozen=True)
-class StartTurn(Effect):
-    """Queue activity_start and capture the microphone into the outbox from now on."""
-
-
-@dataclass(frozen=True)
-class EndTurn(Effect):
-    """Stop capturing into the outbox and queue activity_end."""
-
-
-@dataclass(frozen=True)
-class ReplayTurn(Effect):
-    """The link dropped mid-turn: queue the current turn again from its start for the next session."""
-
-
-@dataclass(frozen=True)
-class DropTurn(Effect):
-    """Forget the current turn: stop capturing and empty the outbox."""
-
-
-@dataclass(frozen=True)
-class Play(Effect):
-    """Append the model's audio to the playback buffer."""
-
-    pcm: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class FlushPlayback(Effect):
-    """Silence the speaker now: drop everything buffered."""
-
-
-@dataclass(frozen=True)
-class FinishPlayback(Effect):
-    """No more audio is coming this turn: report PlaybackDrained once it has all been heard."""
-
-
-@dataclass(frozen=True)
-class StartRetryTimer(Effect):
-    """Report RetryDue after ``delay_s`` seconds."""
-
-    delay_s: float
-
-
-@dataclass(frozen=True)
-class CancelRetryTimer(Effect):
-    """Forget a pending RetryDue."""
-
-
-@dataclass(frozen=True)
-class Show(Effect):
-    """The state changed: show it on the LED and in the service status."""
-
-    phase: Phase
-    status: str
-
-
-@dataclass(frozen=True)
-class Log(Effect):
-    """A line for the journal.
-
-    ``key`` names a fault channel: the shell writes a keyed line only when its text differs from the
-    last one written for that key, so a retry loop logs one line per fault, not one per retry.
-    ``transcript`` lines are what was heard and said; the shell may be configured to leave them out.
-    """
-
-    level: str
-    message: str
-    key: str | None = None
-    transcript: bool = False
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -544,9 +358,3 @@ def step(state: State, event: Event) -> tuple[State, list[Effect]]:
     if (new.phase, new.status) != (state.phase, state.status):
         effects = [*effects, Show(new.phase, new.status)]
     return new, effects
-
-
-EVENT_TYPES: tuple[type[Event], ...] = (
-    ButtonDown, ButtonUp, ButtonHeld, SessionOpened, LinkLost, ModelAudio, Interrupted,
-    TurnComplete, PlaybackDrained, Heard, Said, RetryDue, AudioFailed, AudioRestored,
-)

@@ -160,6 +160,14 @@ def factory():
 
 
 @pytest.fixture
+def loop():
+    """An event loop that is never run: for tests that only need one to pass in."""
+    new = asyncio.new_event_loop()
+    yield new
+    new.close()
+
+
+@pytest.fixture
 def closing():
     things = []
     yield things.append
@@ -251,8 +259,8 @@ def test_close_releases_pins_and_drops_late_events(factory):
     asyncio.run(main())
 
 
-def test_button_disabled_still_opens_the_led(factory, closing):
-    panel = open_panel(Cfg(button=False), loop=asyncio.new_event_loop(), on_press=print,
+def test_button_disabled_still_opens_the_led(factory, closing, loop):
+    panel = open_panel(Cfg(button=False), loop=loop, on_press=print,
                        on_release=print, on_hold=print)
     closing(panel)
     assert panel.kind == "gpio" and panel.button is None and panel.led.kind == "pwm"
@@ -379,8 +387,7 @@ def test_showing_the_same_pattern_does_not_restart_it(factory, closing):
     assert pin.state == 1
 
 
-def test_panel_show_uses_the_settings_patterns(factory, closing, caplog):
-    loop = asyncio.new_event_loop()
+def test_panel_show_uses_the_settings_patterns(factory, closing, caplog, loop):
     panel = open_panel(Cfg(), loop=loop, on_press=print, on_release=print, on_hold=print)
     closing(panel)
     pin = factory.pin(27)
@@ -393,11 +400,10 @@ def test_panel_show_uses_the_settings_patterns(factory, closing, caplog):
         panel.show("dancing")
     assert "dancing" in caplog.text
     assert panel.led.sync() and pin.state == 1.0
-    loop.close()
 
 
-def test_led_none_opens_no_led(factory, closing):
-    panel = open_panel(Cfg(led="none"), loop=asyncio.new_event_loop(), on_press=print,
+def test_led_none_opens_no_led(factory, closing, loop):
+    panel = open_panel(Cfg(led="none"), loop=loop, on_press=print,
                        on_release=print, on_hold=print)
     closing(panel)
     assert panel.kind == "gpio" and panel.led is None
@@ -438,23 +444,27 @@ def test_no_pin_factory_falls_back_to_keyboard_on_a_tty(no_gpio, tty_pair, caplo
             assert panel.kind == "keyboard"
             warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
             assert len(warnings) == 1
-            assert warnings[0].getMessage().startswith("no GPIO (no GPIO pin factory")
+            assert warnings[0].getMessage().startswith("no GPIO (no pin factory: ")
             assert warnings[0].getMessage().endswith(KEYBOARD_HINT)
             mode = termios.tcgetattr(slave)
             assert not mode[3] & (termios.ECHO | termios.ICANON)
             assert mode[3] & termios.ISIG  # Ctrl-C stays the shell's SIGINT
-            panel.button.first_release_s = 0.05
+            panel.button.first_release_s = panel.button.repeat_release_s = 0.05
             pressed, released = ev.future("press"), ev.future("release")
             os.write(master, b" ")
             await asyncio.wait_for(pressed, 5)
             await asyncio.wait_for(released, 5)  # no autorepeat followed
+            pressed, released = ev.future("press"), ev.future("release")
+            os.write(master, b" " * 8)  # a press plus autorepeat, then the key goes up
+            await asyncio.wait_for(pressed, 5)
+            await asyncio.wait_for(released, 5)
             pressed, released = ev.future("press"), ev.future("release")
             os.write(master, b"\n")
             await asyncio.wait_for(pressed, 5)
             assert not released.done()
             os.write(master, b"\n")
             await asyncio.wait_for(released, 5)
-            assert ev.log == ["press", "release"] * 2
+            assert ev.log == ["press", "release"] * 3
             panel.show("listening")
             assert "listening" in err.getvalue()
         finally:
@@ -464,11 +474,11 @@ def test_no_pin_factory_falls_back_to_keyboard_on_a_tty(no_gpio, tty_pair, caplo
     asyncio.run(main())
 
 
-def test_no_pin_factory_and_no_tty_gives_none(no_gpio, caplog):
+def test_no_pin_factory_and_no_tty_gives_none(no_gpio, caplog, loop):
     read_fd, write_fd = os.pipe()
     try:
         with caplog.at_level(logging.INFO, logger="talkie.panel"):
-            panel = open_panel(Cfg(), loop=asyncio.new_event_loop(), stdin=read_fd,
+            panel = open_panel(Cfg(), loop=loop, stdin=read_fd,
                                on_press=print, on_release=print, on_hold=print)
         assert panel.kind == "none" and panel.button is None and panel.led is None
         assert "not a terminal" in caplog.text
@@ -480,17 +490,17 @@ def test_no_pin_factory_and_no_tty_gives_none(no_gpio, caplog):
         os.close(write_fd)
 
 
-def test_keyboard_off_gives_none_even_on_a_tty(no_gpio, tty_pair):
-    panel = open_panel(Cfg(keyboard="off"), loop=asyncio.new_event_loop(),
+def test_keyboard_off_gives_none_even_on_a_tty(no_gpio, tty_pair, loop):
+    panel = open_panel(Cfg(keyboard="off"), loop=loop,
                        stdin=tty_pair[1], on_press=print, on_release=print, on_hold=print)
     assert panel.kind == "none" and "pin factory" in panel.reason
 
 
-def test_busy_pin_is_reported_and_falls_back(factory, caplog):
+def test_busy_pin_is_reported_and_falls_back(factory, caplog, loop):
     squatter = Button(17, pin_factory=factory)
     try:
         with caplog.at_level(logging.WARNING):
-            panel = open_panel(Cfg(), loop=asyncio.new_event_loop(), stdin=io.StringIO(),
+            panel = open_panel(Cfg(), loop=loop, stdin=io.StringIO(),
                                on_press=print, on_release=print, on_hold=print)
         assert panel.kind == "none" and "GPIO17" in panel.reason
         assert "GPIO17" in caplog.text
@@ -655,10 +665,10 @@ def test_terminal_led_on_a_real_pty(tty_pair):
 
 
 # -- the real settings, when config exists ---------------------------------------------
-def test_with_real_panel_settings(factory, closing):
+def test_with_real_panel_settings(factory, closing, loop):
     config = pytest.importorskip("talkie.config")
     settings = config.PanelSettings()
-    panel = open_panel(settings, loop=asyncio.new_event_loop(), on_press=print,
+    panel = open_panel(settings, loop=loop, on_press=print,
                        on_release=print, on_hold=print)
     closing(panel)
     assert isinstance(panel, Panel) and panel.kind == "gpio"

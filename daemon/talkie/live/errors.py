@@ -31,7 +31,7 @@ def _first(exc: BaseException) -> BaseException:
 def _close_failure(code: int | None, message: str, model: str) -> Failure:
     text = message.strip() or "no reason given"
     low = text.lower()
-    if code == 1008 and ("api key" in low or "api_key" in low or "permission" in low):
+    if code in (1007, 1008) and ("api key" in low or "api_key" in low or "permission" in low):
         return Failure(f"API key rejected: put a valid key in {KEY_PATH_HINT}", fatal=True)
     if code == 1008 and ("not found" in low or "model" in low):
         return Failure(f"model {model!r} is not available for Live ({text}): "
@@ -51,7 +51,9 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
     from websockets import exceptions as ws_errors
 
     if isinstance(exc, genai_errors.APIError):
-        return _close_failure(exc.code, str(exc.message or exc.status or ""), model)
+        # A websocket close carries its reason in ``details`` (a str); an HTTP error in ``message``.
+        detail = exc.details if isinstance(exc.details, str) else (exc.message or exc.status or "")
+        return _close_failure(exc.code, str(detail), model)
     if isinstance(exc, ws_errors.InvalidStatus):
         status = exc.response.status_code
         if status in (401, 403):

@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Protocol
 
 from talkie.live import errors, options
+from talkie.system import logs
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Item, Kind, Outbox
 
@@ -73,6 +74,7 @@ class LiveLink:
         if self._client is None:
             from google import genai
 
+            logs.guard_secret(self.key.reveal())
             self._client = genai.Client(api_key=self.key.reveal(),
                                         http_options=options.http_options(self.live))
         return self._client

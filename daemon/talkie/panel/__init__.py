@@ -145,8 +145,13 @@ def _fallback(settings: Any, reason: str, *, loop: asyncio.AbstractEventLoop,
         return Panel("none", settings, reason=reason)
     button = None
     if settings.button:
-        button = KeyboardButton(stdin, loop=loop, on_press=on_press, on_release=on_release,
-                                on_hold=on_hold, hold_s=settings.hold_s)
+        try:
+            button = KeyboardButton(stdin, loop=loop, on_press=on_press,
+                                    on_release=on_release, on_hold=on_hold,
+                                    hold_s=settings.hold_s)
+        except Exception as exc:  # e.g. termios refuses the terminal
+            log.warning("no GPIO (%s): no keyboard push-to-talk either: %s", reason, exc)
+            return Panel("none", settings, reason=reason)
     led = TerminalLed(stream, loop=loop) if settings.led != "none" else None
     if button is not None:
         log.warning("no GPIO (%s): %s", reason, KEYBOARD_HINT)
@@ -158,8 +163,10 @@ def _fallback(settings: Any, reason: str, *, loop: asyncio.AbstractEventLoop,
 def describe_gpio_error(exc: BaseException, pins: tuple[int, ...],
                         caught: list | tuple = ()) -> str:
     """One line saying why GPIO cannot be used, with the fix when we know it."""
-    from gpiozero.exc import BadPinFactory, GPIOPinInUse
-
+    try:
+        from gpiozero.exc import BadPinFactory, GPIOPinInUse
+    except ImportError:
+        return f"gpiozero cannot be imported ({exc}): pip install gpiozero"
     where = "GPIO" + ",".join(str(p) for p in pins)
     details = [str(w.message) for w in caught] + [str(exc)]
     text = " ".join(details).lower()
@@ -175,8 +182,8 @@ def describe_gpio_error(exc: BaseException, pins: tuple[int, ...],
         return (f"{where} is busy: another process (a second talkie?) holds it; stop it or "
                 "choose other pins in [panel]")
     if isinstance(exc, BadPinFactory):
-        return ("no GPIO pin factory (not a Raspberry Pi, or python3-lgpio is missing; "
-                "GPIOZERO_PIN_FACTORY=mock simulates pins)")
+        return ("no pin factory: not a Raspberry Pi, or python3-lgpio is missing; "
+                "GPIOZERO_PIN_FACTORY=mock simulates pins")
     return f"{where} cannot be opened: {type(exc).__name__}: {exc}"
 
 

@@ -201,9 +201,12 @@ class GpioLed:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
-        for step in ("off", "close"):
+        for step in ("source", "off", "close"):
             try:
-                getattr(self.device, step)()
+                if step == "source":
+                    self.device.source = None  # a scaled animation is not stopped by off()
+                else:
+                    getattr(self.device, step)()
             except Exception as exc:  # closing must not fail shutdown
                 log.debug("LED %s failed: %s", step, exc)
 
