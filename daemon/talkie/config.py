@@ -36,6 +36,7 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 
 _SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
+_API_KEY_NAMES = {"api_key", "apikey", "key", "gemini_api_key", "google_api_key"}
 _KEY_HINT = ("the API key never goes in this file: put it in /etc/talkie/api-key "
              "or set api_key_file to a file that holds it")
 
@@ -131,6 +132,8 @@ class KeyLines:
         closing = quote * 3 if text.startswith(quote * 3, self.pos) else quote
         self.pos += len(closing)
         while not text.startswith(closing, self.pos):
+            if self.pos >= len(text):
+                raise ValueError("unterminated string")
             self.pos += 2 if quote == '"' and text[self.pos] == "\\" else 1
         self.pos += len(closing)
         extra = 0  # """a"""" ends with a quote that belongs to the content
@@ -202,8 +205,8 @@ def _found(name: str, value: Any, typed: bool = False, item: int | None = None) 
     if _is_secret(name, value):
         return "a value (not shown)"
     text = _toml(value)
-    if len(text) > 60:
-        text = text[:56] + " ..."
+    if len(text) > 160:
+        text = text[:156] + " ..."
     notes = ([_type_name(value)] if typed else []) + ([f"item {item}"] if item else [])
     return text + (f" ({', '.join(notes)})" if notes else "")
 
@@ -240,7 +243,7 @@ class _Checker:
         home = [s for s, (_, fields) in SECTIONS.items()
                 if len(path) == 1 and s != path[0] and key in {f.name for f in fields}]
         near = suggest(key, allowed)
-        if key.lower() in {"api_key", "apikey", "key", "gemini_api_key", "google_api_key"}:
+        if key.lower().replace("-", "_") in _API_KEY_NAMES:
             hint = f" ({_KEY_HINT})"
         elif home:
             hint = f" (it belongs in [{home[0]}])"
@@ -346,7 +349,8 @@ def _check_rules(check: _Checker, settings: Settings) -> None:
     pins_at = located(("panel", "led_pins")) or located(("panel", "led"))
     need = 3 if panel.led == "rgb" else 1
     if panel.led != "none" and len(panel.led_pins) != need:
-        allowed = "3 pins (red, green, blue), e.g. [17, 27, 22]" if need == 3 else "1 pin, e.g. [27]"
+        allowed = "3 pins (red, green, blue), e.g. [17, 27, 22]" if need == 3 else \
+            "1 pin, e.g. [27]"
         check.report(("panel", "led_pins"), f'wrong number of pins for led = "{panel.led}"; '
                      f"found {_toml(panel.led_pins)}; allowed {allowed}", pins_at)
     if panel.button and panel.led != "none" and panel.button_pin in panel.led_pins:
@@ -406,7 +410,8 @@ def load(path: str | os.PathLike) -> Settings:
         extra: dict[str, Any] = {}
         if name == "panel" and "patterns" in table:
             extra["patterns"] = check.patterns(table["patterns"])
-        values = check.table((name,), table, fields, extra=("patterns",) if name == "panel" else ())
+        special = ("patterns",) if name == "panel" else ()
+        values = check.table((name,), table, fields, extra=special)
         if name == "live":
             values.update(_instruction_text(check))
         built[name] = cls(**values, **extra)
@@ -430,6 +435,8 @@ def _unknown_top(check: _Checker, name: str, value: Any) -> None:
         return
     home = [s for s, (_, fields) in SECTIONS.items() if name in {f.name for f in fields}]
     hint = f"; it belongs in [{home[0]}]: move it below the [{home[0]}] line" if home else ""
+    if name.lower().replace("-", "_") in _API_KEY_NAMES:
+        hint = f"; {_KEY_HINT}"
     shown = "; found a value (not shown)" if _is_secret(name, value) else ""
     check.report((name,), f"key outside any section{hint}{shown}; allowed: {', '.join(sections)}")
 
@@ -437,10 +444,11 @@ def _unknown_top(check: _Checker, name: str, value: Any) -> None:
 def describe(settings: Settings) -> str:
     """The effective settings as TOML text that load() reads back to the same
     settings.  Unset optional keys appear as comments; no secret is shown."""
-    out = [f"# talkie settings in effect (from {settings.source or 'built-in defaults'})"]
+    source = " ".join(settings.source.splitlines()) or "built-in defaults"
+    out = [f"# talkie settings in effect (from {source})"]
     for name, (_, fields) in SECTIONS.items():
         obj = getattr(settings, name)
-        out += ["", f"[{name}]"] + [_describe_key(spec, getattr(obj, spec.name)) for spec in fields]
+        out += ["", f"[{name}]"] + [_describe_key(f, getattr(obj, f.name)) for f in fields]
         if name == "live" and settings.live.system_instruction_file:
             out.append(f"# (system_instruction_file: {len(settings.live.system_instruction_text)}"
                        " characters of instruction)")
