@@ -108,6 +108,8 @@ class App:
         self.on_show = on_show
         self.state = m.State()
         self.ready = asyncio.Event()
+        #: Set once the Live SDK is loaded (after ready): a press from then on pays only the connect.
+        self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
         self._events: asyncio.Queue[m.Event] = asyncio.Queue(EVENT_QUEUE)
@@ -172,6 +174,7 @@ class App:
                 dispatcher = tg.create_task(self._dispatch_loop(), name="dispatch")
                 watcher = tg.create_task(self._watch_audio(), name="audio-watch")
                 self.ready.set()
+                tg.create_task(self._prepare_link(), name="prepare-link")
                 await self._stopping.wait()
                 for task in (dispatcher, watcher, self._link_task):
                     if task is not None:
@@ -210,6 +213,15 @@ class App:
     def _disconnect(self, effect: m.Effect) -> None:
         if self._link_task is not None:
             self._link_task.cancel()
+
+    async def _prepare_link(self) -> None:
+        prepare = getattr(self.link, "prepare", None)
+        if prepare is not None:
+            try:
+                await asyncio.to_thread(prepare)
+            except Exception:  # noqa: BLE001 - the first connect will report the same problem
+                log.debug("preparing the Live SDK failed", exc_info=True)
+        self.prepared.set()
 
     def _wake_link(self) -> None:
         if self.link is not None:

@@ -349,8 +349,7 @@ def _check_rules(check: _Checker, settings: Settings) -> None:
     pins_at = located(("panel", "led_pins")) or located(("panel", "led"))
     need = 3 if panel.led == "rgb" else 1
     if panel.led != "none" and len(panel.led_pins) != need:
-        allowed = "3 pins (red, green, blue), e.g. [17, 27, 22]" if need == 3 else \
-            "1 pin, e.g. [27]"
+        allowed = "3 pins (red, green, blue), e.g. [5, 6, 13]" if need == 3 else "1 pin, e.g. [27]"
         check.report(("panel", "led_pins"), f'wrong number of pins for led = "{panel.led}"; '
                      f"found {_toml(panel.led_pins)}; allowed {allowed}", pins_at)
     if panel.button and panel.led != "none" and panel.button_pin in panel.led_pins:

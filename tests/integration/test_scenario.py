@@ -122,6 +122,9 @@ def test_push_to_talk_conversation(tmp_path, pulse, speech_wav, record_property)
         assert panels[0].kind == "gpio"
         button = factory.pin(BUTTON)
         recording = await asyncio.to_thread(pulse.record_speaker().start)
+        # A device idles a while before its first press: by then the SDK is loaded (cold = no
+        # session yet, the first press opens it).
+        await asyncio.wait_for(app.prepared.wait(), 10)
         presses, heard_at_idle = [], []
         for turn in (1, 2):
             since = len(shows.phases)

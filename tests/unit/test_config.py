@@ -490,7 +490,7 @@ def test_endpoint_must_be_https_or_wss_url(tmp_path, endpoint):
 
 @pytest.mark.parametrize(("led", "pins", "expected"), [
     ("rgb", "[27]", ':3: [panel] led_pins: wrong number of pins for led = "rgb"; found [27]; '
-     "allowed 3 pins (red, green, blue), e.g. [17, 27, 22]"),
+     "allowed 3 pins (red, green, blue), e.g. [5, 6, 13]"),
     ("pwm", "[5, 6, 13]", ':3: [panel] led_pins: wrong number of pins for led = "pwm"; '
      "found [5, 6, 13]; allowed 1 pin, e.g. [27]"),
     ("plain", "[17]", ":3: [panel] led_pins: pin 17 is also button_pin; found [17]; "

@@ -49,6 +49,15 @@ class LiveLink:
         self._heard: list[str] = []
         self._said: list[str] = []
 
+    def prepare(self) -> None:
+        """Import the SDK ahead of the first press (blocking: run it in a worker thread).
+
+        ``google.genai`` takes most of a second to import; the shell calls this once the daemon is
+        ready, so the first press pays only for the connection.
+        """
+        if isinstance(self.key, Secret):
+            self._make_client()
+
     def wake(self) -> None:
         """The outbox has something to send (called from the outbox's ``on_ready``)."""
         self._ready.set()
