@@ -11,7 +11,6 @@ holds the API key, and values of secret-looking keys are never echoed.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import os
@@ -20,6 +19,7 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any
 
+from talkie.config_lines import KeyLines
 from talkie.config_schema import (
     DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, AudioSettings, FieldSpec, FrozenMap,
     Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, Settings, suggest,
@@ -52,121 +52,6 @@ class ConfigError(Exception):
 
 
 # ------------------------------------------------------------ line locator
-class KeyLines:
-    """Where each key and table of a valid TOML document is defined.
-
-    ``find(("panel", "patterns", "idle", "kind"))`` gives the 1-based line of
-    that key's assignment, else of the nearest enclosing key or table header
-    (an inline table's keys resolve to the line of its assignment), else 1.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text, self.pos = text, 0
-        self.lines: dict[tuple[str, ...], int] = {}
-        self._newlines = [i for i, ch in enumerate(text) if ch == "\n"]
-        try:
-            self._scan()
-        except (IndexError, ValueError, tomllib.TOMLDecodeError):
-            pass  # keep what was located; find() falls back to enclosing tables
-
-    def find(self, path: tuple[str, ...]) -> int:
-        """The line of ``path`` or of its nearest located parent, else 1."""
-        for n in range(len(path), 0, -1):
-            if tuple(path[:n]) in self.lines:
-                return self.lines[tuple(path[:n])]
-        return 1
-
-    def _record(self, path: tuple[str, ...], start: int, exact: bool = False) -> None:
-        line = bisect.bisect_left(self._newlines, start) + 1
-        for n in range(1, len(path) + 1):
-            self.lines.setdefault(path[:n], line)
-        if exact:  # an explicit [table] header beats an implicit earlier mention
-            self.lines[path] = line
-
-    def _scan(self) -> None:
-        table: tuple[str, ...] = ()
-        while self._skip(newlines=True) < len(self.text):
-            start = self.pos
-            if self.text[start] == "[":
-                brackets = 2 if self.text.startswith("[[", start) else 1
-                self.pos += brackets
-                table = self._key("]")
-                self.pos += brackets
-                self._record(table, start, exact=True)
-            else:
-                key = table + self._key("=")
-                self.pos += 1
-                self._record(key, start)
-                self._value(key)
-
-    def _skip(self, newlines: bool) -> int:
-        """Skip blanks and comments (and line breaks if ``newlines``)."""
-        text, blanks = self.text, " \t\r\n" if newlines else " \t"
-        while self.pos < len(text):
-            if text[self.pos] in blanks:
-                self.pos += 1
-            elif text[self.pos] == "#" and newlines:
-                end = text.find("\n", self.pos)
-                self.pos = len(text) if end < 0 else end
-            else:
-                break
-        return self.pos
-
-    def _key(self, end: str) -> tuple[str, ...]:
-        """Read a (dotted, maybe quoted) key up to ``end``; return its parts."""
-        start = self.pos
-        while self.text[self.pos] != end:
-            if self.text[self.pos] in "\"'":
-                self._string()
-            else:
-                self.pos += 1
-        parsed: Any = tomllib.loads(self.text[start:self.pos].strip() + " = 0")
-        parts: list[str] = []
-        while isinstance(parsed, dict):
-            (name, parsed), = parsed.items()
-            parts.append(name)
-        return tuple(parts)
-
-    def _string(self) -> None:
-        text, quote = self.text, self.text[self.pos]
-        closing = quote * 3 if text.startswith(quote * 3, self.pos) else quote
-        self.pos += len(closing)
-        while not text.startswith(closing, self.pos):
-            if self.pos >= len(text):
-                raise ValueError("unterminated string")
-            self.pos += 2 if quote == '"' and text[self.pos] == "\\" else 1
-        self.pos += len(closing)
-        extra = 0  # """a"""" ends with a quote that belongs to the content
-        while len(closing) == 3 and extra < 2 and text[self.pos:self.pos + 1] == quote:
-            self.pos, extra = self.pos + 1, extra + 1
-
-    def _value(self, path: tuple[str, ...] | None) -> None:
-        """Skip one value; record the keys of an inline table under ``path``."""
-        text = self.text
-        self._skip(newlines=False)
-        if text[self.pos] in "\"'":
-            self._string()
-        elif text[self.pos] in "[{":
-            close = "]" if text[self.pos] == "[" else "}"
-            self.pos += 1
-            while self._skip(newlines=True) < len(text) and text[self.pos] != close:
-                if close == "}":
-                    start, key = self.pos, self._key("=")
-                    self.pos += 1
-                    inner = None if path is None else path + key
-                    if inner is not None:
-                        self._record(inner, start)
-                    self._value(inner)
-                else:
-                    self._value(None)
-                if self._skip(newlines=True) < len(text) and text[self.pos] == ",":
-                    self.pos += 1
-            self.pos += 1
-        else:
-            while self.pos < len(text) and text[self.pos] not in ",]}#\r\n":
-                self.pos += 1
-
-
 # ------------------------------------------------------- showing values
 _TYPE_NAMES = {bool: "boolean", int: "integer", float: "float", str: "string",
                list: "array", dict: "table"}

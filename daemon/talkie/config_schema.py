@@ -8,13 +8,14 @@ allowed and what it means; :mod:`talkie.config` drives validation, messages and
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+
+from talkie.config_kinds import (  # noqa: F401 - re-exported for talkie.config
+    BCP47, Bool, Choice, Device, Float, Int, Invalid, Kind, ListOf, Path, Text, is_endpoint,
+    suggest,
+)
 
 
 # ---------------------------------------------------------------- data model
@@ -161,198 +162,6 @@ class Settings:
 
 
 # -------------------------------------------------------------- value kinds
-class Invalid(Exception):
-    """A value failed its check.
-
-    ``what`` says what is wrong ("out of range"), ``allowed`` what would be
-    accepted, ``value`` the offending value (an array item when ``item`` is
-    its 1-based position) and ``typed`` whether to show the value's TOML type.
-    """
-
-    def __init__(self, what: str, allowed: str, value: Any, *,
-                 typed: bool = False, item: int | None = None) -> None:
-        super().__init__(what)
-        self.what, self.allowed, self.value = what, allowed, value
-        self.typed, self.item = typed, item
-
-
-def suggest(word: str, choices: Iterator[str] | list[str]) -> str | None:
-    """The closest of ``choices`` to a mistyped ``word``, if any is close."""
-    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-class Kind:
-    """How one key's value is checked and normalised.  Subclasses set ``expect``
-    (what a wrong-typed value should have been) and implement ``check``."""
-
-    expect = "a value"
-
-    def check(self, value: Any) -> Any:
-        raise NotImplementedError
-
-    def wrong_type(self, value: Any) -> Invalid:
-        return Invalid("wrong type", self.expect, value, typed=True)
-
-
-class Bool(Kind):
-    """true or false (TOML booleans only; never 0/1 or "yes")."""
-
-    expect = "true or false"
-
-    def check(self, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.wrong_type(value)
-        return value
-
-
-class _Range(Kind):
-    """Shared range logic of Int and Float."""
-
-    noun = "a number"
-
-    def __init__(self, low: float | None = None, high: float | None = None) -> None:
-        self.low, self.high = low, high
-        bounds = f"{low} to {high}" if high is not None else f">= {low}"
-        self.span = bounds if low is not None else ""
-        joiner = " from " if high is not None else " "
-        self.expect = self.noun + (joiner + self.span if self.span else "")
-
-    def in_range(self, value: Any) -> Any:
-        too_low = self.low is not None and value < self.low
-        too_high = self.high is not None and value > self.high
-        if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
-            raise Invalid("out of range", self.span or "a finite number", value)
-        return value
-
-
-class Int(_Range):
-    """A TOML integer, optionally bounded (inclusive)."""
-
-    noun = "an integer"
-
-    def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.wrong_type(value)
-        return self.in_range(value)
-
-
-class Float(_Range):
-    """A TOML float or integer (stored as float), optionally bounded."""
-
-    def __init__(self, low: float | None = None, high: float | None = None) -> None:
-        super().__init__(None if low is None else float(low),
-                         None if high is None else float(high))
-
-    def check(self, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.wrong_type(value)
-        return float(self.in_range(value))  # bounds first: huge ints overflow float()
-
-
-class Text(Kind):
-    """A string, optionally non-empty or matching ``valid`` (empty is always
-    accepted unless ``nonempty``)."""
-
-    def __init__(self, expect: str = "a string (in quotes)", *, nonempty: bool = False,
-                 valid: Callable[[str], bool] | None = None) -> None:
-        self.expect, self.nonempty, self.valid = expect, nonempty, valid
-
-    def check(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise self.wrong_type(value)
-        if self.nonempty and not value.strip():
-            raise Invalid("must not be empty", self.expect, value)
-        if value and self.valid is not None and not self.valid(value):
-            raise Invalid("not valid", self.expect, value)
-        return value
-
-
-class Path(Text):
-    """A file path; config.load() resolves it relative to the config file's
-    folder and, when ``must_exist``, checks that it can be read."""
-
-    def __init__(self, expect: str = 'a file path, or "" for none', *,
-                 must_exist: bool = False) -> None:
-        super().__init__(expect)
-        self.must_exist = must_exist
-
-
-class Choice(Kind):
-    """One of a fixed set of words, matched case-insensitively and stored
-    lower-case (upper-case when ``upper``)."""
-
-    def __init__(self, *options: str, upper: bool = False) -> None:
-        self.options, self.upper = options, upper
-        shown = ", ".join(o if o else '""' for o in options)
-        self.expect = f"one of: {shown}"
-
-    def check(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise self.wrong_type(value)
-        norm = value.strip().upper() if self.upper else value.strip().lower()
-        if norm in self.options:
-            return norm
-        near = suggest(value, [o.lower() for o in self.options if o])
-        near = next((o for o in self.options if o.lower() == near), None) if near else None
-        what = f'unknown value (did you mean "{near}"?)' if near else "unknown value"
-        raise Invalid(what, self.expect, value)
-
-
-class Device(Kind):
-    """A sound device: "" (default), part of its name, or its index."""
-
-    expect = '"" (system default), part of a device name, or a device index >= 0'
-
-    def check(self, value: Any) -> str | int:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.wrong_type(value)
-        if value < 0:
-            raise Invalid("out of range", "a device index >= 0", value)
-        return value
-
-
-class ListOf(Kind):
-    """A TOML array of ``item`` values, stored as a tuple."""
-
-    def __init__(self, item: Kind, expect: str, *, min_len: int = 1,
-                 max_len: int | None = None, unique: bool = True) -> None:
-        self.item, self.expect = item, expect
-        self.min_len, self.max_len, self.unique = min_len, max_len, unique
-
-    def check(self, value: Any) -> tuple:
-        if not isinstance(value, list):
-            raise self.wrong_type(value)
-        if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
-            raise Invalid("wrong number of items", self.expect, value)
-        out: list = []
-        for pos, element in enumerate(value, 1):
-            try:
-                checked = self.item.check(element)
-            except Invalid as err:
-                err.item = pos
-                raise
-            if self.unique and checked in out:
-                raise Invalid("repeated item", "each item at most once", element, item=pos)
-            out.append(checked)
-        return tuple(out)
-
-
-def _is_endpoint(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("https", "wss") and bool(parts.hostname)
-
-
-_BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
-
-
-# -------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class FieldSpec:
     """One key of a section: its name, kind (type + allowed values) and a
@@ -371,14 +180,14 @@ LIVE_FIELDS = (
     F("model", Text("a non-empty model name", nonempty=True), "Gemini Live model name"),
     F("api_version", Choice("v1alpha", "v1beta", "v1"), "API version of the endpoint"),
     F("endpoint", Text('"" (Google) or a URL like https://host[:port] or wss://host[:port]/path',
-                       valid=_is_endpoint), "private endpoint URL; \"\" = Google's"),
+                       valid=is_endpoint), "private endpoint URL; \"\" = Google's"),
     F("ca_file", Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True),
       "CA bundle trusted for a private endpoint"),
     F("api_key_file", Path('a file path, or "" for the systemd credential / environment'),
       "file holding the API key (read at start-up, never shown)"),
     F("voice", Text('a voice name like "Puck", or "" for the model default'), "prebuilt voice"),
     F("language_code", Text('a BCP-47 code like "en-US", or "" for automatic',
-                            valid=_BCP47.fullmatch), "speech language"),
+                            valid=BCP47.fullmatch), "speech language"),
     F("system_instruction", Text(), "system instruction text"),
     F("system_instruction_file", Path('a readable UTF-8 text file, or "" for none',
                                       must_exist=True),

@@ -1,0 +1,206 @@
+"""Kinds of config value: what a key accepts, how it is checked and how it is described.
+
+Each kind turns a raw TOML value into the setting's value or raises :class:`Invalid` with the words
+the error message needs (what is wrong, what is allowed). Used by :mod:`talkie.config_schema`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class Invalid(Exception):
+    """A value failed its check.
+
+    ``what`` says what is wrong ("out of range"), ``allowed`` what would be
+    accepted, ``value`` the offending value (an array item when ``item`` is
+    its 1-based position) and ``typed`` whether to show the value's TOML type.
+    """
+
+    def __init__(self, what: str, allowed: str, value: Any, *,
+                 typed: bool = False, item: int | None = None) -> None:
+        super().__init__(what)
+        self.what, self.allowed, self.value = what, allowed, value
+        self.typed, self.item = typed, item
+
+
+def suggest(word: str, choices: Iterator[str] | list[str]) -> str | None:
+    """The closest of ``choices`` to a mistyped ``word``, if any is close."""
+    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class Kind:
+    """How one key's value is checked and normalised.  Subclasses set ``expect``
+    (what a wrong-typed value should have been) and implement ``check``."""
+
+    expect = "a value"
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def wrong_type(self, value: Any) -> Invalid:
+        return Invalid("wrong type", self.expect, value, typed=True)
+
+
+class Bool(Kind):
+    """true or false (TOML booleans only; never 0/1 or "yes")."""
+
+    expect = "true or false"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.wrong_type(value)
+        return value
+
+
+class _Range(Kind):
+    """Shared range logic of Int and Float."""
+
+    noun = "a number"
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        self.low, self.high = low, high
+        bounds = f"{low} to {high}" if high is not None else f">= {low}"
+        self.span = bounds if low is not None else ""
+        joiner = " from " if high is not None else " "
+        self.expect = self.noun + (joiner + self.span if self.span else "")
+
+    def in_range(self, value: Any) -> Any:
+        too_low = self.low is not None and value < self.low
+        too_high = self.high is not None and value > self.high
+        if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
+            raise Invalid("out of range", self.span or "a finite number", value)
+        return value
+
+
+class Int(_Range):
+    """A TOML integer, optionally bounded (inclusive)."""
+
+    noun = "an integer"
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(value)
+        return self.in_range(value)
+
+
+class Float(_Range):
+    """A TOML float or integer (stored as float), optionally bounded."""
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        super().__init__(None if low is None else float(low),
+                         None if high is None else float(high))
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.wrong_type(value)
+        return float(self.in_range(value))  # bounds first: huge ints overflow float()
+
+
+class Text(Kind):
+    """A string, optionally non-empty or matching ``valid`` (empty is always
+    accepted unless ``nonempty``)."""
+
+    def __init__(self, expect: str = "a string (in quotes)", *, nonempty: bool = False,
+                 valid: Callable[[str], bool] | None = None) -> None:
+        self.expect, self.nonempty, self.valid = expect, nonempty, valid
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.wrong_type(value)
+        if self.nonempty and not value.strip():
+            raise Invalid("must not be empty", self.expect, value)
+        if value and self.valid is not None and not self.valid(value):
+            raise Invalid("not valid", self.expect, value)
+        return value
+
+
+class Path(Text):
+    """A file path; config.load() resolves it relative to the config file's
+    folder and, when ``must_exist``, checks that it can be read."""
+
+    def __init__(self, expect: str = 'a file path, or "" for none', *,
+                 must_exist: bool = False) -> None:
+        super().__init__(expect)
+        self.must_exist = must_exist
+
+
+class Choice(Kind):
+    """One of a fixed set of words, matched case-insensitively and stored
+    lower-case (upper-case when ``upper``)."""
+
+    def __init__(self, *options: str, upper: bool = False) -> None:
+        self.options, self.upper = options, upper
+        shown = ", ".join(o if o else '""' for o in options)
+        self.expect = f"one of: {shown}"
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.wrong_type(value)
+        norm = value.strip().upper() if self.upper else value.strip().lower()
+        if norm in self.options:
+            return norm
+        near = suggest(value, [o.lower() for o in self.options if o])
+        near = next((o for o in self.options if o.lower() == near), None) if near else None
+        what = f'unknown value (did you mean "{near}"?)' if near else "unknown value"
+        raise Invalid(what, self.expect, value)
+
+
+class Device(Kind):
+    """A sound device: "" (default), part of its name, or its index."""
+
+    expect = '"" (system default), part of a device name, or a device index >= 0'
+
+    def check(self, value: Any) -> str | int:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(value)
+        if value < 0:
+            raise Invalid("out of range", "a device index >= 0", value)
+        return value
+
+
+class ListOf(Kind):
+    """A TOML array of ``item`` values, stored as a tuple."""
+
+    def __init__(self, item: Kind, expect: str, *, min_len: int = 1,
+                 max_len: int | None = None, unique: bool = True) -> None:
+        self.item, self.expect = item, expect
+        self.min_len, self.max_len, self.unique = min_len, max_len, unique
+
+    def check(self, value: Any) -> tuple:
+        if not isinstance(value, list):
+            raise self.wrong_type(value)
+        if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
+            raise Invalid("wrong number of items", self.expect, value)
+        out: list = []
+        for pos, element in enumerate(value, 1):
+            try:
+                checked = self.item.check(element)
+            except Invalid as err:
+                err.item = pos
+                raise
+            if self.unique and checked in out:
+                raise Invalid("repeated item", "each item at most once", element, item=pos)
+            out.append(checked)
+        return tuple(out)
+
+
+def is_endpoint(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("https", "wss") and bool(parts.hostname)
+
+
+BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
