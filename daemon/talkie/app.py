@@ -114,6 +114,7 @@ class App:
         self._stopping = asyncio.Event()
         self._events: asyncio.Queue[m.Event] = asyncio.Queue(EVENT_QUEUE)
         self._logged: dict[str, str] = {}
+        self._counters: dict[tuple[str, str], int] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._link_task: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -125,7 +126,7 @@ class App:
         self.playback: Any = None
         self._audio_ok = False
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
-            m.Connect: self._connect, m.Disconnect: self._disconnect,
+            m.Connect: self._connect,
             m.StartTurn: lambda e: self.outbox.start_turn(),
             m.EndTurn: lambda e: self.outbox.end_turn(),
             m.ReplayTurn: lambda e: self.outbox.replay(),
@@ -210,10 +211,6 @@ class App:
             return
         self._link_task = self._tg.create_task(self.link.run(), name="live-session")
 
-    def _disconnect(self, effect: m.Effect) -> None:
-        if self._link_task is not None:
-            self._link_task.cancel()
-
     async def _prepare_link(self) -> None:
         prepare = getattr(self.link, "prepare", None)
         if prepare is not None:
@@ -288,11 +285,26 @@ class App:
                 if self._open_audio():
                     self.emit(m.AudioRestored())
                 continue
+            self._report_counters()
             last = getattr(self.capture, "last_callback", None)
             if last is not None and last > 0 and loop.time() - last > AUDIO_STALL_S:
                 self._close_streams()
                 self._audio_ok = False
                 self.emit(m.AudioFailed("the microphone stopped delivering audio"))
+
+    #: Counters that mean audio was lost; each increase is logged (once per watch period).
+    COUNTERS = (("capture", "overflows", "microphone blocks dropped (event loop too slow)"),
+                ("capture", "xruns", "microphone overruns reported by the device"),
+                ("playback", "overflows", "speaker samples dropped (playback buffer full)"),
+                ("playback", "underruns", "speaker underruns (audio arrived too slowly)"))
+
+    def _report_counters(self) -> None:
+        for adapter, counter, words in self.COUNTERS:
+            value = getattr(getattr(self, adapter), counter, 0)
+            seen = self._counters.get((adapter, counter), 0)
+            if isinstance(value, int) and value > seen:
+                self._counters[(adapter, counter)] = value
+                log.warning("%s: %d so far", words, value)
 
     async def _close_adapters(self) -> None:
         if self.playback is not None and self._audio_ok:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from talkie.vocabulary import (  # noqa: F401 - re-exported: the machine's whole vocabulary
     EVENT_TYPES, AudioFailed, AudioRestored, ButtonDown, ButtonHeld, ButtonUp, CancelRetryTimer,
-    Connect, Disconnect, DropTurn, Effect, EndTurn, Event, FinishPlayback, FlushPlayback, Heard,
+    Connect, DropTurn, Effect, EndTurn, Event, FinishPlayback, FlushPlayback, Heard,
     Interrupted, LinkLost, Log, ModelAudio, Phase, Play, PlaybackDrained, ReplayTurn, RetryDue,
     Said, SessionOpened, Show, StartRetryTimer, StartTurn, TurnComplete,
 )

@@ -124,11 +124,6 @@ class Connect(Effect):
 
 
 @dataclass(frozen=True)
-class Disconnect(Effect):
-    """Close the Live session."""
-
-
-@dataclass(frozen=True)
 class StartTurn(Effect):
     """Queue activity_start and capture the microphone into the outbox from now on."""
 

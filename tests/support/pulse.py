@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import glob
 import ctypes.util
 import os
 import shutil
@@ -36,6 +37,7 @@ MIC_RATE = 16000
 SPEAKER_RATE = 24000
 TOOLS = ("pulseaudio", "pactl", "paplay", "parecord")
 ALSA_PULSE_PLUGIN = "libasound_module_pcm_pulse.so"
+DIR_PREFIX = "talkie-pa-"
 
 
 class PulseUnavailable(Exception):
@@ -45,10 +47,8 @@ class PulseUnavailable(Exception):
 def missing_requirements() -> list[str]:
     """Names of what is missing for the harness (empty list = everything is installed)."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    plugin_dirs = [Path(p) for p in ("/usr/lib/x86_64-linux-gnu/alsa-lib", "/usr/lib/aarch64-linux-gnu/alsa-lib",
-                                     "/usr/lib/arm-linux-gnueabihf/alsa-lib", "/usr/lib/alsa-lib",
-                                     "/usr/lib64/alsa-lib")]
-    if not any((d / ALSA_PULSE_PLUGIN).exists() for d in plugin_dirs):
+    patterns = (f"/usr/lib/*/alsa-lib/{ALSA_PULSE_PLUGIN}", f"/usr/lib*/alsa-lib/{ALSA_PULSE_PLUGIN}")
+    if not any(glob.glob(p) for p in patterns):
         missing.append(f"ALSA pulse plugin ({ALSA_PULSE_PLUGIN}, package libasound2-plugins)")
     if ctypes.util.find_library("portaudio") is None:
         missing.append("PortAudio (libportaudio2)")
@@ -123,11 +123,12 @@ class Recording:
 
     def start(self, timeout: float = 10.0) -> "Recording":
         self._file = open(self.path, "wb")
-        self._proc = subprocess.Popen(
-            ["parecord", "-d", self.source, "--raw", "--format=s16le", f"--rate={self.rate}",
-             "--channels=1", "--latency-msec=10", "--process-time-msec=5"],
-            stdout=self._file, stderr=subprocess.PIPE, env=self._harness.env,
-        )
+        with open(self.path.with_suffix(".log"), "wb") as log:
+            self._proc = subprocess.Popen(
+                ["parecord", "-d", self.source, "--raw", "--format=s16le", f"--rate={self.rate}",
+                 "--channels=1", "--latency-msec=10", "--process-time-msec=5"],
+                stdout=self._file, stderr=log, env=self._harness.env, preexec_fn=_die_with_parent,
+            )
         self.wait_samples(1, timeout)
         return self
 
@@ -168,8 +169,6 @@ class Recording:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-            if self._proc.stderr is not None:
-                self._proc.stderr.close()
             self._proc = None
         if self._file is not None:
             self._file.close()
@@ -178,7 +177,7 @@ class Recording:
 
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            err = self.path.with_suffix(".log").read_text(errors="replace")
             raise RuntimeError(f"parecord -d {self.source} exited with {self._proc.returncode}: {err}")
 
     def __enter__(self) -> "Recording":
@@ -213,7 +212,8 @@ class PulseHarness:
         missing = missing_requirements()
         if missing:
             raise PulseUnavailable("PulseAudio harness needs: " + ", ".join(missing))
-        self.dir = Path(tempfile.mkdtemp(prefix="talkie-pa-"))
+        _sweep_stale_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         home, run = self.dir / "home", self.dir / "run"
         for d in (home, run, run / "pulse"):
             d.mkdir(mode=0o700, parents=True)
@@ -240,9 +240,10 @@ class PulseHarness:
              "-L", f"module-null-sink sink_name=mic rate={MIC_RATE} channels=1 norewinds=1",
              "-L", f"module-null-sink sink_name=spk rate={SPEAKER_RATE} channels=1 norewinds=1"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
         log.close()
+        (self.dir / "daemon.pid").write_text(str(self._proc.pid))
         try:
             self._wait_ready()
             self.pactl("set-default-sink", "spk")
@@ -265,13 +266,17 @@ class PulseHarness:
                     self._proc.wait()
             self._proc = None
         if self._saved_env:
-            for key, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            self._saved_env = {}
-            _reload_alsa_and_portaudio()
+            saved, self._saved_env = self._saved_env, {}
+            _set_env(saved)
+            # Re-enumerate with the original ALSA config.  ALSA's pulse hook then probes for a
+            # default server: keep libpulse's runtime dir private meanwhile, or it makes
+            # ~/.config/pulse/*-runtime -> /tmp/pulse-* in the real HOME.
+            runtime = {k: os.environ.get(k) for k in ("PULSE_RUNTIME_PATH", "XDG_RUNTIME_DIR")}
+            _set_env({k: v if v else self.env[k] for k, v in runtime.items()})
+            try:
+                _reload_alsa_and_portaudio()
+            finally:
+                _set_env(runtime)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
@@ -296,7 +301,7 @@ class PulseHarness:
 
         ``wait=True`` returns when paplay has drained; ``wait=False`` returns the running process
         (``.wait()`` it, or ``await harness.wait_async(proc)`` inside an event loop)."""
-        proc = subprocess.Popen(["paplay", "-d", "mic", str(wav_path)], env=self.env,
+        proc = subprocess.Popen(["paplay", "-d", "mic", str(wav_path)], env=self.env, preexec_fn=_die_with_parent,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if wait:
             self.wait_process(proc, timeout)
@@ -359,10 +364,40 @@ class PulseHarness:
             return ""
 
     def _export_to_this_process(self) -> None:
-        for key in ("PULSE_SERVER", "PULSE_COOKIE", "ALSA_CONFIG_PATH"):
+        keys = ["PULSE_SERVER", "PULSE_COOKIE", "PULSE_RUNTIME_PATH", "ALSA_CONFIG_PATH"]
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # libpulse (in the ALSA plugin) otherwise makes ~/.config/pulse/*-runtime -> /tmp/pulse-*
+            keys.append("XDG_RUNTIME_DIR")
+        for key in keys:
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = self.env[key]
         _reload_alsa_and_portaudio()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test process dies (no stray daemons)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
+def _sweep_stale_dirs() -> None:
+    """Remove harness dirs left by test processes that were killed before their teardown."""
+    for d in Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            pid = int((d / "daemon.pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _check_exit(proc: subprocess.Popen) -> None:

@@ -10,6 +10,10 @@ from talkie.audio.devices import AudioError, find_device, import_sounddevice
 from talkie.audio.ring import Ring
 
 STOP_TIMEOUT_S = 2.0
+# Output latency asked of PortAudio.  "low" (~8 ms) glitches with a Python callback as soon as the
+# loop thread holds the GIL for a few ms (measured: every run with 30 ms bursts of Python work in the
+# loop); 50 ms never did, and only adds 50 ms to a barge-in flush.
+OUTPUT_LATENCY_S = 0.05
 
 
 class Playback:
@@ -29,7 +33,8 @@ class Playback:
     Counters: ``underruns`` (times the buffer ran dry in the middle of a turn, i.e. after
     :meth:`play` and before :meth:`finish`), ``overflows``, ``played_samples`` (samples handed to
     PortAudio, at ``device_rate``), ``xruns`` (callbacks with a status flag).  ``last_callback`` is
-    the ``time.monotonic()`` of the latest callback; ``latency`` the stream's output latency (s).
+    the ``time.monotonic()`` of the latest callback; ``latency`` the stream's output latency (s),
+    ``latency=`` what is asked of PortAudio (seconds or "low"/"high"; see OUTPUT_LATENCY_S).
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class Playback:
         rate: int = 24000,
         volume: float = 1.0,
         buffer_s: float = 120.0,
+        latency: float | str = OUTPUT_LATENCY_S,
     ) -> None:
         if rate <= 0 or buffer_s <= 0:
             raise ValueError("rate and buffer_s must be > 0")
@@ -48,6 +54,7 @@ class Playback:
         self.rate = int(rate)
         self.volume = float(volume)
         self.buffer_s = float(buffer_s)
+        self.requested_latency = latency
         self.device_info = None
         self.device_rate = self.rate
         self.latency = 0.0
@@ -55,6 +62,7 @@ class Playback:
         self.xruns = 0
         self.played_samples = 0
         self.last_callback = 0.0
+        self.max_block = 0  # largest callback block seen (frames): the flush granularity
         self._loop = loop
         self._on_drained = on_drained
         self._stream = None
@@ -115,7 +123,7 @@ class Playback:
                 samplerate=device_rate,
                 channels=1,
                 dtype="int16",
-                latency="low",
+                latency=self.requested_latency,
                 callback=self._callback,
             )
         except Exception as exc:
@@ -229,6 +237,8 @@ class Playback:
         self.last_callback = time.monotonic()
         if status:
             self.xruns += 1
+        if frames > self.max_block:
+            self.max_block = frames
         ring = self._ring
         out = outdata[:, 0]
         before = ring.read

@@ -24,7 +24,8 @@ class Resampler:
             raise ValueError(f"resampler rates must be > 0, got {in_rate} -> {out_rate}")
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        # float32 inside: soxr dithers int16 output, which would make results non-deterministic.
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
         self._dirty = False
 
     @property
@@ -41,10 +42,10 @@ class Resampler:
         """Resample one chunk (1-D int16 array, any length); returns the int16 output so far."""
         import numpy as np
 
-        x = np.ascontiguousarray(samples, dtype=np.int16)
+        x = np.asarray(samples, dtype=np.float32)
         if len(x):
             self._dirty = True
-        return self._stream.resample_chunk(x)
+        return _to_int16(self._stream.resample_chunk(x))
 
     def drain(self):
         """End of stream: return the held-back tail (int16) and reset for a new stream."""
@@ -52,11 +53,19 @@ class Resampler:
 
         if not self._dirty:
             return np.zeros(0, dtype=np.int16)
-        tail = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        tail = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         self.reset()
-        return tail
+        return _to_int16(tail)
 
     def reset(self) -> None:
         """Forget all state (discontinuity: e.g. after a flush)."""
         self._stream.clear()
         self._dirty = False
+
+
+def _to_int16(y):
+    import numpy as np
+
+    np.rint(y, out=y)
+    np.clip(y, -32768.0, 32767.0, out=y)
+    return y.astype(np.int16)

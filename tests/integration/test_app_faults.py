@@ -1,0 +1,109 @@
+"""What the user sees when things go wrong, through the real stack (SDK + Live double, PulseAudio
+audio, MockFactory panel): a rejected key is an error in words, logged once, retried only on a press;
+a link that drops mid-turn is reopened and the whole turn is sent again, so no word is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from support.pulse import align, read_wav
+from talkie import config
+from talkie.app import App, Factories
+from talkie.machine import Phase
+from talkie.system.credentials import load_api_key
+from tests.support.daemon import BUTTON, Shows, led_states, write_config
+from tests.support.live_double import AutoReply, LiveDouble, tone
+
+pytestmark = pytest.mark.audio
+
+
+async def start(settings, factory, shows):
+    from talkie.panel import open_panel
+
+    key = load_api_key(settings.live.api_key_file, env={})
+    app = App(settings, key, on_show=shows,
+              factories=Factories(panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory,
+                                                                   **kw)))
+    task = asyncio.create_task(app.run())
+    await asyncio.wait_for(app.ready.wait(), 10)
+    await asyncio.wait_for(app.prepared.wait(), 10)
+    return app, task
+
+
+async def stop(app, task):
+    app.stop()
+    await asyncio.wait_for(task, 5)
+
+
+def test_a_rejected_key_is_an_error_in_words_logged_once(tmp_path, pulse, caplog):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+
+    async def main(double):
+        settings = config.load(write_config(tmp_path, double, pulse, "AIzaSy-not-the-right-key"))
+        shows = Shows()
+        app, task = await start(settings, factory, shows)
+        button = factory.pin(BUTTON)
+        for attempt in (1, 2):
+            button.drive_low()
+            await shows.until(lambda p: p.count(Phase.ERROR) == attempt)
+            button.drive_high()
+        status = shows.shown[-1][1]
+        await stop(app, task)
+        return status
+
+    with caplog.at_level(logging.INFO, logger="talkie"):
+        with LiveDouble(api_keys=("AIzaSy-the-right-key-000000",)) as double:
+            status = asyncio.run(asyncio.wait_for(main(double), 60))
+            attempts = len(double.connections)
+    assert status == "error: API key rejected: put a valid key in /etc/talkie/api-key"
+    assert attempts == 2  # one connect per press: no retry loop on a fault only a person can fix
+    lines = [r for r in caplog.records if "API key rejected" in r.getMessage()
+             and not r.getMessage().startswith("state:")]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    assert "AIzaSy-not-the-right-key" not in caplog.text
+    assert led_states(factory)[-3:] == ["error", "connecting", "error"]
+
+
+def test_a_link_dropped_mid_turn_is_reopened_and_the_whole_turn_sent_again(
+        tmp_path, pulse, speech_wav):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    _, speech = read_wav(speech_wav)
+
+    async def main(double):
+        settings = config.load(write_config(tmp_path, double, pulse, "AIzaSy-key-1234567890"))
+        shows = Shows()
+        app, task = await start(settings, factory, shows)
+        button = factory.pin(BUTTON)
+        button.drive_low()
+        playing = asyncio.create_task(pulse.aplay_into_mic(speech_wav))
+        await double.wait_for_message("audio", nth=25, timeout=20)  # half a second in
+        await double.connections[0].close(1011, "Internal error encountered.")
+        await playing
+        button.drive_high()
+        await shows.until(lambda p: Phase.SPEAKING in p and p[-1] is Phase.IDLE)
+        await stop(app, task)
+        return shows.phases
+
+    answer = AutoReply(pcm=tone(0.5), delay_s=0.2)
+    with LiveDouble(api_keys=("AIzaSy-key-1234567890",), auto_reply=answer) as double:
+        phases = asyncio.run(asyncio.wait_for(main(double), 60))
+        first, second = double.connections[0], double.connections[1]
+        kinds2 = [m.kind for m in double.messages if m.conn == second.number]
+        sent = np.frombuffer(double.audio_received(second.number), dtype=np.int16)
+        first_audio = len(double.audio_received(first.number))
+    assert first_audio > 0 and first.close_code == 1011
+    assert kinds2[:2] == ["setup", "activity_start"] and kinds2[-1] == "activity_end"
+    assert set(kinds2[2:-1]) == {"audio"}
+    lag, corr = align(speech, sent)
+    assert corr >= 0.9 and 0 <= lag and lag + len(speech) <= len(sent)  # every word, once more
+    assert Phase.RECONNECTING in phases
+    assert phases[phases.index(Phase.RECONNECTING):] == [
+        Phase.RECONNECTING, Phase.LISTENING, Phase.THINKING, Phase.SPEAKING, Phase.IDLE]
