@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from support.pulse import align, correlation_at, read_wav
-from talkie.audio.capture import Capture
+from talkie.audio.capture import Capture, apply_gain
 from talkie.audio.devices import AudioError, find_device
 from talkie.audio.playback import Playback
 
@@ -133,16 +133,10 @@ def test_capture_resamples_when_the_device_refuses_16k(pulse, speech_wav, monkey
     assert ratio == pytest.approx(0.5, rel=0.05)
 
 
-def test_capture_gain_clips_instead_of_wrapping():
-    async def run():
-        loop = asyncio.get_running_loop()
-        out = []
-        cap = Capture("unused", loop=loop, on_audio=out.append, gain_db=20.0)
-        cap._running = True  # feed the loop-side handler directly, no stream
-        cap._deliver(np.array([1000, -1000, 100, -30000], dtype=np.int16).tobytes())
-        return np.frombuffer(out[0], dtype=np.int16).tolist()
-
-    assert asyncio.run(run()) == [10000, -10000, 1000, -32768]
+def test_gain_clips_instead_of_wrapping():
+    samples = np.array([1000, -1000, 100, -30000, 30000], dtype=np.int16)
+    assert apply_gain(samples, 10.0).tolist() == [10000, -10000, 1000, -32768, 32767]
+    assert apply_gain(samples, 0.5).tolist() == [500, -500, 50, -15000, 15000]
 
 
 # -- playback ----------------------------------------------------------------------------------
@@ -224,17 +218,21 @@ def test_flush_stops_the_sound_within_one_callback_and_cancels_finish(pulse):
             return pb, signal, second, rec.stop(), handed, at_rec, drains
 
     pb, signal, second, rec, handed, at_rec, drains = asyncio.run(run())
-    lag, corr = align(signal[:SPK_RATE // 2], rec)
+    # Align on 200 ms recorded shortly before flush() (a glitch earlier on cannot matter):
+    # rec[i + off] is signal[i].
+    probe_at = at_rec - SPK_RATE // 10 - 4800
+    start, corr = align(rec[probe_at:probe_at + 4800], signal)
     assert corr > 0.99
-    n = min(len(signal), len(rec) - lag)
+    off = probe_at - start
+    n = min(len(signal), len(rec) - off) - start
     # The path is bit-exact: the source plays until the first run of 48 mismatching samples
     # (a lone match later on is chance: noise and silence agree now and then).
-    differs = np.abs(rec[lag:lag + n].astype(int) - signal[:n]) > 2
+    differs = np.abs(rec[start + off:start + off + n].astype(int) - signal[start:start + n]) > 2
     runs = np.convolve(differs, np.ones(48, dtype=int), mode="valid")
-    last = int(np.argmax(runs == 48))  # source samples that made it to the speaker
-    assert last > SPK_RATE // 2 and not differs[:last].any()
+    assert runs.max() == 48 and not differs[:int(np.argmax(runs == 48))].any()
+    last = start + int(np.argmax(runs == 48))  # source samples that made it to the speaker
     after_handed = last - handed
-    in_recording = lag + last - at_rec
+    in_recording = last + off - at_rec
     print(f"flush: {after_handed} samples beyond those handed to PortAudio at flush() "
           f"(callback block {pb.max_block}); sound stopped {in_recording} samples "
           f"({in_recording / SPK_RATE * 1000:.1f} ms) after the recording position at flush(); "
@@ -244,7 +242,7 @@ def test_flush_stops_the_sound_within_one_callback_and_cancels_finish(pulse):
     # After the flush point the turn's audio is gone: silence until the second turn.
     lag2, corr2 = align(second, rec)
     assert corr2 > 0.99
-    assert not np.any(rec[lag + last: lag2])
+    assert not np.any(rec[last + off: lag2])
     assert len(drains) == 1 and drains[0] >= lag2 + len(second) - RECORDER_SLACK
     assert pb.underruns == 0
 

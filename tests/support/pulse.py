@@ -144,20 +144,24 @@ class Recording:
     def wait_samples(self, n: int, timeout: float = 10.0) -> None:
         """Wait (bounded) until at least ``n`` samples have been recorded."""
         deadline = time.monotonic() + timeout
-        while self.count() < n:
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"recording {self.source}: {self.count()} of {n} samples after {timeout} s")
+        while not self._reached(n, deadline, timeout):
             time.sleep(0.005)
 
     async def wait_samples_async(self, n: int, timeout: float = 10.0) -> None:
         """Like :meth:`wait_samples`, yielding to the event loop while waiting."""
         deadline = time.monotonic() + timeout
-        while self.count() < n:
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"recording {self.source}: {self.count()} of {n} samples after {timeout} s")
+        while not self._reached(n, deadline, timeout):
             await asyncio.sleep(0.005)
+
+    def _reached(self, n: int, deadline: float, timeout: float) -> bool:
+        if self.count() >= n:
+            return True
+        if self._proc is not None and self._proc.poll() is not None:
+            err = self.path.with_suffix(".log").read_text(errors="replace")
+            raise RuntimeError(f"parecord -d {self.source} exited with {self._proc.returncode}: {err}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"recording {self.source}: {self.count()} of {n} samples after {timeout} s")
+        return False
 
     def stop(self) -> np.ndarray:
         """Stop recording; returns everything recorded."""
@@ -174,11 +178,6 @@ class Recording:
             self._file.close()
             self._file = None
         return self.samples()
-
-    def _check_alive(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            err = self.path.with_suffix(".log").read_text(errors="replace")
-            raise RuntimeError(f"parecord -d {self.source} exited with {self._proc.returncode}: {err}")
 
     def __enter__(self) -> "Recording":
         return self if self._proc is not None else self.start()
@@ -312,12 +311,13 @@ class PulseHarness:
         await self.wait_async(self.play_into_mic(wav_path, wait=False), timeout)
 
     def wait_process(self, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+        """Wait (bounded) for a helper process; raises if it failed."""
         try:
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         _check_exit(proc)
 
     async def wait_async(self, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -347,21 +347,11 @@ class PulseHarness:
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self._proc.returncode}: {self._log_tail()}")
-            res = subprocess.run(["pactl", "info"], env=self.env, capture_output=True, timeout=10)
-            if res.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pulseaudio did not answer within {timeout} s: {self._log_tail()}")
+        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True, timeout=10).returncode:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "pulseaudio.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"pulseaudio did not start (exit {self._proc.poll()}): {log}")
             time.sleep(0.05)
-
-    def _log_tail(self) -> str:
-        try:
-            return (self.dir / "pulseaudio.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
 
     def _export_to_this_process(self) -> None:
         keys = ["PULSE_SERVER", "PULSE_COOKIE", "PULSE_RUNTIME_PATH", "ALSA_CONFIG_PATH"]

@@ -56,6 +56,7 @@ class Capture:
         self._posted = 0  # written by the PortAudio thread only
         self._handled = 0  # written by the loop thread only
         self._running = False
+        self._gen = 0  # bumped by stop(): blocks posted by an earlier stream are dropped
 
     @property
     def pending(self) -> int:
@@ -79,6 +80,7 @@ class Capture:
             if device_rate <= 0:
                 raise AudioError(f"input device {info.name!r} cannot record at {self.rate} Hz")
         self.device_rate = device_rate
+        self._resampler = None
         if device_rate != self.rate:
             from talkie.audio.resample import Resampler
 
@@ -109,6 +111,7 @@ class Capture:
     def stop(self) -> None:
         """Stop and close the stream; blocks still queued for the loop are discarded."""
         self._running = False
+        self._gen += 1
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
@@ -134,14 +137,14 @@ class Capture:
             return
         self._posted += 1
         try:
-            self._loop.call_soon_threadsafe(self._deliver, bytes(indata))
+            self._loop.call_soon_threadsafe(self._deliver, self._gen, bytes(indata))
         except RuntimeError:  # loop closed: nothing will ever handle it
             pass
 
     # -- loop thread ---------------------------------------------------------------------------
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, gen: int, data: bytes) -> None:
         self._handled += 1
-        if not self._running:
+        if not self._running or gen != self._gen:
             return
         if self._gain == 1.0 and self._resampler is None:
             self.blocks += 1
@@ -151,10 +154,7 @@ class Capture:
 
         samples = np.frombuffer(data, dtype=np.int16)
         if self._gain != 1.0:
-            scaled = samples.astype(np.float32)
-            scaled *= self._gain
-            np.clip(scaled, -32768.0, 32767.0, out=scaled)
-            samples = np.rint(scaled).astype(np.int16)
+            samples = apply_gain(samples, self._gain)
         if self._resampler is None:
             self.blocks += 1
             self._on_audio(samples.tobytes())
@@ -165,7 +165,18 @@ class Capture:
         full = len(buf) // n * n
         self._carry = buf[full:].copy()
         for i in range(0, full, n):
-            if not self._running:  # on_audio may stop us
+            if not self._running or gen != self._gen:  # on_audio may stop us
                 return
             self.blocks += 1
             self._on_audio(buf[i:i + n].tobytes())
+
+
+def apply_gain(samples, factor: float):
+    """int16 samples times ``factor``, rounded and clipped to the int16 range (never wraps)."""
+    import numpy as np
+
+    scaled = samples.astype(np.float32)
+    scaled *= factor
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -32768.0, 32767.0, out=scaled)
+    return scaled.astype(np.int16)

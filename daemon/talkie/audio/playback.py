@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Callable
 
+from talkie.audio.capture import apply_gain
 from talkie.audio.devices import AudioError, find_device, import_sounddevice
 from talkie.audio.ring import Ring
 
@@ -111,6 +112,7 @@ class Playback:
             if device_rate <= 0:
                 raise AudioError(f"output device {info.name!r} cannot play at {self.rate} Hz")
         self.device_rate = device_rate
+        self._resampler = None
         if device_rate != self.rate:
             from talkie.audio.resample import Resampler
 
@@ -153,10 +155,7 @@ class Playback:
             return
         samples = np.frombuffer(pcm, dtype=np.int16)
         if self.volume != 1.0:
-            scaled = samples.astype(np.float32)
-            scaled *= max(0.0, self.volume)
-            np.clip(scaled, -32768.0, 32767.0, out=scaled)
-            samples = np.rint(scaled).astype(np.int16)
+            samples = apply_gain(samples, max(0.0, self.volume))
         if self._resampler is not None:
             samples = self._resampler.process(samples)
         self._ring.write(samples)
