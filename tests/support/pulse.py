@@ -166,13 +166,7 @@ class Recording:
     def stop(self) -> np.ndarray:
         """Stop recording; returns everything recorded."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            _terminate(self._proc)
             self._proc = None
         if self._file is not None:
             self._file.close()
@@ -256,13 +250,7 @@ class PulseHarness:
     def close(self) -> None:
         """Kill the daemon, restore this process's environment and remove the temp dir."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
+            _terminate(self._proc)
             self._proc = None
         if self._saved_env:
             saved, self._saved_env = self._saved_env, {}
@@ -388,6 +376,17 @@ def _set_env(values: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def _terminate(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Stop a helper process: politely, then for sure."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _check_exit(proc: subprocess.Popen) -> None:

@@ -10,50 +10,21 @@ import pty
 import termios
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 from gpiozero import Button, Device
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
+from talkie.config import DEFAULT_PATTERNS, LedPattern, PanelSettings
 from talkie.panel import KEYBOARD_HINT, Panel, open_panel
 from talkie.panel.leds import GpioLed, look_of, pwm_frames
 
 
-# -- stand-ins with the attribute names of talkie.config.LedPattern / PanelSettings ------
-@dataclass(frozen=True)
-class Pat:
-    kind: str
-    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    brightness: float = 1.0
-    on_s: float = 0.5
-    off_s: float = 0.5
-
-
-PATTERNS = {
-    "starting": Pat("pulse", on_s=0.5, off_s=0.5),
-    "idle": Pat("solid", (0.0, 1.0, 0.0), 0.15),
-    "connecting": Pat("blink", (0.0, 0.0, 1.0), on_s=0.1, off_s=0.1),
-    "listening": Pat("solid", (0.0, 0.0, 1.0), 1.0),
-    "thinking": Pat("pulse", (0.0, 1.0, 1.0), on_s=0.4, off_s=0.4),
-    "speaking": Pat("solid", (1.0, 1.0, 1.0), 0.6),
-    "reconnecting": Pat("blink", (1.0, 1.0, 0.0), on_s=0.2, off_s=0.8),
-    "error": Pat("blink", (1.0, 0.0, 0.0), on_s=0.15, off_s=0.15),
-}
-
-
-@dataclass(frozen=True)
-class Cfg:
-    button_pin: int | None = 17
-    button: bool = True
-    button_pull_up: bool = True
-    bounce_s: float = 0.02
-    hold_s: float = 2.0
-    led: str = "pwm"
-    led_pins: tuple[int, ...] = (27,)
-    led_active_high: bool = True
-    keyboard: str = "auto"
-    patterns: dict = field(default_factory=lambda: dict(PATTERNS))
+# The panel reads its settings by attribute name; the tests use the real settings types.
+Pat = LedPattern
+PATTERNS = DEFAULT_PATTERNS
+Cfg = PanelSettings
 
 
 # -- helpers ---------------------------------------------------------------------------
