@@ -5,6 +5,10 @@
 ``asyncio.TaskGroup``, turns every adapter callback into a :mod:`talkie.machine` event, feeds it to
 ``step`` and carries out the effects. Adapter callbacks from other threads have already been moved to
 the loop by the adapters (``call_soon_threadsafe``); everything here runs in the loop's thread.
+
+Around that core: systemd's notifications (READY once config, panel and audio are up, a STATUS in
+words at every change, a watchdog that pings only while the loop and the audio path are alive), the
+control socket (:mod:`talkie.shell_control`), and reload (SIGHUP).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from talkie import machine as m
+from talkie.shell_audio import AudioDevices
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Outbox
 
@@ -23,10 +28,6 @@ log = logging.getLogger("talkie")
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
-#: How often a failed audio device is tried again, and how long a silent capture stream may stay
-#: silent before it counts as dead.
-AUDIO_RETRY_S = 5.0
-AUDIO_STALL_S = 3.0
 #: At shutdown, how long closing the output stream may take.
 STOP_DRAIN_S = 1.0
 EVENT_QUEUE = 4096
@@ -58,6 +59,18 @@ def _default_link(settings: Any, key: Secret | KeyProblem, outbox: Outbox, liste
     return LiveLink(settings.live, key, outbox, listener)
 
 
+def _default_notifier() -> Any:
+    from talkie.system.notify import Notifier
+
+    return Notifier()
+
+
+def _default_control(path: str | None, commands: Any) -> Any:
+    from talkie.system.control import ControlServer, default_socket_path
+
+    return ControlServer(path or default_socket_path(), commands)
+
+
 @dataclass
 class Factories:
     """How the shell makes each adapter. Tests replace what cannot exist on their machine."""
@@ -66,6 +79,8 @@ class Factories:
     capture: Callable[..., Any] = _default_capture
     playback: Callable[..., Any] = _default_playback
     link: Callable[..., Any] = _default_link
+    notifier: Callable[[], Any] = _default_notifier
+    control: Callable[[str | None, Any], Any] | None = _default_control
 
 
 class _LinkEvents:
@@ -101,42 +116,57 @@ class App:
 
     def __init__(self, settings: Any, key: Secret | KeyProblem, *,
                  factories: Factories | None = None,
-                 on_show: Callable[[m.Phase, str], None] = lambda phase, status: None) -> None:
+                 on_show: Callable[[m.Phase, str], None] = lambda phase, status: None,
+                 control_path: str | None = None,
+                 reload: Callable[[], tuple[Any, Secret | KeyProblem]] | None = None) -> None:
         self.settings = settings
         self.key = key
         self.factories = factories or Factories()
         self.on_show = on_show
+        self.control_path = control_path
+        self._reload_source = reload
         self.state = m.State()
         self.ready = asyncio.Event()
         #: Set once the Live SDK is loaded (after ready): a press from then on pays only the connect.
         self.prepared = asyncio.Event()
         self.dropped_events = 0
+        self.sessions = 0
+        self.last_error = ""
         self._stopping = asyncio.Event()
         self._events: asyncio.Queue[m.Event] = asyncio.Queue(EVENT_QUEUE)
         self._logged: dict[str, str] = {}
-        self._counters: dict[tuple[str, str], int] = {}
         self._retry: asyncio.TimerHandle | None = None
         self._link_task: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self._event_name = ""
+        self._released_at: float | None = None
         self.outbox = Outbox(int(settings.audio.pending_s * INPUT_RATE * 2),
                              on_ready=self._wake_link, on_overflow=self._outbox_overflow)
+        self.notifier: Any = self.factories.notifier()
         self.link: Any = None
         self.panel: Any = None
-        self.capture: Any = None
-        self.playback: Any = None
-        self._audio_ok = False
+        self.audio: AudioDevices | None = None
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
-            m.Connect: self._connect,
+            m.Connect: self._connect, m.Disconnect: self._disconnect,
             m.StartTurn: lambda e: self.outbox.start_turn(),
             m.EndTurn: lambda e: self.outbox.end_turn(),
             m.ReplayTurn: lambda e: self.outbox.replay(),
             m.DropTurn: lambda e: self.outbox.drop(),
-            m.Play: lambda e: self.playback.play(e.pcm),
+            m.SendText: lambda e: self.outbox.add_text(e.text),
+            m.Play: self._play,
             m.FlushPlayback: lambda e: self.playback.flush(),
             m.FinishPlayback: lambda e: self.playback.finish(),
             m.StartRetryTimer: self._start_retry, m.CancelRetryTimer: self._cancel_retry,
             m.Show: self._show, m.Log: self._log,
         }
+
+    @property
+    def playback(self) -> Any:
+        return self.audio.playback if self.audio else None
+
+    @property
+    def capture(self) -> Any:
+        return self.audio.capture if self.audio else None
 
     # ---- public
 
@@ -150,40 +180,56 @@ class App:
                 log.error("event queue full: %d events dropped so far", self.dropped_events)
 
     def stop(self) -> None:
-        """Ask the daemon to shut down (signal handlers call this)."""
+        """Ask the daemon to shut down (SIGTERM/SIGINT)."""
         self._stopping.set()
+
+    def reload(self) -> None:
+        """Read the config again (SIGHUP); a broken one is refused and the running one kept."""
+        from talkie import shell_reload
+
+        shell_reload.reload(self)
 
     async def run(self) -> None:
         """Bring the adapters up, serve until :meth:`stop`, bring them down."""
         loop = asyncio.get_running_loop()
         f = self.factories
-        self.panel = f.panel(self.settings, loop=loop, on_press=lambda: self.emit(m.ButtonDown()),
-                             on_release=lambda: self.emit(m.ButtonUp()),
-                             on_hold=lambda: self.emit(m.ButtonHeld()))
+        self.panel = self._open_panel()
+        control = None
         try:
             self.panel.show("starting")
             self.link = f.link(self.settings, self.key, self.outbox, _LinkEvents(self.emit))
-            self.playback = f.playback(self.settings, loop=loop,
-                                       on_drained=lambda: self.emit(m.PlaybackDrained()))
-            self.capture = f.capture(self.settings, loop=loop, on_audio=self.outbox.push_audio)
-            self._open_audio()
+            playback = f.playback(self.settings, loop=loop,
+                                  on_drained=lambda: self.emit(m.PlaybackDrained()))
+            capture = f.capture(self.settings, loop=loop, on_audio=self.outbox.push_audio)
+            self.audio = AudioDevices(capture, playback, self.emit)
+            self.audio.open()
             self._show(m.Show(self.state.phase, self.state.status))
             if isinstance(self.key, KeyProblem):
                 log.warning("%s", self.key.message)
+            control = await self._start_control()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                dispatcher = tg.create_task(self._dispatch_loop(), name="dispatch")
-                watcher = tg.create_task(self._watch_audio(), name="audio-watch")
+                tasks = [tg.create_task(self._dispatch_loop(), name="dispatch"),
+                         tg.create_task(self.audio.watch(), name="audio-watch")]
+                heartbeat = self._heartbeat()
+                if heartbeat is not None:
+                    tasks.append(tg.create_task(heartbeat.run(), name="watchdog"))
+                self.notifier.ready(self.state.status)
                 self.ready.set()
-                tg.create_task(self._prepare_link(), name="prepare-link")
+                tasks.append(tg.create_task(self._prepare_link(), name="prepare-link"))
                 await self._stopping.wait()
-                for task in (dispatcher, watcher, self._link_task):
+                self.notifier.stopping()
+                for task in (*tasks, self._link_task):
                     if task is not None:
                         task.cancel()
         finally:
             self._tg = None
             self._cancel_retry(None)
-            await self._close_adapters()
+            if control is not None:
+                await control.close()
+            if self.audio is not None:
+                await self.audio.stop(STOP_DRAIN_S)
+            self.panel.close()
 
     # ---- the loop
 
@@ -195,11 +241,20 @@ class App:
         """Step the machine with ``event`` and carry out its effects."""
         before = self.state
         self.state, effects = m.step(before, event)
-        if log.isEnabledFor(logging.DEBUG) and not isinstance(event, m.ModelAudio):
-            log.debug("%s: %s -> %s", type(event).__name__, before.phase.value,
-                      self.state.phase.value)
+        self._event_name = type(event).__name__
+        if isinstance(event, m.ButtonUp) and before.phase is m.Phase.LISTENING:
+            self._released_at = asyncio.get_running_loop().time()
+        if isinstance(event, m.SessionOpened):
+            self.sessions += 1
+        if isinstance(event, m.LinkLost):
+            self.last_error = event.reason
         for effect in effects:
             self._perform[type(effect)](effect)
+
+    def _fields(self, **more: Any) -> dict[str, Any]:
+        """Structured fields for the journal."""
+        return {"talkie_state": self.state.phase.value, "talkie_event": self._event_name,
+                "talkie_session": self.sessions, **more}
 
     # ---- effects
 
@@ -211,18 +266,18 @@ class App:
             return
         self._link_task = self._tg.create_task(self.link.run(), name="live-session")
 
-    async def _prepare_link(self) -> None:
-        prepare = getattr(self.link, "prepare", None)
-        if prepare is not None:
-            try:
-                await asyncio.to_thread(prepare)
-            except Exception:  # noqa: BLE001 - the first connect will report the same problem
-                log.debug("preparing the Live SDK failed", exc_info=True)
-        self.prepared.set()
+    def _disconnect(self, effect: m.Effect) -> None:
+        if self._link_task is not None:
+            self._link_task.cancel()
+            self._link_task = None
 
-    def _wake_link(self) -> None:
-        if self.link is not None:
-            self.link.wake()
+    def _play(self, effect: m.Play) -> None:
+        if self._released_at is not None:
+            waited = (asyncio.get_running_loop().time() - self._released_at) * 1000
+            self._released_at = None
+            log.info("answer started %.0f ms after the release", waited,
+                     extra=self._fields(talkie_latency_ms=round(waited)))
+        self.playback.play(effect.pcm)
 
     def _start_retry(self, effect: m.StartRetryTimer) -> None:
         self._cancel_retry(None)
@@ -236,7 +291,8 @@ class App:
 
     def _show(self, effect: m.Show) -> None:
         self.panel.show(effect.phase.value)
-        log.info("state: %s", effect.status)
+        log.info("state: %s", effect.status, extra=self._fields())
+        self.notifier.status(effect.status)
         self.on_show(effect.phase, effect.status)
 
     def _log(self, effect: m.Log) -> None:
@@ -246,77 +302,55 @@ class App:
             if self._logged.get(effect.key) == effect.message:
                 return
             self._logged[effect.key] = effect.message
-        log.log(logging.getLevelName(effect.level.upper()), "%s", effect.message)
+        extra = self._fields()
+        if effect.transcript:
+            extra["talkie_transcript"] = effect.message.split(":", 1)[0]
+        log.log(logging.getLevelName(effect.level.upper()), "%s", effect.message, extra=extra)
 
     def _outbox_overflow(self, dropped: int) -> None:
         log.warning("uplink buffer full (%g s): microphone audio dropped (%d bytes so far)",
                     self.settings.audio.pending_s, dropped)
 
-    # ---- audio devices
+    # ---- helpers
 
-    def _open_audio(self) -> bool:
-        """Start both audio streams; on failure report it (once) and leave them closed."""
-        from talkie.audio.devices import AudioError
-
-        try:
-            self.playback.start()
-            self.capture.start()
-        except AudioError as exc:
-            self._close_streams()
-            self._audio_ok = False
-            self.emit(m.AudioFailed(str(exc)))
-            return False
-        self._audio_ok = True
-        return True
-
-    def _close_streams(self) -> None:
-        for stream in (self.capture, self.playback):
-            try:
-                stream.stop()
-            except Exception:  # noqa: BLE001 - closing a broken stream must not stop the daemon
-                log.debug("closing an audio stream failed", exc_info=True)
-
-    async def _watch_audio(self) -> None:
-        """Reopen failed audio devices; notice a capture stream that stopped delivering."""
+    def _open_panel(self) -> Any:
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(AUDIO_RETRY_S if not self._audio_ok else AUDIO_STALL_S)
-            if not self._audio_ok:
-                if self._open_audio():
-                    self.emit(m.AudioRestored())
-                continue
-            self._report_counters()
-            last = getattr(self.capture, "last_callback", None)
-            if last is not None and last > 0 and loop.time() - last > AUDIO_STALL_S:
-                self._close_streams()
-                self._audio_ok = False
-                self.emit(m.AudioFailed("the microphone stopped delivering audio"))
+        return self.factories.panel(self.settings, loop=loop,
+                                    on_press=lambda: self.emit(m.ButtonDown()),
+                                    on_release=lambda: self.emit(m.ButtonUp()),
+                                    on_hold=lambda: self.emit(m.ButtonHeld()))
 
-    #: Counters that mean audio was lost; each increase is logged (once per watch period).
-    COUNTERS = (("capture", "overflows", "microphone blocks dropped (event loop too slow)"),
-                ("capture", "xruns", "microphone overruns reported by the device"),
-                ("playback", "overflows", "speaker samples dropped (playback buffer full)"),
-                ("playback", "underruns", "speaker underruns (audio arrived too slowly)"))
+    def _wake_link(self) -> None:
+        if self.link is not None:
+            self.link.wake()
 
-    def _report_counters(self) -> None:
-        for adapter, counter, words in self.COUNTERS:
-            value = getattr(getattr(self, adapter), counter, 0)
-            seen = self._counters.get((adapter, counter), 0)
-            if isinstance(value, int) and value > seen:
-                self._counters[(adapter, counter)] = value
-                log.warning("%s: %d so far", words, value)
-
-    async def _close_adapters(self) -> None:
-        if self.playback is not None and self._audio_ok:
-            self.playback.flush()  # a stop request cuts the answer short, as a person expects
+    async def _prepare_link(self) -> None:
+        prepare = getattr(self.link, "prepare", None)
+        if prepare is not None:
             try:
-                await asyncio.wait_for(asyncio.to_thread(self.playback.stop), STOP_DRAIN_S)
-            except Exception:  # noqa: BLE001
-                log.debug("playback did not stop cleanly", exc_info=True)
-        if self.capture is not None:
-            try:
-                self.capture.stop()
-            except Exception:  # noqa: BLE001
-                log.debug("capture did not stop cleanly", exc_info=True)
-        if self.panel is not None:
-            self.panel.close()
+                await asyncio.to_thread(prepare)
+            except Exception:  # noqa: BLE001 - the first connect will report the same problem
+                log.debug("preparing the Live SDK failed", exc_info=True)
+        self.prepared.set()
+
+    def _heartbeat(self) -> Any:
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            return None
+        from talkie.system.notify import Heartbeat
+
+        return Heartbeat(self.notifier, self.audio.alive, interval)
+
+    async def _start_control(self) -> Any:
+        if self.factories.control is None:
+            return None
+        from talkie.shell_control import Commands
+
+        server = self.factories.control(self.control_path, Commands(self))
+        try:
+            await server.start()
+        except Exception as exc:  # noqa: BLE001 - no socket is no reason not to talk
+            log.warning("control socket unavailable (%s): `talkie ctl` will not reach this daemon",
+                        exc)
+            return None
+        return server

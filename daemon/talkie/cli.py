@@ -2,6 +2,7 @@
 
     talkie run [--config PATH]            the daemon
     talkie config check [--config PATH]   validate a config and print the effective settings
+    talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
 """
 
 from __future__ import annotations
@@ -29,7 +30,39 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: --config or %s)"
                        % config.DEFAULT_PATH)
     check.add_argument("--config", dest="config_opt", default=None, help="config file")
+    ctl = sub.add_parser("ctl", help="ask the running daemon (status, press, say TEXT, ...)",
+                         description="Send one command to the running talkie over its control "
+                         "socket. Commands: status, press, release, talk, stop, say TEXT, reset, "
+                         "help. Exit 0 if done, 1 if talkie said no, 69 if talkie is unreachable.")
+    ctl.add_argument("ctl_command", metavar="COMMAND", help="status, press, release, talk, stop, "
+                     "say, reset or help")
+    ctl.add_argument("ctl_text", metavar="TEXT", nargs="*", help="the text for say")
+    ctl.add_argument("--socket", dest="ctl_socket", default=None, metavar="PATH",
+                     help="control socket (default: $RUNTIME_DIRECTORY/control or "
+                     "/run/talkie/control)")
+    ctl.add_argument("--json", dest="ctl_json", action="store_true", help="print the raw JSON reply")
+    ctl.add_argument("--timeout", dest="ctl_timeout", type=float, default=5.0, metavar="S",
+                     help="seconds to wait for the answer (%(default)s)")
+    hw = sub.add_parser("check", help="hardware self-test: microphone, speaker, button, LED, "
+                        "API key", description="Test what talkie needs, one line per part: "
+                        "OK, FAIL (with what to do) or SKIP. Exit 0 if nothing failed, 1 if "
+                        "something did, 78 for a bad config.")
+    hw.add_argument("--config", default=config.DEFAULT_PATH, help="config file (%(default)s)")
+    hw.add_argument("--no-input", action="store_true",
+                    help="do not ask for a button press (also skipped when stdin is no terminal)")
+    hw.add_argument("--seconds", type=_seconds, default=3.0,
+                    help="how long to record from the microphone (%(default)g s)")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.5 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range; allowed 0.5 to 60")
+    return value
 
 
 def _load(path: str):
@@ -62,6 +95,7 @@ async def _serve(app) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stop)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)  # systemctl reload talkie
     await app.run()
 
 
@@ -81,8 +115,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ctl(args: argparse.Namespace) -> int:
+    from talkie.system import control  # light: a plain socket, nothing of the daemon's
+
+    return control.ctl(args.ctl_command, args.ctl_text, path=args.ctl_socket,
+                       as_json=args.ctl_json, timeout=args.ctl_timeout)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from talkie import checks
+
+    logging.basicConfig(level=logging.ERROR, format="talkie: %(name)s: %(message)s")
+    return checks.main(args.config, no_input=args.no_input, seconds=args.seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args)
+    if args.command == "ctl":
+        return _ctl(args)
     if args.command == "run":
         return _run(args)
     return _config_check(args)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 
 from talkie.vocabulary import (  # noqa: F401 - re-exported: the machine's whole vocabulary
     EVENT_TYPES, AudioFailed, AudioRestored, ButtonDown, ButtonHeld, ButtonUp, CancelRetryTimer,
-    Connect, DropTurn, Effect, EndTurn, Event, FinishPlayback, FlushPlayback, Heard,
-    Interrupted, LinkLost, Log, ModelAudio, Phase, Play, PlaybackDrained, ReplayTurn, RetryDue,
-    Said, SessionOpened, Show, StartRetryTimer, StartTurn, TurnComplete,
+    Connect, Disconnect, DropTurn, Effect, EndTurn, Event, FinishPlayback, FlushPlayback, Heard,
+    Hush, Interrupted, LinkLost, Log, ModelAudio, Phase, Play, PlaybackDrained, ReplayTurn, Reset,
+    RetryDue, Said, Say, SendText, SessionOpened, Show, StartRetryTimer, StartTurn, TurnComplete,
 )
 
 #: Consecutive failed connects after which a turn the user already released is given up.
@@ -69,6 +69,8 @@ class State:
     fault: Fault = Fault.NONE
     #: Error: what is wrong and what the user should do about it.
     reason: str = ""
+    #: The user stopped the answer: the rest of this model turn is dropped until it completes.
+    muted: bool = False
 
     @property
     def status(self) -> str:
@@ -118,6 +120,7 @@ def _connect(state: State) -> list[Effect]:
 
 @_on(Phase.IDLE, ButtonDown)
 def _press_when_idle(s: State, e: Event):
+    s = replace(s, muted=False)  # a new turn: what is left of a stopped answer is stale anyway
     if s.link is Link.UP:
         return replace(s, phase=Phase.LISTENING, held=True), [StartTurn()]
     return (
@@ -194,7 +197,7 @@ def _opened(s: State, e: Event):
 @_on(_ANY, LinkLost)
 def _lost(s: State, e: Event):
     assert isinstance(e, LinkLost)
-    down = replace(s, link=Link.DOWN)
+    down = replace(s, link=Link.DOWN, muted=False)
     if e.fatal:
         if s.phase is Phase.ERROR and s.fault is Fault.AUDIO:
             return down, [Log("error", e.reason, key="link")]
@@ -263,6 +266,8 @@ def _retry(s: State, e: Event):
 @_on((Phase.THINKING, Phase.IDLE), ModelAudio)
 def _first_audio(s: State, e: Event):
     assert isinstance(e, ModelAudio)
+    if s.muted:
+        return s, []
     # In idle this is an answer to a turn whose completion we already saw (after a quick barge-in).
     return replace(s, phase=Phase.SPEAKING, turn_done=False), [Play(e.pcm)]
 
@@ -288,6 +293,11 @@ def _interrupted_after_barge_in(s: State, e: Event):
 @_on(Phase.THINKING, TurnComplete)
 def _complete_without_audio(s: State, e: Event):
     return replace(s, phase=Phase.IDLE), []
+
+
+@_on(Phase.IDLE, TurnComplete)
+def _stopped_answer_complete(s: State, e: Event):
+    return replace(s, muted=False), []
 
 
 @_on(Phase.SPEAKING, TurnComplete)
@@ -316,6 +326,39 @@ def _said(s: State, e: Event):
     return s, [Log("info", f"said: {e.text}", transcript=True)]
 
 
+# ---- the control socket
+
+
+@_on((Phase.IDLE, Phase.ERROR), Say)
+def _say(s: State, e: Event):
+    assert isinstance(e, Say)
+    if s.fault is Fault.AUDIO:
+        return s, [Log("warning", f"cannot ask: {s.reason}")]
+    s = replace(s, phase=Phase.IDLE, fault=Fault.NONE, reason="", muted=False, held=False)
+    effects: list[Effect] = [SendText(e.text), Log("info", f"asked: {e.text}", transcript=True)]
+    if s.link is Link.UP:
+        return replace(s, phase=Phase.THINKING), effects
+    return replace(s, phase=Phase.CONNECTING, link=Link.OPENING, attempt=0), \
+        [*_connect(s), *effects]
+
+
+@_on((Phase.SPEAKING, Phase.THINKING), Hush)
+def _hush(s: State, e: Event):
+    done = s.phase is Phase.SPEAKING and s.turn_done
+    return replace(s, phase=Phase.IDLE, turn_done=False, muted=not done), [FlushPlayback()]
+
+
+@_on(_ANY, Reset)
+def _reset(s: State, e: Event):
+    effects: list[Effect] = [DropTurn(), FlushPlayback(), CancelRetryTimer()]
+    if s.link is not Link.DOWN:
+        effects.append(Disconnect())
+    fresh = State()
+    if s.fault is Fault.AUDIO:  # a fresh conversation does not bring the microphone back
+        fresh = replace(fresh, phase=Phase.ERROR, fault=Fault.AUDIO, reason=s.reason)
+    return fresh, [*effects, Log("info", "conversation reset: the next press starts afresh")]
+
+
 # ---- audio devices
 
 
@@ -323,7 +366,8 @@ def _said(s: State, e: Event):
 def _audio_failed(s: State, e: Event):
     assert isinstance(e, AudioFailed)
     return (
-        replace(s, phase=Phase.ERROR, fault=Fault.AUDIO, reason=e.reason, turn_done=False),
+        replace(s, phase=Phase.ERROR, fault=Fault.AUDIO, reason=e.reason, turn_done=False,
+                muted=False),
         [DropTurn(), FlushPlayback(), Log("error", e.reason, key="audio")],
     )
 

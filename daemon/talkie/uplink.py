@@ -27,6 +27,7 @@ class Kind(enum.Enum):
     ACTIVITY_START = "activity_start"
     AUDIO = "audio"
     ACTIVITY_END = "activity_end"
+    TEXT = "text"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Item:
 
     kind: Kind
     pcm: bytes = field(default=b"", repr=False)
+    text: str = ""
 
 
 START = Item(Kind.ACTIVITY_START)
@@ -72,6 +74,11 @@ class Outbox:
             return
         self.capturing = False
         self._put(END)
+
+    def add_text(self, text: str) -> None:
+        """Queue a whole text turn (it is a turn of its own: a replay resends it)."""
+        self._forget_sent()
+        self._put(Item(Kind.TEXT, text=text))
 
     def replay(self) -> None:
         """Queue the already-sent part of the current turn again, ahead of what waits."""
@@ -112,6 +119,8 @@ class Outbox:
         """``item`` (the head) went out: keep it for a replay of this turn."""
         if self._queue and self._queue[0] is item:
             self._queue.popleft()
+            if item.kind in (Kind.ACTIVITY_START, Kind.TEXT):
+                self._forget_sent()  # a turn starts: the replay log holds this turn only
             self._sent.append(item)
             if item.kind is Kind.AUDIO:
                 self.sent_bytes += len(item.pcm)

@@ -100,6 +100,23 @@ class RetryDue(Event):
 
 
 @dataclass(frozen=True)
+class Say(Event):
+    """A text turn from the user (`talkie ctl say TEXT`)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Hush(Event):
+    """Stop the answer now (`talkie ctl stop`): silence the speaker and drop the rest of the turn."""
+
+
+@dataclass(frozen=True)
+class Reset(Event):
+    """Start a fresh conversation (`talkie ctl reset`): close the session, forget the turn."""
+
+
+@dataclass(frozen=True)
 class AudioFailed(Event):
     """The microphone or the speaker stopped working (or could not be opened)."""
 
@@ -121,6 +138,18 @@ class Effect:
 @dataclass(frozen=True)
 class Connect(Effect):
     """Open a Live session; report SessionOpened or LinkLost."""
+
+
+@dataclass(frozen=True)
+class Disconnect(Effect):
+    """Close the Live session (it reports nothing more)."""
+
+
+@dataclass(frozen=True)
+class SendText(Effect):
+    """Queue a text turn for the session."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -197,5 +226,6 @@ class Log(Effect):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     ButtonDown, ButtonUp, ButtonHeld, SessionOpened, LinkLost, ModelAudio, Interrupted,
-    TurnComplete, PlaybackDrained, Heard, Said, RetryDue, AudioFailed, AudioRestored,
+    TurnComplete, PlaybackDrained, Heard, Said, RetryDue, Say, Hush, Reset, AudioFailed,
+    AudioRestored,
 )

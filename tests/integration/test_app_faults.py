@@ -21,11 +21,11 @@ from tests.support.live_double import AutoReply, LiveDouble, tone
 pytestmark = pytest.mark.audio
 
 
-async def start(settings, factory, shows):
+async def start(settings, factory, shows, control_path):
     from talkie.panel import open_panel
 
     key = load_api_key(settings.live.api_key_file, env={})
-    app = App(settings, key, on_show=shows,
+    app = App(settings, key, on_show=shows, control_path=str(control_path),
               factories=Factories(panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory,
                                                                    **kw)))
     task = asyncio.create_task(app.run())
@@ -47,7 +47,7 @@ def test_a_rejected_key_is_an_error_in_words_logged_once(tmp_path, pulse, caplog
     async def main(double):
         settings = config.load(write_config(tmp_path, double, pulse, "AIzaSy-not-the-right-key"))
         shows = Shows()
-        app, task = await start(settings, factory, shows)
+        app, task = await start(settings, factory, shows, tmp_path / "control")
         button = factory.pin(BUTTON)
         for attempt in (1, 2):
             button.drive_low()
@@ -80,7 +80,7 @@ def test_a_link_dropped_mid_turn_is_reopened_and_the_whole_turn_sent_again(
     async def main(double):
         settings = config.load(write_config(tmp_path, double, pulse, "AIzaSy-key-1234567890"))
         shows = Shows()
-        app, task = await start(settings, factory, shows)
+        app, task = await start(settings, factory, shows, tmp_path / "control")
         button = factory.pin(BUTTON)
         button.drive_low()
         playing = asyncio.create_task(pulse.aplay_into_mic(speech_wav))

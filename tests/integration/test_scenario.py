@@ -54,7 +54,8 @@ def test_push_to_talk_conversation(tmp_path, pulse, speech_wav, record_property)
             panels.append(open_panel(s.panel, pin_factory=factory, **kw))
             return panels[-1]
 
-        app = App(settings, key, factories=Factories(panel=panel), on_show=shows)
+        app = App(settings, key, factories=Factories(panel=panel), on_show=shows,
+                  control_path=str(tmp_path / "control"))
         task = asyncio.create_task(app.run())
         await asyncio.wait_for(app.ready.wait(), 10)
         assert panels[0].kind == "gpio"

@@ -17,7 +17,8 @@ EVENTS: list[m.Event] = [
     m.ButtonDown(), m.ButtonUp(), m.ButtonHeld(), m.SessionOpened(), m.LinkLost("drop"),
     m.LinkLost("API key rejected", fatal=True), m.ModelAudio(b"\x01\x00" * 240), m.Interrupted(),
     m.TurnComplete(), m.PlaybackDrained(), m.Heard("hello"), m.Said("hi there"), m.RetryDue(),
-    m.AudioFailed("no microphone"), m.AudioRestored(),
+    m.AudioFailed("no microphone"), m.AudioRestored(), m.Say("what time is it?"), m.Hush(),
+    m.Reset(),
 ]
 
 
@@ -27,11 +28,11 @@ def test_every_event_type_is_exercised():
 
 def all_states():
     """Every combination of the state's fields (many unreachable: the step must still be total)."""
-    for phase, link, held, done, attempt, fault in itertools.product(
+    for phase, link, held, done, attempt, fault, muted in itertools.product(
             Phase, Link, (False, True), (False, True), (0, 1, m.GIVE_UP_AFTER),
-            Fault):
+            Fault, (False, True)):
         reason = "" if fault is Fault.NONE else "something is wrong"
-        yield State(phase, link, held, done, attempt, fault, reason)
+        yield State(phase, link, held, done, attempt, fault, reason, muted)
 
 
 STATES = list(all_states())
@@ -137,6 +138,25 @@ TABLE = [
     (State(Phase.ERROR, fault=Fault.LINK, reason="x"), m.AudioRestored(),
      State(Phase.ERROR, fault=Fault.LINK, reason="x"), []),
     (IDLE, m.ButtonHeld(), IDLE, []),
+    # the control socket
+    (WARM, m.Say("hi"), THINKING, [m.SendText]),
+    (IDLE, m.Say("hi"), replace(CONNECTING, held=False), [m.Connect, m.SendText]),
+    (State(Phase.ERROR, fault=Fault.LINK, reason="x"), m.Say("hi"),
+     replace(CONNECTING, held=False), [m.Connect, m.SendText]),
+    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.Say("hi"),
+     State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), []),
+    (LISTENING, m.Say("hi"), LISTENING, []),  # busy: the shell tells the caller
+    (SPEAKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback]),
+    (replace(SPEAKING, turn_done=True), m.Hush(), WARM, [m.FlushPlayback]),
+    (THINKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback]),
+    (replace(WARM, muted=True), AUDIO, replace(WARM, muted=True), []),  # the stopped answer
+    (replace(WARM, muted=True), m.TurnComplete(), WARM, []),
+    (replace(WARM, muted=True), m.ButtonDown(), LISTENING, [m.StartTurn]),
+    (LISTENING, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer, m.Disconnect]),
+    (IDLE, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer]),
+    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.Reset(),
+     State(Phase.ERROR, fault=Fault.AUDIO, reason="x"),
+     [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer, m.Disconnect]),
 ]
 
 
@@ -222,6 +242,8 @@ def check_invariants(s: State) -> None:
         assert s.phase is Phase.SPEAKING
     if s.phase is Phase.IDLE:
         assert not s.held
+    if s.muted:
+        assert s.phase is Phase.IDLE
 
 
 class TurnTracker:
@@ -257,6 +279,9 @@ def test_random_sequences_keep_the_invariants(events):
             link_running = True
         if isinstance(event, m.LinkLost):
             link_running = m.Connect in kinds(effects)
+        if m.Disconnect in kinds(effects):
+            assert link_running
+            link_running = False
         if m.Play in kinds(effects):
             assert new.phase is Phase.SPEAKING
         if new.phase is Phase.LISTENING:

@@ -87,3 +87,14 @@ def test_drop_forgets_everything():
     box.drop()
     box.push_audio(b"y")
     assert box.peek() is None and not box.capturing and box.waiting_bytes == 0
+
+
+def test_a_text_turn_is_queued_in_order_and_replayed_alone():
+    box = Outbox(100)
+    box.start_turn(); box.push_audio(b"a"); box.end_turn()
+    box.add_text("and in words?")
+    items = drain(box)
+    assert [i.kind for i in items] == [Kind.ACTIVITY_START, Kind.AUDIO, Kind.ACTIVITY_END, Kind.TEXT]
+    assert items[-1].text == "and in words?"
+    box.replay()
+    assert [(i.kind, i.text) for i in drain(box)] == [(Kind.TEXT, "and in words?")]

@@ -58,6 +58,18 @@ class Capture:
         self._running = False
         self._gen = 0  # bumped by stop(): blocks posted by an earlier stream are dropped
 
+    def configure(self, *, device: str | int | None = None, block_ms: int | None = None,
+                  gain_db: float | None = None) -> None:
+        """Change settings: the gain at once, the device and block size from the next start()."""
+        if gain_db is not None:
+            self.gain_db = float(gain_db)
+            self._gain = 10.0 ** (self.gain_db / 20.0)
+        if device is not None:
+            self.device = device
+        if block_ms is not None:
+            self.block_ms = int(block_ms)
+            self.block_samples = self.rate * self.block_ms // 1000
+
     @property
     def pending(self) -> int:
         """Blocks posted by the callback and not yet handled by the loop."""

@@ -49,6 +49,13 @@ class LiveLink:
         self._heard: list[str] = []
         self._said: list[str] = []
 
+    def configure(self, live: Any, key: Secret | KeyProblem) -> None:
+        """New settings and key (a reload): they apply from the next session on."""
+        if (live.endpoint, live.api_version, live.ca_file) != \
+                (self.live.endpoint, self.live.api_version, self.live.ca_file) or key != self.key:
+            self._client = None
+        self.live, self.key = live, key
+
     def prepare(self) -> None:
         """Import the SDK ahead of the first press (blocking: run it in a worker thread).
 
@@ -123,6 +130,9 @@ class LiveLink:
     async def _send(session: Any, types: Any, item: Item, automatic: bool) -> None:
         if item.kind is Kind.AUDIO:
             await session.send_realtime_input(audio=types.Blob(data=item.pcm, mime_type=INPUT_MIME))
+        elif item.kind is Kind.TEXT:
+            turn = types.Content(role="user", parts=[types.Part(text=item.text)])
+            await session.send_client_content(turns=turn, turn_complete=True)
         elif automatic:
             # With the server's own activity detection, a release only says the stream paused.
             if item.kind is Kind.ACTIVITY_END:

@@ -1,0 +1,66 @@
+"""What `talkie ctl` can ask of the running daemon: the control socket's commands, as events.
+
+Each command runs in the loop thread (the control server calls it there) and turns into the same
+state-machine events as the button, so a remote press and a GPIO press are one and the same.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from talkie import machine as m
+from talkie.system.control import Refused
+
+#: Longest text a `say` may carry.
+MAX_SAY = 2000
+
+
+class Commands:
+    """The control socket's view of an :class:`talkie.app.App`."""
+
+    def __init__(self, app: Any, clock=time.monotonic) -> None:
+        self.app = app
+        self.clock = clock
+        self.started = clock()
+        self._talking = False  # `talk` toggles, like ENTER on the keyboard
+
+    def status(self) -> dict[str, Any]:
+        state: m.State = self.app.state
+        return {
+            "state": state.phase.value,
+            "status": state.status,
+            "link": state.link.value,
+            "session": self.app.sessions,
+            "last_error": self.app.last_error,
+            "uptime_s": round(self.clock() - self.started, 1),
+        }
+
+    def press(self) -> None:
+        self._talking = True
+        self.app.emit(m.ButtonDown())
+
+    def release(self) -> None:
+        self._talking = False
+        self.app.emit(m.ButtonUp())
+
+    def talk(self) -> None:
+        (self.release if self._talking else self.press)()
+
+    def stop(self) -> None:
+        self.app.emit(m.Hush())
+
+    def say(self, text: str) -> None:
+        text = " ".join(text.split())
+        if not text:
+            raise Refused("say needs some text")
+        if len(text) > MAX_SAY:
+            raise Refused(f"say takes at most {MAX_SAY} characters")
+        phase = self.app.state.phase
+        if phase not in (m.Phase.IDLE, m.Phase.ERROR):
+            raise Refused(f"busy ({phase.value}); try again when talkie is ready")
+        self.app.emit(m.Say(text))
+
+    def reset(self) -> None:
+        self._talking = False
+        self.app.emit(m.Reset())

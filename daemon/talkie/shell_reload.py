@@ -1,0 +1,75 @@
+"""`systemctl reload talkie` (SIGHUP): read the config again and apply what can change live.
+
+A broken new config is refused with the same file:line:key message `talkie config check` gives, and
+the running settings stay: nothing is lost. What can change live does (LED patterns and pins, audio
+devices, volume, gain, logging); Live settings and the key apply from the next session on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+log = logging.getLogger("talkie")
+
+
+def _changed(old: Any, new: Any) -> list[str]:
+    """``section.key`` names whose values differ."""
+    names = []
+    for section in ("live", "audio", "panel", "log"):
+        a, b = getattr(old, section), getattr(new, section)
+        for f in dataclasses.fields(a):
+            if getattr(a, f.name) != getattr(b, f.name):
+                names.append(f"{section}.{f.name}")
+    return names
+
+
+def reload(app: Any) -> None:
+    """Apply the config file at ``app.settings.source`` to the running ``app``."""
+    from talkie import config
+    from talkie.system import logs
+    from talkie.system.credentials import load_api_key
+
+    source = app.settings.source
+    try:
+        new = config.load(source)
+    except config.ConfigError as exc:
+        log.error("reload refused, the running config stays: %s", exc)
+        return
+    app.notifier.reloading()
+    old, changed = app.settings, _changed(app.settings, new)
+    app.settings = new
+    logging.getLogger("talkie").setLevel(logs.LEVELS.get(new.log.level, logging.INFO))
+    app.outbox.max_audio_bytes = int(new.audio.pending_s * 16000 * 2)
+    key = load_api_key(new.live.api_key_file)
+    if app.link is not None:
+        app.link.configure(new.live, key)  # used from the next session on
+    app.key = key
+    _apply_panel(app, old.panel, new.panel)
+    _apply_audio(app, old.audio, new.audio)
+    app.notifier.ready(app.state.status)
+    log.info("reloaded %s: %s", source, ", ".join(changed) if changed else "nothing changed")
+
+
+def _apply_panel(app: Any, old: Any, new: Any) -> None:
+    if dataclasses.replace(old, patterns=new.patterns) == new:
+        app.panel.settings = new  # only the patterns changed: show the current state anew
+    else:
+        app.panel.close()  # pins or kinds changed: open the panel again
+        app.panel = app._open_panel()
+    app.panel.show(app.state.phase.value)
+
+
+def _apply_audio(app: Any, old: Any, new: Any) -> None:
+    if app.audio is None:
+        return
+    app.audio.playback.volume = new.volume
+    app.audio.capture.configure(gain_db=new.input_gain_db)
+    if (old.input_device, old.output_device, old.chunk_ms) != \
+            (new.input_device, new.output_device, new.chunk_ms):
+        log.info("audio devices changed: reopening them")
+        app.audio.close()
+        app.audio.capture.configure(device=new.input_device, block_ms=new.chunk_ms)
+        app.audio.playback.device = new.output_device
+        app.audio.open()
