@@ -58,3 +58,56 @@ def speech_wav(tmp_path) -> Path:
             pytest.fail(f"TALKIE_REQUIRE_AUDIO=1 but missing {', '.join(missing)}")
         pytest.skip(f"speech_wav needs {', '.join(missing)}")
     return make_speech_wav(tmp_path / "speech.wav")
+
+
+# ---- no API key in any log line of the whole suite -------------------------------------------
+
+#: Every API key the tests use starts like a real Google key does.
+TEST_KEY_MARK = "AIzaSy"
+
+
+class _KeyLeakWatch:
+    """Collects log records (from anything but the test rig itself) that carry a test API key."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.leaks: list[str] = []
+        self.seen = 0
+        self.handler = logging.Handler(logging.DEBUG)
+        self.handler.emit = self._check  # type: ignore[method-assign]
+
+    def _check(self, record) -> None:
+        import logging
+
+        if record.name.startswith("tests."):
+            return  # the Live double is the service: it may log the header it received
+        self.seen += 1
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        text += " ".join(str(v) for k, v in vars(record).items() if k.startswith("talkie_"))
+        if TEST_KEY_MARK in text:
+            self.leaks.append(f"{record.name}: {text[:300]}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_in_any_log_line():
+    """Every log record of the session, at DEBUG, is searched for the test keys: none may appear."""
+    import logging
+
+    watch = _KeyLeakWatch()
+    root, talkie = logging.getLogger(), logging.getLogger("talkie")
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    # "talkie" stops propagating once logs.setup() has run: watch it directly too.
+    for logger in (root, talkie):
+        logger.addHandler(watch.handler)
+    try:
+        yield watch
+    finally:
+        for logger in (root, talkie):
+            logger.removeHandler(watch.handler)
+        root.setLevel(level)
+    assert watch.seen > 0
+    assert not watch.leaks, "the API key reached the log:\n" + "\n".join(watch.leaks)

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("--socket", dest="ctl_socket", default=None, metavar="PATH",
                      help="control socket (default: $RUNTIME_DIRECTORY/control or "
                      "/run/talkie/control)")
-    ctl.add_argument("--json", dest="ctl_json", action="store_true", help="print the raw JSON reply")
+    ctl.add_argument("--json", dest="ctl_json", action="store_true",
+                     help="print the raw JSON reply")
     ctl.add_argument("--timeout", dest="ctl_timeout", type=float, default=5.0, metavar="S",
                      help="seconds to wait for the answer (%(default)s)")
     hw = sub.add_parser("check", help="hardware self-test: microphone, speaker, button, LED, "

@@ -1,4 +1,4 @@
-"""The control socket: a real server on a unix socket, driven by the real client and `talkie ctl`."""
+"""The control socket: a real server on a unix socket, driven by the client and `talkie ctl`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ HANG_GUARD_S = 10  # only so that a broken server fails the test instead of hang
 
 
 class Recorder:
-    """A fake Commands object: records every call; `fail` maps a command to the exception it raises."""
+    """A fake Commands: records every call; `fail` maps a command to the exception it raises."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -65,7 +65,7 @@ class Recorder:
 
 
 class Running:
-    """A ControlServer serving on its own event loop in a thread, so tests can use blocking clients."""
+    """A ControlServer on its own event loop in a thread, so that tests can use blocking clients."""
 
     def __init__(self, path: Path, commands: object, **kwargs) -> None:
         self.path = str(path)
@@ -96,7 +96,7 @@ class Running:
 
 @pytest.fixture
 def sock_dir(tmp_path):
-    """A directory for the socket (AF_UNIX paths are limited to ~107 bytes; pytest's can be longer)."""
+    """A directory for the socket (AF_UNIX paths stop at 107 bytes; pytest's can be longer)."""
     if len(str(tmp_path)) < 80:
         yield tmp_path
         return

@@ -81,7 +81,7 @@ class ControlError(RuntimeError):
 
 
 def default_socket_path(env: Mapping[str, str] = os.environ) -> str:
-    """``$RUNTIME_DIRECTORY/control`` (its first entry if there are several), else /run/talkie/control."""
+    """``$RUNTIME_DIRECTORY/control`` (its first entry if several), else /run/talkie/control."""
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     return os.path.join(runtime, "control") if runtime else DEFAULT_PATH
 
