@@ -52,15 +52,12 @@ class Notifier:
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        # libsystemd's sd_notify (systemd.daemon.notify) sends on a *blocking* socket: when the
+        # manager is slow to read, its queue (net.unix.max_dgram_qlen, 10 by default) fills and
+        # the call blocks the event loop, so talkie sends its own non-blocking datagrams instead.
         self._environ = os.environ if environ is None else environ
         self._failed = False
-        self._library: Callable[[str], object] | None = None
-        if self._environ is os.environ:  # libsystemd reads the real environment, so only then
-            try:
-                from systemd import daemon  # noqa: PLC0415  (lazy: optional dependency)
-                self._library = daemon.notify
-            except ImportError:
-                log.debug("notify: systemd-python not installed; using the built-in sender")
+        self.dropped = 0
 
     @property
     def enabled(self) -> bool:
@@ -107,11 +104,9 @@ class Notifier:
         if not target:
             return
         try:
-            if self._library is not None:
-                self._library(message)
-            else:
-                send_datagram(target, message)
+            send_datagram(target, message)
         except Exception as exc:  # noqa: BLE001  (never let the supervisor's absence hurt us)
+            self.dropped += 1
             if not self._failed:
                 self._failed = True
                 log.debug("notify: could not tell systemd %r via %s: %s",
