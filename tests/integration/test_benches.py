@@ -1,0 +1,26 @@
+"""The benchmarks in tests/bench still run and end with their JSON line (figures are not judged
+here: speed is measured by the benches, not asserted on a clock in the suite)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.parametrize("script,args,keys", [
+    ("startup.py", ["--runs", "1"], {"runs", "ready_s_p50", "ready_s_p95", "python_s_p50",
+                                     "ratio_p50"}),
+])
+def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert keys <= figures.keys()
+    assert all(isinstance(figures[k], (int, float)) and figures[k] > 0 for k in keys)
