@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -93,6 +91,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 async def _serve(app) -> None:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stop)
@@ -111,13 +112,15 @@ def _run(args: argparse.Namespace) -> int:
     logs.setup(settings.log.level)
     key = load_api_key(settings.live.api_key_file)
     log.info("talkie starting (config %s, model %s)", settings.source, settings.live.model)
+    import asyncio
+
     asyncio.run(_serve(App(settings, key)))
     log.info("talkie stopped")
     return 0
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from talkie.system import control  # light: a plain socket, nothing of the daemon's
+    from talkie.system import control_client as control  # light: a plain socket, no asyncio
 
     return control.ctl(args.ctl_command, args.ctl_text, path=args.ctl_socket,
                        as_json=args.ctl_json, timeout=args.ctl_timeout)

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from talkie.system import control
-from talkie.system.control import ControlError, ControlServer, Refused, ctl, default_socket_path
+from talkie.system.control import ControlError, ControlServer, Refused
+from talkie.system import control_client
+from talkie.system.control_client import ctl, default_socket_path
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG_GUARD_S = 10  # only so that a broken server fails the test instead of hanging it
@@ -212,10 +214,10 @@ def test_status_json_is_the_raw_reply(running):
 
 
 def test_status_values_are_formatted():
-    assert control.format_reply({"ok": True, "held": True, "warm": False, "pins": [17, 27],
+    assert control_client.format_reply({"ok": True, "held": True, "warm": False, "pins": [17, 27],
                                  "extra": {"a": 1}, "none": None}) == [
         "held: yes", "warm: no", "pins: 17, 27", 'extra: {"a": 1}', "none: -"]
-    assert control.format_reply({"ok": True}) == ["ok"]
+    assert control_client.format_reply({"ok": True}) == ["ok"]
 
 
 def test_status_that_is_not_a_dict_is_an_error(running, recorder):

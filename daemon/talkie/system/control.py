@@ -11,15 +11,13 @@ called in the loop thread): ``status() -> dict``, ``press()``, ``release()``, ``
 ``stop()``, ``say(text)``, ``reset()``. A method may raise :class:`Refused` to say no in words;
 any other exception becomes ``"<type>: <message>"``, is logged, and the server carries on.
 
-Client (``talkie ctl``): :func:`request` (plain blocking socket) and :func:`ctl` (prints and picks
-the exit status). This module imports nothing heavy, so ``talkie ctl`` stays fast.
+The client (``talkie ctl``) is :mod:`talkie.system.control_client`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import grp
 import inspect
 import json
@@ -27,22 +25,22 @@ import logging
 import os
 import socket
 import stat
-import sys
 import unicodedata
 from collections.abc import Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
+
+from talkie.system.control_client import (  # noqa: F401 - re-exported: one protocol, two sides
+    DEFAULT_PATH, EX_OK, EX_REFUSED, EX_UNAVAILABLE, default_socket_path,
+)
 
 log = logging.getLogger("talkie.control")
 
-DEFAULT_PATH = "/run/talkie/control"
 #: Longest request line, in bytes, without its newline.
 MAX_LINE = 4096
 #: Longest ``say`` text, in characters.
 MAX_SAY = 2000
 #: A client that has not sent its line after this many seconds is dropped.
 IDLE_TIMEOUT_S = 5.0
-#: sysexits.h
-EX_OK, EX_REFUSED, EX_UNAVAILABLE = 0, 1, 69
 
 #: Every command, as it is typed, with what it does (the ``help`` reply, in this order).
 COMMANDS: dict[str, str] = {
@@ -78,12 +76,6 @@ class Refused(Exception):
 
 class ControlError(RuntimeError):
     """The control socket cannot be set up (another talkie serves it, no permission, ...)."""
-
-
-def default_socket_path(env: Mapping[str, str] = os.environ) -> str:
-    """``$RUNTIME_DIRECTORY/control`` (its first entry if several), else /run/talkie/control."""
-    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return os.path.join(runtime, "control") if runtime else DEFAULT_PATH
 
 
 # ---------------------------------------------------------------------------------------- server
@@ -320,112 +312,3 @@ class ControlServer:
             log.error("control: status() returned %s, not a dict", type(result).__name__)
             return _refuse(f"TypeError: status() returned {type(result).__name__}, not a dict")
         return reply
-
-
-# ---------------------------------------------------------------------------------------- client
-
-
-class Unreachable(Exception):
-    """No answer from the daemon; ``str(exc)`` says why, which socket, and what to do."""
-
-
-def request(line: str, path: str | os.PathLike[str] | None = None, *,
-            timeout: float = 5.0) -> dict[str, Any]:
-    """Send one request line to the daemon and return its JSON reply (a plain blocking socket).
-
-    Raises :class:`Unreachable` when the socket is missing, refused, not ours to use, or silent.
-    """
-    where = os.fspath(path) if path is not None else default_socket_path()
-    data = " ".join(line.splitlines()).encode("utf-8", "surrogateescape") + b"\n"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(where)
-        except OSError as exc:
-            raise Unreachable(_cannot_reach(where, exc)) from exc
-        try:
-            sock.sendall(data)
-            reply = b""
-            while not reply.endswith(b"\n") and len(reply) < 1 << 20:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        except TimeoutError as exc:
-            raise Unreachable(f"no answer from talkie at {where} within {timeout:g} s: is it "
-                              "stuck? (systemctl status talkie; journalctl -u talkie)") from exc
-        except OSError as exc:
-            raise Unreachable(f"lost the connection to talkie at {where}: "
-                              f"{exc.strerror or exc}") from exc
-    if not reply.strip():
-        raise Unreachable(f"talkie at {where} closed the connection without answering")
-    try:
-        answer = json.loads(reply.decode("utf-8"))
-    except ValueError as exc:
-        raise Unreachable(f"unreadable answer from talkie at {where}: {exc}") from exc
-    if not isinstance(answer, dict) or "ok" not in answer:
-        raise Unreachable(f"unreadable answer from talkie at {where}: {reply[:200]!r}")
-    return answer
-
-
-def _cannot_reach(where: str, exc: OSError) -> str:
-    if exc.errno == errno.ENOENT:
-        why, hint = "no such file", "is the service running? (systemctl status talkie)"
-    elif exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):
-        why, hint = "connection refused", "is the service running? (systemctl status talkie)"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        why, hint = "permission denied", ("add yourself to the talkie group "
-                                          "(sudo usermod -aG talkie $USER, then log in again)")
-    elif isinstance(exc, TimeoutError):
-        why, hint = "timed out", "is it stuck? (systemctl status talkie)"
-    else:
-        why, hint = (exc.strerror or str(exc)).lower(), "is the service running? " \
-            "(systemctl status talkie)"
-    return f"cannot reach talkie at {where} ({why}): {hint}"
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_value(v) for v in value) or "-"
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def format_reply(reply: Mapping[str, Any]) -> list[str]:
-    """What ``talkie ctl`` prints for a reply that is ok: ``key: value`` lines, or ``ok``."""
-    fields = {k: v for k, v in reply.items() if k != "ok"}
-    commands = fields.pop("commands", None)
-    if isinstance(commands, Mapping):  # help
-        width = max(map(len, commands), default=0)
-        return [f"{usage:<{width}}  {what}" for usage, what in commands.items()]
-    lines = [f"{key}: {_value(value)}" for key, value in fields.items()]
-    return lines or ["ok"]
-
-
-def ctl(command: str, text: list[str] | tuple[str, ...] = (), *,
-        path: str | os.PathLike[str] | None = None, as_json: bool = False, timeout: float = 5.0,
-        out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """``talkie ctl COMMAND [TEXT...]``: ask, print, and return the exit status (0, 1 or 69)."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    line = " ".join([command, *text])
-    try:
-        reply = request(line, path, timeout=timeout)
-    except Unreachable as exc:
-        print(f"talkie ctl: {exc}", file=err)
-        return EX_UNAVAILABLE
-    if as_json:
-        print(json.dumps(reply, ensure_ascii=False), file=out)
-    elif reply.get("ok") is True:
-        for row in format_reply(reply):
-            print(row, file=out)
-    else:
-        print(f"talkie ctl: {reply.get('error') or 'refused'}", file=err)
-    return EX_OK if reply.get("ok") is True else EX_REFUSED
