@@ -16,84 +16,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+import random
 from typing import Any
 
 from talkie import machine as m
 from talkie.shell_audio import AudioDevices
+from talkie.shell_factories import INPUT_RATE, Factories
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Outbox
 
 log = logging.getLogger("talkie")
 
-INPUT_RATE = 16000
-OUTPUT_RATE = 24000
 #: At shutdown, how long closing the output stream may take.
 STOP_DRAIN_S = 1.0
 EVENT_QUEUE = 4096
 
 
-def _default_panel(settings: Any, **kw: Any) -> Any:
-    from talkie.panel import open_panel
-
-    return open_panel(settings.panel, **kw)
-
-
-def _default_capture(settings: Any, **kw: Any) -> Any:
-    from talkie.audio.capture import Capture
-
-    return Capture(settings.audio.input_device, rate=INPUT_RATE, block_ms=settings.audio.chunk_ms,
-                   gain_db=settings.audio.input_gain_db, **kw)
-
-
-def _default_playback(settings: Any, **kw: Any) -> Any:
-    from talkie.audio.playback import Playback
-
-    return Playback(settings.audio.output_device, rate=OUTPUT_RATE, volume=settings.audio.volume,
-                    **kw)
-
-
-def _default_link(settings: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Any) -> Any:
-    from talkie.live.link import LiveLink
-
-    return LiveLink(settings.live, key, outbox, listener)
-
-
-def _default_notifier() -> Any:
-    from talkie.system.notify import Notifier
-
-    return Notifier()
-
-
-def _default_control(path: str | None, commands: Any) -> Any:
-    from talkie.system.control import ControlServer, default_socket_path
-
-    return ControlServer(path or default_socket_path(), commands)
-
-
-@dataclass
-class Factories:
-    """How the shell makes each adapter. Tests replace what cannot exist on their machine."""
-
-    panel: Callable[..., Any] = _default_panel
-    capture: Callable[..., Any] = _default_capture
-    playback: Callable[..., Any] = _default_playback
-    link: Callable[..., Any] = _default_link
-    notifier: Callable[[], Any] = _default_notifier
-    control: Callable[[str | None, Any], Any] | None = _default_control
+def policy_from(settings: Any) -> m.Policy:
+    """The supervisor's rules from the ``[session]`` settings."""
+    session = settings.session
+    return m.Policy(idle_disconnect_s=session.idle_disconnect_s,
+                    connect_at_start=session.connect_at_start,
+                    reset_hold_s=session.reset_hold_s, error_retry_s=session.error_retry_s)
 
 
 class _LinkEvents:
     """The link's reports, as state-machine events."""
 
-    def __init__(self, emit: Callable[[m.Event], None]) -> None:
+    def __init__(self, emit: Callable[[m.Event], None], jitter: Callable[[], float]) -> None:
         self.emit = emit
+        self.jitter = jitter
 
     def opened(self) -> None:
         self.emit(m.SessionOpened())
 
     def lost(self, reason: str, fatal: bool) -> None:
-        self.emit(m.LinkLost(reason, fatal))
+        self.emit(m.LinkLost(reason, fatal, jitter=self.jitter()))
+
+    def go_away(self, seconds: float) -> None:
+        self.emit(m.GoAway(seconds))
 
     def audio(self, pcm: bytes) -> None:
         self.emit(m.ModelAudio(pcm))
@@ -118,14 +79,17 @@ class App:
                  factories: Factories | None = None,
                  on_show: Callable[[m.Phase, str], None] = lambda phase, status: None,
                  control_path: str | None = None,
-                 reload: Callable[[], tuple[Any, Secret | KeyProblem]] | None = None) -> None:
+                 call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.settings = settings
         self.key = key
         self.factories = factories or Factories()
         self.on_show = on_show
         self.control_path = control_path
-        self._reload_source = reload
-        self.state = m.State()
+        #: How timers are kept: the loop's call_later, or a test's virtual clock.
+        self.call_later = call_later
+        self.jitter = jitter
+        self.state = m.State(policy=policy_from(settings))
         self.ready = asyncio.Event()
         #: Set once the Live SDK is loaded (after ready): a press from then on pays only the connect.
         self.prepared = asyncio.Event()
@@ -135,14 +99,16 @@ class App:
         self._stopping = asyncio.Event()
         self._events: asyncio.Queue[m.Event] = asyncio.Queue(EVENT_QUEUE)
         self._logged: dict[str, str] = {}
-        self._retry: asyncio.TimerHandle | None = None
+        self._timers: dict[str, Any] = {}
         self._link_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._event_name = ""
         self._released_at: float | None = None
         self.outbox = Outbox(int(settings.audio.pending_s * INPUT_RATE * 2),
                              on_ready=self._wake_link, on_overflow=self._outbox_overflow)
         self.notifier: Any = self.factories.notifier()
+        self.resume: Any = self.factories.resume(settings)
         self.link: Any = None
         self.panel: Any = None
         self.audio: AudioDevices | None = None
@@ -153,10 +119,11 @@ class App:
             m.ReplayTurn: lambda e: self.outbox.replay(),
             m.DropTurn: lambda e: self.outbox.drop(),
             m.SendText: lambda e: self.outbox.add_text(e.text),
+            m.ForgetSession: lambda e: self.resume.clear(),
             m.Play: self._play,
             m.FlushPlayback: lambda e: self.playback.flush(),
             m.FinishPlayback: lambda e: self.playback.finish(),
-            m.StartRetryTimer: self._start_retry, m.CancelRetryTimer: self._cancel_retry,
+            m.StartTimer: self._start_timer, m.CancelTimer: self._cancel_timer,
             m.Show: self._show, m.Log: self._log,
         }
 
@@ -197,7 +164,8 @@ class App:
         control = None
         try:
             self.panel.show("starting")
-            self.link = f.link(self.settings, self.key, self.outbox, _LinkEvents(self.emit))
+            self.link = f.link(self.settings, self.key, self.outbox,
+                               _LinkEvents(self.emit, self.jitter), self.resume)
             playback = f.playback(self.settings, loop=loop,
                                   on_drained=lambda: self.emit(m.PlaybackDrained()))
             capture = f.capture(self.settings, loop=loop, on_audio=self.outbox.push_audio)
@@ -216,6 +184,7 @@ class App:
                     tasks.append(tg.create_task(heartbeat.run(), name="watchdog"))
                 self.notifier.ready(self.state.status)
                 self.ready.set()
+                self.emit(m.Started())
                 tasks.append(tg.create_task(self._prepare_link(), name="prepare-link"))
                 await self._stopping.wait()
                 self.notifier.stopping()
@@ -224,7 +193,8 @@ class App:
                         task.cancel()
         finally:
             self._tg = None
-            self._cancel_retry(None)
+            for name in list(self._timers):
+                self._cancel_timer(m.CancelTimer(name))
             if control is not None:
                 await control.close()
             if self.audio is not None:
@@ -264,12 +234,18 @@ class App:
             return
         if self._tg is None:
             return
-        self._link_task = self._tg.create_task(self.link.run(), name="live-session")
+        closing, self._closing = self._closing, None
+        self._link_task = self._tg.create_task(self._session(closing), name="live-session")
+
+    async def _session(self, closing: asyncio.Task[None] | None) -> None:
+        if closing is not None:
+            await asyncio.wait([closing])  # the old socket is closed before the new one resumes
+        await self.link.run()
 
     def _disconnect(self, effect: m.Effect) -> None:
         if self._link_task is not None:
             self._link_task.cancel()
-            self._link_task = None
+            self._closing, self._link_task = self._link_task, None
 
     def _play(self, effect: m.Play) -> None:
         if self._released_at is not None:
@@ -279,15 +255,21 @@ class App:
                      extra=self._fields(talkie_latency_ms=round(waited)))
         self.playback.play(effect.pcm)
 
-    def _start_retry(self, effect: m.StartRetryTimer) -> None:
-        self._cancel_retry(None)
-        loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(effect.delay_s, self.emit, m.RetryDue())
+    def _start_timer(self, effect: m.StartTimer) -> None:
+        self._cancel_timer(m.CancelTimer(effect.name))
+        call_later = self.call_later or asyncio.get_running_loop().call_later
+        name = effect.name
 
-    def _cancel_retry(self, effect: m.Effect | None) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        def fire() -> None:
+            self._timers.pop(name, None)
+            self.emit(m.Timer(name))
+
+        self._timers[name] = call_later(effect.delay_s, fire)
+
+    def _cancel_timer(self, effect: m.CancelTimer) -> None:
+        handle = self._timers.pop(effect.name, None)
+        if handle is not None:
+            handle.cancel()
 
     def _show(self, effect: m.Show) -> None:
         self.panel.show(effect.phase.value)

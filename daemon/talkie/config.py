@@ -22,12 +22,14 @@ from typing import Any
 from talkie.config_lines import KeyLines
 from talkie.config_schema import (
     DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, AudioSettings, FieldSpec, FrozenMap,
-    Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, Settings, suggest,
+    Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, SessionSettings, Settings,
+    suggest,
 )
 
 __all__ = [
     "DEFAULT_PATH", "EX_CONFIG", "ConfigError", "load", "describe", "Settings",
-    "LiveSettings", "AudioSettings", "PanelSettings", "LogSettings", "LedPattern",
+    "LiveSettings", "AudioSettings", "PanelSettings", "SessionSettings", "LogSettings",
+    "LedPattern",
     "DEFAULT_PATTERNS",
 ]
 

@@ -143,6 +143,17 @@ class PanelSettings:
 
 
 @dataclass(frozen=True)
+class SessionSettings:
+    """The [session] section: how the Live session is kept."""
+
+    idle_disconnect_s: float = 300.0
+    connect_at_start: bool = False
+    reset_hold_s: float = 0.0
+    error_retry_s: float = 300.0
+    state_dir: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """The [log] section."""
 
@@ -158,6 +169,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     panel: PanelSettings = field(default_factory=PanelSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -255,6 +267,17 @@ PATTERN_FIELDS = (
     F("off_s", Float(0.02, 10), "blink: time off; pulse: fade-out time"),
 )
 
+SESSION_FIELDS = (
+    F("idle_disconnect_s", Float(0, 86400),
+      "close the Live session after this long without a conversation; 0 = keep it open"),
+    F("connect_at_start", Bool(), "open a session at start and keep one open"),
+    F("reset_hold_s", Float(0, 300), "hold the button this long for a fresh conversation; 0 = off"),
+    F("error_retry_s", Float(10, 3600),
+      "after an error only you can fix (bad key, unknown model), try again this often"),
+    F("state_dir", Path('a folder, or "" for $STATE_DIRECTORY or /var/lib/talkie'),
+      "where the conversation's resumption handle is kept"),
+)
+
 LOG_FIELDS = (
     F("level", Choice("debug", "info", "warning", "error"), "log level"),
     F("transcripts", Bool(), "log what was heard and said"),
@@ -265,5 +288,6 @@ SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "live": (LiveSettings, LIVE_FIELDS),
     "audio": (AudioSettings, AUDIO_FIELDS),
     "panel": (PanelSettings, PANEL_FIELDS),
+    "session": (SessionSettings, SESSION_FIELDS),
     "log": (LogSettings, LOG_FIELDS),
 }

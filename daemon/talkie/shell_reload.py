@@ -40,6 +40,9 @@ def reload(app: Any) -> None:
     app.notifier.reloading()
     old, changed = app.settings, _changed(app.settings, new)
     app.settings = new
+    from talkie.app import policy_from
+
+    app.state = dataclasses.replace(app.state, policy=policy_from(new))  # timers set from now on
     logging.getLogger("talkie").setLevel(logs.LEVELS.get(new.log.level, logging.INFO))
     app.outbox.max_audio_bytes = int(new.audio.pending_s * 16000 * 2)
     key = load_api_key(new.live.api_key_file)

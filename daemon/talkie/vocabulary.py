@@ -56,6 +56,20 @@ class LinkLost(Event):
 
     reason: str
     fatal: bool = False
+    #: A random fraction in [0, 1] drawn by the shell: the back-off's full jitter (keeps step pure).
+    jitter: float = 1.0
+
+
+@dataclass(frozen=True)
+class GoAway(Event):
+    """The server will close this connection in ``time_left_s`` seconds."""
+
+    time_left_s: float
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """The daemon is up (READY): the moment to open a session when one is kept warm from boot."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +109,10 @@ class Said(Event):
 
 
 @dataclass(frozen=True)
-class RetryDue(Event):
-    """The reconnect back-off timer fired."""
+class Timer(Event):
+    """A timer started with :class:`StartTimer` fired."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -190,15 +206,23 @@ class FinishPlayback(Effect):
 
 
 @dataclass(frozen=True)
-class StartRetryTimer(Effect):
-    """Report RetryDue after ``delay_s`` seconds."""
+class StartTimer(Effect):
+    """Report ``Timer(name)`` after ``delay_s`` seconds (replacing a pending timer of that name)."""
 
+    name: str
     delay_s: float
 
 
 @dataclass(frozen=True)
-class CancelRetryTimer(Effect):
-    """Forget a pending RetryDue."""
+class CancelTimer(Effect):
+    """Forget the pending timer ``name``, if any."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ForgetSession(Effect):
+    """Forget the resumption handle: the next session starts a fresh conversation."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +250,6 @@ class Log(Effect):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     ButtonDown, ButtonUp, ButtonHeld, SessionOpened, LinkLost, ModelAudio, Interrupted,
-    TurnComplete, PlaybackDrained, Heard, Said, RetryDue, Say, Hush, Reset, AudioFailed,
-    AudioRestored,
+    TurnComplete, PlaybackDrained, Heard, Said, Timer, Say, Hush, Reset, AudioFailed,
+    AudioRestored, GoAway, Started,
 )

@@ -90,6 +90,7 @@ def test_run_without_gpio_falls_back_to_the_keyboard_and_stops_on_sigterm(tmp_pa
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GPIOZERO_", "GEMINI_", "GOOGLE_", "CREDENTIALS_"))}
     env["GPIOZERO_PIN_FACTORY"] = "no-such-factory"  # as on a laptop: no pin factory loads
+    env["STATE_DIRECTORY"] = str(tmp_path)
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "talkie", "run", "--config", str(SHIPPED)],
                             stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path,

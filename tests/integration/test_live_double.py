@@ -355,3 +355,83 @@ def test_camel_case_and_standard_base64_from_a_raw_client_are_accepted():
     assert double.kinds() == ["setup", "audio", "audio_stream_end", "other"]
     assert double.audio_received(conn) == pcm and double.messages_of("audio")[0].mime_type == "audio/pcm;rate=16000"
     assert double.messages_of("setup", since=1) == [] and double.messages[-1].raw == "not json"
+
+
+def resume_config(handle: str | None) -> types.LiveConnectConfig:
+    return PTT_CONFIG.model_copy(update={"session_resumption": types.SessionResumptionConfig(handle=handle)})
+
+
+@pytest.mark.parametrize("mode", ["accept", "reject_all", "ignore"])
+def test_resumption_handles_are_issued_remembered_and_checked(mode):
+    async def scenario():
+        async with LiveDouble(resume_mode=mode) as double:
+            async with client_for(double).aio.live.connect(model=MODEL, config=PTT_CONFIG) as session:
+                conn = await double.wait_for_connection()
+                await conn.send_resumption_update("handle-x")
+                await conn.send_resumption_update(None, resumable=False)
+                await conn.send_turn_complete()
+                await collect_turn(session)
+            outcomes = {}
+            for handle in ("handle-x", "handle-unknown"):
+                try:
+                    async with client_for(double).aio.live.connect(model=MODEL, config=resume_config(handle)):
+                        outcomes[handle] = "opened"
+                except errors.APIError as exc:
+                    outcomes[handle] = (exc.code, exc.details)
+            await double.wait_for(lambda: all(c.closed for c in double.connections))
+            return double, outcomes
+
+    double, outcomes = run(scenario())
+    refused = (1008, "invalid session resumption handle")
+    assert double.issued_handles == ["handle-x"] == double.connections[0].handles
+    assert [c.resume_handle for c in double.connections] == [None, "handle-x", "handle-unknown"]
+    if mode == "accept":
+        assert outcomes == {"handle-x": "opened", "handle-unknown": refused}
+        assert [c.resumed for c in double.connections] == [False, True, False]
+    elif mode == "reject_all":
+        assert outcomes == {"handle-x": refused, "handle-unknown": refused}
+        assert not any(c.resumed for c in double.connections)
+    else:
+        assert outcomes == {"handle-x": "opened", "handle-unknown": "opened"}
+        assert not any(c.resumed for c in double.connections)
+    assert double.connections[2].setup_completed is (mode == "ignore") and double.errors == []
+
+
+def test_stop_listening_refuses_new_connections_keeps_open_ones_and_listens_again_on_the_port():
+    async def scenario():
+        async with LiveDouble() as double:
+            port = double.port
+            async with client_for(double).aio.live.connect(model=MODEL, config=PTT_CONFIG) as session:
+                conn = await double.wait_for_connection()
+                await double.stop_listening()
+                with pytest.raises(ConnectionRefusedError):
+                    async with client_for(double).aio.live.connect(model=MODEL, config=PTT_CONFIG):
+                        pass
+                await conn.send_turn_complete()  # the open session goes on
+                assert (await collect_turn(session))[-1].server_content.turn_complete
+                await session.send_realtime_input(activity_start=types.ActivityStart())
+                await double.wait_for_message("activity_start")
+                await double.start_listening()
+                assert double.port == port
+                async with client_for(double).aio.live.connect(model=MODEL, config=PTT_CONFIG):
+                    second = await double.wait_for_connection(2)
+            await double.wait_for(lambda: all(c.closed for c in double.connections))
+            return double, second
+
+    double, second = run(scenario())
+    assert len(double.connections) == 2 and second.setup_completed and double.errors == []
+
+
+def test_listening_can_be_switched_from_a_plain_thread():
+    with LiveDouble() as double:
+        double.stop_listening_sync()
+
+        async def connect():
+            async with client_for(double).aio.live.connect(model=MODEL, config=PTT_CONFIG):
+                pass
+
+        with pytest.raises(ConnectionRefusedError):
+            run(connect())
+        double.start_listening_sync()
+        run(connect())
+        assert double.wait_for_connection_sync(1).setup_completed and double.errors == []

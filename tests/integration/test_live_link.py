@@ -10,7 +10,8 @@ import pytest
 
 from talkie import config
 from talkie.live import options
-from talkie.live.link import LiveLink
+from talkie.live.link import LiveLink, duration_s
+from talkie.live.resume import ResumeStore
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Outbox
 from tests.support.live_double import AutoReply, LiveDouble, tone
@@ -36,6 +37,7 @@ class Recorder:
     def turn_complete(self): self._add("turn_complete")
     def heard(self, text): self._add("heard", text)
     def said(self, text): self._add("said", text)
+    def go_away(self, seconds): self._add("go_away", seconds)
 
     def names(self):
         return [n for n, _ in self.events]
@@ -53,11 +55,11 @@ def live_settings(tmp_path, double: LiveDouble, **overrides):
                                **overrides)
 
 
-def make_link(live, key=KEY):
+def make_link(live, key=KEY, resume=None):
     rec = Recorder()
     box = Outbox(10 * 32000)
     secret = Secret(key, "test") if isinstance(key, str) else key
-    link = LiveLink(live, secret, box, rec)
+    link = LiveLink(live, secret, box, rec, resume)
     box.on_ready = link.wake
     return link, box, rec
 
@@ -215,3 +217,228 @@ def test_http_options_trust_only_the_configured_ca(tmp_path):
     assert opts.api_version == "v1beta" and opts.base_url is None
     assert "ssl" not in opts.async_client_args
     assert opts.async_client_args["ping_timeout"] > opts.async_client_args["ping_interval"]
+
+
+# ---- session lifetime: resumption handles and goAway
+
+async def open_session(link, rec, opened=1):
+    task = asyncio.create_task(link.run())
+    await rec.until(lambda r: r.names().count("opened") >= opened or "lost" in r.names())
+    return task
+
+
+async def hand_over(task):
+    """What the shell does before resuming: end the run, which closes the old socket."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def eventually(predicate, timeout=5.0):
+    """Poll client-side state (the store) that no event announces."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def client_side(caplog):
+    """What the device side logged (the double is the service: it may log the key it was sent)."""
+    return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("tests."))
+
+
+def talkie_side(caplog):
+    """What talkie itself logged (websockets' DEBUG frame dumps, off in the daemon, show handles)."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("talkie"))
+
+
+def warnings_of(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith("talkie") and r.levelno >= logging.WARNING]
+
+
+def test_the_newest_resumable_handle_is_kept_and_the_next_session_resumes_with_it(tmp_path):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,)) as double:
+            store = ResumeStore(tmp_path / "resume.json")
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=store)
+            task = await open_session(link, rec)
+            first = double.connections[0]
+            await first.send_resumption_update("handle-a")
+            await first.send_resumption_update("handle-b")
+            await first.send_resumption_update(None, resumable=False)  # generating: no handle
+            await first.send_resumption_update("handle-c", resumable=False)
+            await first.send_raw({"usageMetadata": {"totalTokenCount": 42}})  # nothing to do
+            await first.send_turn_complete()
+            await rec.until(lambda r: "turn_complete" in r.names())
+            assert store.handle == "handle-b"
+            await hand_over(task)
+            await first.wait_closed()
+            task = await open_session(link, rec, opened=2)
+            second = await double.wait_for_connection(2)
+            assert first.setup["session_resumption"] == {}  # asked for, from the first setup on
+            assert second.resume_handle == "handle-b" and second.resumed
+            assert rec.names() == ["opened", "turn_complete", "opened"]
+            await hand_over(task)
+            assert double.errors == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("seconds", [5, 50])
+def test_go_away_reaches_the_listener_with_the_time_left(tmp_path, seconds):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=AutoReply(seconds=0.1)) as double:
+            store = ResumeStore(None)
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=store)
+            task = await open_session(link, rec)
+            box.start_turn()
+            box.push_audio(b"\0\0" * 320)
+            box.end_turn()
+            await double.wait_for(lambda: double.issued_handles == ["handle-1-1"])
+            conn = double.connections[0]
+            await conn.send_go_away(seconds)
+            await rec.until(lambda r: "go_away" in r.names())
+            assert rec.events[-1] == ("go_away", float(seconds))
+            assert "lost" not in rec.names() and not task.done()  # the shell decides when to go
+            await hand_over(task)
+            task = await open_session(link, rec, opened=2)
+            assert (await double.wait_for_connection(2)).resume_handle == "handle-1-1"
+            assert conn.closed  # the old socket was closed before resuming with its handle
+            await hand_over(task)
+
+    asyncio.run(main())
+
+
+def test_a_rejected_handle_falls_back_to_a_fresh_session_in_the_same_run(tmp_path, caplog):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=AutoReply(seconds=0.1)) as double:
+            path = tmp_path / "resume.json"
+            store = ResumeStore(path)
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=store)
+            task = await open_session(link, rec)
+            await double.connections[0].send_resumption_update("handle-1")
+            await double.connections[0].send_turn_complete()
+            await rec.until(lambda r: "turn_complete" in r.names())
+            await hand_over(task)
+            assert path.exists()
+            double.resume_mode = "reject_all"  # e.g. it expired on the server's side
+            rec.events.clear()
+            with caplog.at_level(logging.DEBUG):
+                task = await open_session(link, rec)
+            assert rec.names() == ["opened"]  # one session, no lost
+            refused, fresh = double.connections[1:]
+            assert refused.resume_handle == "handle-1" and refused.close_code == 1008
+            assert fresh.resume_handle is None and fresh.setup["session_resumption"] == {}
+            assert store.handle is None and not path.exists()
+            assert warnings_of(caplog) == [
+                "the previous conversation could not be resumed (1008: invalid session resumption "
+                "handle); starting a fresh one"]
+            assert "x-goog-api-key" in client_side(caplog)  # the handshake was logged...
+            assert KEY not in client_side(caplog)  # ...but not the key
+            assert "handle-1" not in talkie_side(caplog)  # nor the handle
+            # the fresh session works: a turn, and its handle is kept
+            box.start_turn()
+            box.push_audio(b"\0\0" * 320)
+            box.end_turn()
+            await rec.until(lambda r: "turn_complete" in r.names())
+            await eventually(lambda: store.handle == "handle-3-1")
+            assert fresh.handles == ["handle-3-1"]
+            await hand_over(task)
+            assert double.errors == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("case", ["fresh_fails_too", "bad_key", "unknown_model", "refused_port",
+                                  "closed_after_setup"])
+def test_resumption_faults(tmp_path, caplog, case):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,)) as double:
+            store = ResumeStore(tmp_path / "resume.json")
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=store)
+            task = await open_session(link, rec)
+            await double.connections[0].send_resumption_update("handle-1")
+            await eventually(lambda: store.handle == "handle-1")
+            await hand_over(task)
+            rec.events.clear()
+            if case == "fresh_fails_too":
+                double.resume_mode, double.setup_mode = "reject_all", "close"
+            elif case == "bad_key":
+                double.api_keys = ("AIzaSy-some-other-key-000000",)
+            elif case == "unknown_model":
+                double.models = {"gemini-9-elsewhere"}
+            elif case == "refused_port":
+                await double.stop_listening()
+            else:  # the service accepts the setup, then closes over the handle
+                async def refuse(conn):
+                    if conn.resume_handle:
+                        await conn.close(1008, "session resumption handle expired")
+                double.on_setup = refuse
+            with caplog.at_level(logging.DEBUG):
+                await asyncio.wait_for(link.run(), 10)
+            reason, fatal = rec.events[-1][1]
+            warned = [w for w in warnings_of(caplog) if "could not be resumed" in w]
+            if case == "fresh_fails_too":  # one fresh try, then the second failure as usual
+                assert rec.names() == ["lost"] and reason.startswith("closed by the server (1011")
+                assert [c.resume_handle for c in double.connections[1:]] == ["handle-1", None]
+                assert len(warned) == 1 and store.handle is None
+            elif case in ("bad_key", "unknown_model"):  # not the handle's fault: keep it
+                assert rec.names() == ["lost"] and fatal
+                assert ("API key rejected" if case == "bad_key" else "set [live] model") in reason
+                assert len(double.connections) == 2 and not warned and store.handle == "handle-1"
+            elif case == "refused_port":  # the network's fault: keep it, resume once it is back
+                assert rec.names() == ["lost"] and reason == "connection refused" and not fatal
+                assert len(double.connections) == 1 and not warned and store.handle == "handle-1"
+                await double.start_listening()
+                task = await open_session(link, rec)
+                assert (await double.wait_for_connection(2)).resumed
+                await hand_over(task)
+            else:  # reported as a plain drop (not fatal): the next session starts afresh
+                assert rec.names() == ["opened", "lost"] and not fatal
+                assert len(warned) == 1 and store.handle is None
+            assert KEY not in client_side(caplog) and "handle-1" not in talkie_side(caplog)
+
+    asyncio.run(main())
+
+
+def test_a_restarted_daemon_resumes_from_the_persisted_handle(tmp_path):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=AutoReply(seconds=0.1)) as double:
+            path = tmp_path / "state" / "resume.json"
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=ResumeStore(path))
+            task = await open_session(link, rec)
+            box.start_turn()
+            box.push_audio(b"\0\0" * 320)
+            box.end_turn()
+            await rec.until(lambda r: "turn_complete" in r.names())
+            await eventually(path.exists)
+            await hand_over(task)
+            # a new daemon: new link, new store on the same file
+            link2, box2, rec2 = make_link(live_settings(tmp_path, double), resume=ResumeStore(path))
+            task = await open_session(link2, rec2)
+            second = await double.wait_for_connection(2)
+            assert second.resume_handle == "handle-1-1" and second.resumed
+            await hand_over(task)
+            # without a store nothing is resumed, though resumption is still asked for
+            link3, box3, rec3 = make_link(live_settings(tmp_path, double))
+            task = await open_session(link3, rec3)
+            third = await double.wait_for_connection(3)
+            assert third.resume_handle is None and third.setup["session_resumption"] == {}
+            await hand_over(task)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("value,seconds", [
+    ("50s", 50.0), ("5s", 5.0), ("1.500s", 1.5), ("0s", 0.0), ("42", 42.0), (" 7s ", 7.0),
+    ("-3s", 0.0), (30, 30.0), (2.5, 2.5), (object(), None), (None, None), ("soon", None),
+    ("nans", None), ({"seconds": "12", "nanos": 500000000}, 12.5), (True, None),
+])
+def test_go_away_time_left_is_read_robustly(value, seconds):
+    assert duration_s(value) == seconds
+
+
+def test_go_away_time_left_as_a_timedelta():
+    from datetime import timedelta
+
+    assert duration_s(timedelta(seconds=61, milliseconds=250)) == 61.25

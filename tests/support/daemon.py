@@ -34,6 +34,9 @@ input_device = "{pulse.mic_device}"
 output_device = "{pulse.speaker_device}"
 chunk_ms = 20
 
+[session]
+state_dir = "{tmp_path}"
+
 [panel]
 button_pin = {BUTTON}
 led = "pwm"

@@ -11,14 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talkie import machine as m
-from talkie.machine import Fault, Link, Phase, State
+from talkie.machine import Fault, Link, Phase, Policy, State
+
+WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0)
 
 EVENTS: list[m.Event] = [
     m.ButtonDown(), m.ButtonUp(), m.ButtonHeld(), m.SessionOpened(), m.LinkLost("drop"),
     m.LinkLost("API key rejected", fatal=True), m.ModelAudio(b"\x01\x00" * 240), m.Interrupted(),
-    m.TurnComplete(), m.PlaybackDrained(), m.Heard("hello"), m.Said("hi there"), m.RetryDue(),
+    m.TurnComplete(), m.PlaybackDrained(), m.Heard("hello"), m.Said("hi there"),
     m.AudioFailed("no microphone"), m.AudioRestored(), m.Say("what time is it?"), m.Hush(),
-    m.Reset(),
+    m.Reset(), m.GoAway(5.0), m.GoAway(50.0), m.Started(), m.LinkLost("drop", jitter=0.3),
+    *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "unknown")),
 ]
 
 
@@ -28,11 +31,12 @@ def test_every_event_type_is_exercised():
 
 def all_states():
     """Every combination of the state's fields (many unreachable: the step must still be total)."""
-    for phase, link, held, done, attempt, fault, muted in itertools.product(
-            Phase, Link, (False, True), (False, True), (0, 1, m.GIVE_UP_AFTER),
-            Fault, (False, True)):
+    for phase, link, held, done, attempt, fault, muted, handover, policy in itertools.product(
+            Phase, Link, (False, True), (False, True), (0, 1, Policy().give_up_after),
+            Fault, (False, True), (False, True), (Policy(), WARM_POLICY)):
         reason = "" if fault is Fault.NONE else "something is wrong"
-        yield State(phase, link, held, done, attempt, fault, reason, muted)
+        yield State(phase, link, held, done, attempt, fault, reason, muted, handover,
+                    policy=policy)
 
 
 STATES = list(all_states())
@@ -60,10 +64,16 @@ def test_step_is_total_and_pure(event):
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
 def test_no_double_connect(event):
+    """A Connect comes only when no session is up or opening, or right after a Disconnect."""
     for state in STATES:
         _, effects = m.step(state, event)
-        if m.Connect in kinds(effects):
-            assert state.link is Link.DOWN or isinstance(event, m.LinkLost), (state, event)
+        running = state.link is not Link.DOWN and not isinstance(event, m.LinkLost)
+        for effect in effects:
+            if isinstance(effect, m.Disconnect):
+                running = False
+            elif isinstance(effect, m.Connect):
+                assert not running, (state, event)
+                running = True
 
 
 def test_unhandled_pairs_change_nothing():
@@ -84,39 +94,46 @@ SPEAKING = State(Phase.SPEAKING, Link.UP)
 CONNECTING = State(Phase.CONNECTING, Link.OPENING, held=True)
 AUDIO = m.ModelAudio(b"\x00\x01" * 100)
 
-# (state, event, expected state, expected effect kinds (Show/Log left out))
+# (state, event, expected state, expected effect kinds: Show, Log and CancelTimer left out)
+R1 = State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=1, retry_s=0.5)
+GIVE_UP = Policy().give_up_after
+ERROR_LINK = State(Phase.ERROR, fault=Fault.LINK, reason="bad key")
+ERROR_AUDIO = State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x")
 TABLE = [
     (IDLE, m.ButtonDown(), CONNECTING, [m.Connect, m.StartTurn]),
     (WARM, m.ButtonDown(), LISTENING, [m.StartTurn]),
     (CONNECTING, m.ButtonUp(), replace(CONNECTING, held=False), [m.EndTurn]),
-    (CONNECTING, m.SessionOpened(), LISTENING, []),
-    (replace(CONNECTING, held=False), m.SessionOpened(), THINKING, []),
+    (CONNECTING, m.SessionOpened(), LISTENING, [m.StartTimer]),
+    (replace(CONNECTING, held=False), m.SessionOpened(), THINKING, [m.StartTimer]),
     (replace(CONNECTING, held=False), m.ButtonDown(), CONNECTING, [m.StartTurn]),
-    (CONNECTING, m.LinkLost("refused"),
-     State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=1), [m.StartRetryTimer]),
-    (State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=1), m.RetryDue(),
-     State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=1), [m.Connect]),
-    (State(Phase.RECONNECTING, Link.OPENING, held=False, attempt=m.GIVE_UP_AFTER),
+    (CONNECTING, m.LinkLost("refused"), R1, [m.StartTimer]),
+    (R1, m.Timer("retry"), replace(R1, link=Link.OPENING, retry_s=0.0), [m.Connect]),
+    (State(Phase.RECONNECTING, Link.OPENING, held=False, attempt=GIVE_UP),
      m.LinkLost("refused"), IDLE, [m.DropTurn]),
-    (State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=m.GIVE_UP_AFTER),
+    (State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=GIVE_UP),
      m.LinkLost("refused"),
-     State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=m.GIVE_UP_AFTER + 1),
-     [m.StartRetryTimer]),
+     State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=GIVE_UP + 1, retry_s=8.0),
+     [m.StartTimer]),
     (LISTENING, m.ButtonUp(), THINKING, [m.EndTurn]),
-    (LISTENING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING, held=True),
+    (LISTENING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=1),
      [m.ReplayTurn, m.Connect]),
-    (THINKING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING),
+    (THINKING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING, attempt=1),
      [m.ReplayTurn, m.Connect]),
+    # a link that keeps dropping mid-turn backs off instead of reconnecting at once
+    (replace(LISTENING, attempt=2), m.LinkLost("1011", jitter=0.5),
+     State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=3, retry_s=1.0),
+     [m.ReplayTurn, m.StartTimer]),
+    (replace(LISTENING, attempt=3), m.Timer("stable"), LISTENING, []),
     (THINKING, AUDIO, SPEAKING, [m.Play]),
-    (THINKING, m.TurnComplete(), WARM, []),
+    (THINKING, m.TurnComplete(), WARM, [m.StartTimer]),
     (THINKING, m.ButtonDown(), LISTENING, [m.StartTurn]),
     (SPEAKING, AUDIO, SPEAKING, [m.Play]),
     (SPEAKING, m.TurnComplete(), replace(SPEAKING, turn_done=True), [m.FinishPlayback]),
-    (replace(SPEAKING, turn_done=True), m.PlaybackDrained(), WARM, []),
+    (replace(SPEAKING, turn_done=True), m.PlaybackDrained(), WARM, [m.StartTimer]),
     (SPEAKING, m.PlaybackDrained(), SPEAKING, []),  # more audio is coming: the tail is never cut
     (replace(SPEAKING, turn_done=True), AUDIO, replace(SPEAKING, turn_done=True), []),
     (SPEAKING, m.ButtonDown(), LISTENING, [m.FlushPlayback, m.StartTurn]),
-    (SPEAKING, m.Interrupted(), WARM, [m.FlushPlayback]),
+    (SPEAKING, m.Interrupted(), WARM, [m.FlushPlayback, m.StartTimer]),
     (LISTENING, m.Interrupted(), LISTENING, [m.FlushPlayback]),
     (LISTENING, AUDIO, LISTENING, []),  # the rest of an answer the user talked over
     (LISTENING, m.TurnComplete(), LISTENING, []),
@@ -126,37 +143,62 @@ TABLE = [
     (WARM, m.LinkLost("goAway"), IDLE, []),
     (LISTENING, m.LinkLost("bad key", fatal=True),
      State(Phase.ERROR, Link.DOWN, held=True, fault=Fault.LINK, reason="bad key"),
-     [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer]),
-    (State(Phase.ERROR, fault=Fault.LINK, reason="bad key"), m.ButtonDown(), CONNECTING,
-     [m.Connect, m.StartTurn]),
+     [m.DropTurn, m.FlushPlayback, m.StartTimer]),
+    (ERROR_LINK, m.ButtonDown(), CONNECTING, [m.Connect, m.StartTurn]),
+    (ERROR_LINK, m.Timer("retry"), replace(ERROR_LINK, link=Link.OPENING), [m.Connect]),
+    (replace(ERROR_LINK, link=Link.OPENING), m.SessionOpened(), WARM, [m.StartTimer, m.StartTimer]),
     (SPEAKING, m.AudioFailed("no speaker"),
      State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="no speaker"),
      [m.DropTurn, m.FlushPlayback]),
-    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.ButtonDown(),
-     State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), []),
-    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.AudioRestored(), WARM, []),
-    (State(Phase.ERROR, fault=Fault.LINK, reason="x"), m.AudioRestored(),
-     State(Phase.ERROR, fault=Fault.LINK, reason="x"), []),
+    (ERROR_AUDIO, m.ButtonDown(), ERROR_AUDIO, []),
+    (ERROR_AUDIO, m.AudioRestored(), WARM, [m.StartTimer]),
+    (ERROR_LINK, m.AudioRestored(), ERROR_LINK, []),
     (IDLE, m.ButtonHeld(), IDLE, []),
     # the control socket
     (WARM, m.Say("hi"), THINKING, [m.SendText]),
     (IDLE, m.Say("hi"), replace(CONNECTING, held=False), [m.Connect, m.SendText]),
-    (State(Phase.ERROR, fault=Fault.LINK, reason="x"), m.Say("hi"),
-     replace(CONNECTING, held=False), [m.Connect, m.SendText]),
-    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.Say("hi"),
-     State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), []),
+    (ERROR_LINK, m.Say("hi"), replace(CONNECTING, held=False), [m.Connect, m.SendText]),
+    (ERROR_AUDIO, m.Say("hi"), ERROR_AUDIO, []),
     (LISTENING, m.Say("hi"), LISTENING, []),  # busy: the shell tells the caller
-    (SPEAKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback]),
-    (replace(SPEAKING, turn_done=True), m.Hush(), WARM, [m.FlushPlayback]),
-    (THINKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback]),
+    (SPEAKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback, m.StartTimer]),
+    (replace(SPEAKING, turn_done=True), m.Hush(), WARM, [m.FlushPlayback, m.StartTimer]),
+    (THINKING, m.Hush(), replace(WARM, muted=True), [m.FlushPlayback, m.StartTimer]),
     (replace(WARM, muted=True), AUDIO, replace(WARM, muted=True), []),  # the stopped answer
     (replace(WARM, muted=True), m.TurnComplete(), WARM, []),
     (replace(WARM, muted=True), m.ButtonDown(), LISTENING, [m.StartTurn]),
-    (LISTENING, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer, m.Disconnect]),
-    (IDLE, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer]),
-    (State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="x"), m.Reset(),
-     State(Phase.ERROR, fault=Fault.AUDIO, reason="x"),
-     [m.DropTurn, m.FlushPlayback, m.CancelRetryTimer, m.Disconnect]),
+    (LISTENING, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.Disconnect, m.ForgetSession]),
+    (IDLE, m.Reset(), IDLE, [m.DropTurn, m.FlushPlayback, m.ForgetSession]),
+    (ERROR_AUDIO, m.Reset(), State(Phase.ERROR, fault=Fault.AUDIO, reason="x"),
+     [m.DropTurn, m.FlushPlayback, m.Disconnect, m.ForgetSession]),
+    # the session's life
+    (WARM, m.Timer("idle"), IDLE, [m.Disconnect]),
+    (LISTENING, m.Timer("idle"), LISTENING, []),  # a stale idle timer
+    (WARM, m.GoAway(50), replace(WARM, link=Link.OPENING), [m.Disconnect, m.Connect]),
+    (LISTENING, m.GoAway(50), replace(LISTENING, handover=True), [m.StartTimer]),
+    (LISTENING, m.GoAway(5), State(Phase.RECONNECTING, Link.OPENING, held=True),
+     [m.ReplayTurn, m.Disconnect, m.Connect]),
+    (replace(THINKING, handover=True), m.Timer("handover"),
+     State(Phase.RECONNECTING, Link.OPENING), [m.ReplayTurn, m.Disconnect, m.Connect]),
+    (replace(SPEAKING, handover=True), m.TurnComplete(),
+     State(Phase.SPEAKING, Link.OPENING, turn_done=True),
+     [m.FinishPlayback, m.Disconnect, m.Connect]),  # the answer is all here: a safe point
+    (SPEAKING, m.GoAway(3), State(Phase.SPEAKING, Link.OPENING, turn_done=True),
+     [m.FinishPlayback, m.Disconnect, m.Connect]),
+    (IDLE, m.GoAway(5), IDLE, []),
+    (IDLE, m.Started(), IDLE, []),
+    (State(policy=WARM_POLICY), m.Started(), State(link=Link.OPENING, policy=WARM_POLICY),
+     [m.Connect]),
+    (State(link=Link.UP, policy=WARM_POLICY), m.LinkLost("1011", jitter=0.5),
+     State(attempt=1, retry_s=0.25, policy=WARM_POLICY), [m.StartTimer]),
+    (State(attempt=1, retry_s=0.25, policy=WARM_POLICY), m.Timer("retry"),
+     State(link=Link.OPENING, attempt=1, policy=WARM_POLICY), [m.Connect]),
+    (State(link=Link.UP, policy=WARM_POLICY), m.Timer("idle"),
+     State(link=Link.UP, policy=WARM_POLICY), []),
+    (State(link=Link.UP, policy=WARM_POLICY), m.ButtonDown(),
+     State(Phase.LISTENING, Link.UP, held=True, policy=WARM_POLICY), [m.StartTurn, m.StartTimer]),
+    (State(Phase.LISTENING, Link.UP, held=True, policy=WARM_POLICY), m.Timer("hold"),
+     State(link=Link.OPENING, policy=WARM_POLICY),
+     [m.DropTurn, m.FlushPlayback, m.Disconnect, m.ForgetSession, m.Connect]),
 ]
 
 
@@ -165,21 +207,71 @@ TABLE = [
 def test_transition_table(state, event, expected, effect_kinds):
     new, effects = m.step(state, event)
     assert new == expected
-    assert [k for k in kinds(effects) if k not in (m.Show, m.Log)] == effect_kinds
+    assert [k for k in kinds(effects) if k not in (m.Show, m.Log, m.CancelTimer)] == effect_kinds
 
 
 def test_status_words():
     assert IDLE.status == "ready"
-    assert State(Phase.RECONNECTING, Link.DOWN, attempt=3).status == "reconnecting in 2 s"
+    assert State(Phase.RECONNECTING, Link.DOWN, attempt=3, retry_s=1.7).status == \
+        "reconnecting in 2 s"
     assert State(Phase.RECONNECTING, Link.OPENING, attempt=3).status == "reconnecting"
     assert State(Phase.ERROR, fault=Fault.LINK, reason="API key rejected").status == \
         "error: API key rejected"
 
 
-def test_backoff_doubles_up_to_the_cap():
-    delays = [m.backoff(n) for n in range(1, 10)]
-    assert delays[:4] == [0.5, 1, 2, 4]
-    assert max(delays) == m.BACKOFF_CAP_S and delays == sorted(delays)
+@given(st.integers(1, 40), st.floats(0, 1))
+def test_backoff_is_full_jitter_under_a_doubling_ceiling(attempt, jitter):
+    policy = Policy()
+    ceiling = min(policy.backoff_cap_s, policy.backoff_first_s * 2 ** (attempt - 1))
+    delay = m.backoff(attempt, jitter, policy)
+    assert 0.1 <= delay <= max(0.1, ceiling)
+    assert m.backoff(attempt, 1.0, policy) == max(0.1, ceiling)
+    assert m.backoff(1, 1.0, policy) == 0.5  # the first retry is fast
+
+
+def test_the_timers_that_are_started_and_cancelled():
+    def timers(state, event):
+        _, effects = m.step(state, event)
+        return ([(e.name, e.delay_s) for e in effects if isinstance(e, m.StartTimer)],
+                [e.name for e in effects if isinstance(e, m.CancelTimer)])
+
+    assert timers(CONNECTING, m.SessionOpened()) == ([("stable", 60.0)], [])
+    assert timers(LISTENING, m.LinkLost("x")) == ([], ["stable", "handover"])
+    assert timers(THINKING, m.TurnComplete()) == ([("idle", 300.0)], [])
+    assert timers(WARM, m.ButtonDown()) == ([], ["idle"])
+    assert timers(LISTENING, m.GoAway(50)) == ([("handover", 40.0)], [])
+    assert timers(IDLE, m.LinkLost("bad key", fatal=True))[0] == [("retry", 300.0)]
+    held = State(Phase.LISTENING, Link.UP, held=True, policy=WARM_POLICY)
+    assert timers(held, m.ButtonUp()) == ([], ["hold"])
+    assert timers(State(link=Link.UP, policy=WARM_POLICY), m.ButtonDown())[0] == [("hold", 10.0)]
+    assert timers(State(link=Link.UP, policy=Policy(idle_disconnect_s=0)), m.ButtonDown()) == \
+        ([], [])
+
+
+def test_a_flapping_link_backs_off_until_a_session_stays_up():
+    state, delays = LISTENING, []
+    for _ in range(5):  # opens, drops mid-turn before the stable timer fires, again and again
+        state, effects = m.step(state, m.LinkLost("1011", jitter=1.0))
+        delays += [e.delay_s for e in effects if isinstance(e, m.StartTimer)]
+        if m.Connect not in kinds(effects):
+            state, _ = m.step(state, m.Timer("retry"))
+        state, _ = m.step(state, m.SessionOpened())
+    assert delays == [1.0, 2.0, 4.0, 8.0]  # the first retry at once, then doubling waits
+    state, _ = m.step(state, m.Timer("stable"))
+    assert state.attempt == 0
+
+
+def test_a_goaway_waits_for_a_safe_point_then_hands_over():
+    state, trace = LISTENING, []
+    for event in (m.GoAway(50), m.ButtonUp(), AUDIO, m.TurnComplete(), m.PlaybackDrained(),
+                  m.SessionOpened()):
+        state, effects = m.step(state, event)
+        trace.append((type(event).__name__, [type(e).__name__ for e in effects
+                                             if isinstance(e, (m.Connect, m.Disconnect))]))
+    assert trace == [("GoAway", []), ("ButtonUp", []), ("ModelAudio", []),
+                     ("TurnComplete", ["Disconnect", "Connect"]), ("PlaybackDrained", []),
+                     ("SessionOpened", [])]
+    assert state == replace(WARM)
 
 
 def test_transcripts_are_logged_as_transcripts():
@@ -244,6 +336,10 @@ def check_invariants(s: State) -> None:
         assert not s.held
     if s.muted:
         assert s.phase is Phase.IDLE
+    if s.handover:
+        assert s.link is Link.UP
+    if s.retry_s:
+        assert s.link is Link.DOWN
 
 
 class TurnTracker:
@@ -263,10 +359,10 @@ class TurnTracker:
                 self.open = False
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(EVENTS), max_size=60))
-def test_random_sequences_keep_the_invariants(events):
-    state, link_running, turns = IDLE, False, TurnTracker()
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(EVENTS), max_size=60), st.sampled_from([Policy(), WARM_POLICY]))
+def test_random_sequences_keep_the_invariants(events, policy):
+    state, link_running, turns = State(policy=policy), False, TurnTracker()
     for event in events:
         # The shell only reports link events that can happen: opened/lost while a connect runs.
         if isinstance(event, (m.SessionOpened, m.LinkLost)) and not link_running:
@@ -274,14 +370,16 @@ def test_random_sequences_keep_the_invariants(events):
         new, effects = m.step(state, event)
         check_invariants(new)
         turns.apply(effects)
-        if m.Connect in kinds(effects):
-            assert not link_running or isinstance(event, m.LinkLost)
-            link_running = True
         if isinstance(event, m.LinkLost):
-            link_running = m.Connect in kinds(effects)
-        if m.Disconnect in kinds(effects):
-            assert link_running
-            link_running = False
+            link_running = False  # the session task ended with that report
+        for effect in effects:  # the shell carries them out in order
+            if isinstance(effect, m.Disconnect):
+                assert link_running, "disconnect without a session"
+                link_running = False
+            elif isinstance(effect, m.Connect):
+                assert not link_running, "a second session while one runs"
+                link_running = True
+        assert link_running == (new.link is not Link.DOWN)
         if m.Play in kinds(effects):
             assert new.phase is Phase.SPEAKING
         if new.phase is Phase.LISTENING:

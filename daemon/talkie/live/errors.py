@@ -28,10 +28,15 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
+def _about_key(text: str) -> bool:
+    low = text.lower()
+    return "api key" in low or "api_key" in low or "permission" in low
+
+
 def _close_failure(code: int | None, message: str, model: str) -> Failure:
     text = message.strip() or "no reason given"
     low = text.lower()
-    if code in (1007, 1008) and ("api key" in low or "api_key" in low or "permission" in low):
+    if code in (1007, 1008) and _about_key(text):
         return Failure(f"API key rejected: put a valid key in {KEY_PATH_HINT}", fatal=True)
     if code == 1008 and ("not found" in low or "model" in low):
         return Failure(f"model {model!r} is not available for Live ({text}): "
@@ -81,3 +86,54 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
     if isinstance(exc, OSError):
         return Failure(f"network error ({exc.strerror or type(exc).__name__})")
     return Failure(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _close_frame(exc: BaseException) -> tuple[int | None, str] | None:
+    """(code, reason) when the server closed the websocket with a close frame, else None.
+
+    A connection that dropped without one (the SDK's 1006), a timeout, a TLS or HTTP failure is not
+    a close: it says nothing about what the server thought of the request.
+    """
+    exc = _first(exc)
+    from google.genai import errors as genai_errors
+    from websockets import exceptions as ws_errors
+
+    if isinstance(exc, genai_errors.APIError):
+        if exc.code == 1006:
+            return None
+        detail = exc.details if isinstance(exc.details, str) else (exc.message or exc.status or "")
+        return exc.code, str(detail).strip()
+    if isinstance(exc, ws_errors.ConnectionClosed) and exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason.strip()
+    return None
+
+
+def _words(code: int | None, reason: str) -> str:
+    return f"{code}: {reason or 'no reason given'}"
+
+
+def setup_refusal(exc: BaseException) -> str | None:
+    """Why the server refused a session's setup, when it did and not over the API key; else None.
+
+    For a setup that carried a resumption handle this means "not with that handle": the caller may
+    try once more with a fresh session.
+    """
+    frame = _close_frame(exc)
+    if frame is None or _about_key(frame[1]):
+        return None
+    low = frame[1].lower()
+    if "model" in low and not _about_resumption(low):
+        return None  # an unknown model: a fresh session would fail the same way
+    return _words(*frame)
+
+
+def _about_resumption(low: str) -> bool:
+    return "resum" in low or "handle" in low
+
+
+def resumption_refusal(exc: BaseException) -> str | None:
+    """Why the server ended a resumed session, when it closed it over the resumption handle."""
+    frame = _close_frame(exc)
+    if frame is None or _about_key(frame[1]):
+        return None
+    return _words(*frame) if _about_resumption(frame[1].lower()) else None

@@ -4,6 +4,14 @@
 calls ``listener.opened()``, then sends the uplink outbox and receives server messages concurrently,
 until the connection ends. It never raises (but for cancellation, which is how the shell closes a
 session): every failure ends in one ``listener.lost(reason, fatal)`` call.
+
+Session lifetime. Every setup asks for session resumption; the newest resumable handle the server
+sends goes to the :class:`~talkie.live.resume.ResumeStore`, and the next ``run()`` sets up with it, so
+the conversation survives a dropped connection, a ``goAway`` hand-over and a daemon restart. A
+``goAway`` is reported as ``listener.go_away(seconds)``: the shell chooses when to hand over (cancel
+this run, let it close the socket, then ``run()`` again). If the server refuses the handle, the
+conversation starts afresh: the store is cleared and, when the refusal came during setup, the same
+``run()`` tries once more without a handle.
 """
 
 from __future__ import annotations
@@ -11,13 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import warnings
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from talkie.live import errors, options
 from talkie.system import logs
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Item, Kind, Outbox
+
+if TYPE_CHECKING:  # pragma: no cover
+    from talkie.live.resume import ResumeStore
 
 log = logging.getLogger("talkie.live")
 
@@ -34,16 +47,21 @@ class Listener(Protocol):
     def turn_complete(self) -> None: ...
     def heard(self, text: str) -> None: ...
     def said(self, text: str) -> None: ...
+    def go_away(self, seconds: float) -> None: ...
 
 
 class LiveLink:
     """A reusable connector: each ``run()`` is one session."""
 
-    def __init__(self, live: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Listener):
+    def __init__(self, live: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Listener,
+                 resume: ResumeStore | None = None):
         self.live = live
         self.key = key
         self.outbox = outbox
         self.listener = listener
+        #: Where the conversation's resumption handle is kept; None: every session starts afresh.
+        self.resume = resume
+        self._opened = False  # the current attempt got past setup
         self._ready = asyncio.Event()
         self._client: Any = None
         self._heard: list[str] = []
@@ -74,17 +92,45 @@ class LiveLink:
         if isinstance(self.key, KeyProblem):
             self.listener.lost(self.key.message, True)
             return
+        handle = self.resume.handle if self.resume is not None else None
+        ended = await self._attempt(handle)
+        if ended is not None and handle is not None:
+            if not self._opened and (why := errors.setup_refusal(ended)):
+                self._start_afresh(why)
+                ended = await self._attempt(None)
+            elif self._opened and (why := errors.resumption_refusal(ended)):
+                self._start_afresh(why)
+                self.listener.lost("the previous conversation could not be resumed", False)
+                return
+        self._report(ended)
+
+    async def _attempt(self, handle: str | None) -> Exception | None:
+        """One session: what ended it, or None if the server closed it normally."""
         try:
-            await self._serve()
+            await self._serve(handle)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes one report
-            failure = errors.classify(exc, model=self.live.model,
-                                      timeout_s=self.live.connect_timeout_s)
-            log.debug("session ended: %s", self.key.redact(repr(exc)))
-            self.listener.lost(self.key.redact(failure.reason), failure.fatal)
-        else:
+            log.debug("session ended: %s", self._redact(repr(exc)))
+            return exc
+        return None
+
+    def _start_afresh(self, why: str) -> None:
+        log.warning("the previous conversation could not be resumed (%s); starting a fresh one",
+                    self._redact(why))
+        if self.resume is not None:
+            self.resume.clear()
+
+    def _report(self, ended: Exception | None) -> None:
+        if ended is None:
             self.listener.lost("closed by the server", False)
+            return
+        failure = errors.classify(ended, model=self.live.model,
+                                  timeout_s=self.live.connect_timeout_s)
+        self.listener.lost(self._redact(failure.reason), failure.fatal)
+
+    def _redact(self, text: str) -> str:
+        return self.key.redact(text) if isinstance(self.key, Secret) else text
 
     def _make_client(self) -> Any:
         if self._client is None:
@@ -95,15 +141,19 @@ class LiveLink:
                                         http_options=options.http_options(self.live))
         return self._client
 
-    async def _serve(self) -> None:
+    async def _serve(self, handle: str | None) -> None:
+        self._opened = False
         client = self._make_client()
-        config = options.connect_config(self.live)
+        config = options.connect_config(self.live, handle)
+        if handle is not None:
+            log.info("resuming the previous conversation")
         async with contextlib.AsyncExitStack() as stack:
             async with asyncio.timeout(self.live.connect_timeout_s):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
                     session = await stack.enter_async_context(
                         client.aio.live.connect(model=self.live.model, config=config))
+            self._opened = True
             self._heard.clear()
             self._said.clear()
             self.listener.opened()
@@ -153,10 +203,25 @@ class LiveLink:
         content = message.server_content
         if content is not None:
             self._content(content)
+        update = message.session_resumption_update
+        if update is not None and self.resume is not None:
+            self.resume.update(update.new_handle, bool(update.resumable))
         if message.go_away is not None:
-            log.info("the server will close this session in %s", message.go_away.time_left)
+            self._go_away(message.go_away.time_left)
         if message.tool_call is not None:
             log.warning("the model asked for a tool; talkie offers none yet")
+        # usage_metadata (token counts) and tool_call_cancellation: nothing to do.
+
+    def _go_away(self, time_left: Any) -> None:
+        seconds = duration_s(time_left)
+        if seconds is None:
+            log.info("the server will close this session soon (time left: %r)", time_left)
+            seconds = 0.0
+        else:
+            log.info("the server will close this session in %g s", seconds)
+        report = getattr(self.listener, "go_away", None)
+        if report is not None:
+            report(seconds)
 
     def _content(self, content: Any) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
@@ -181,3 +246,36 @@ class LiveLink:
             parts.clear()
             if text:
                 report(text)
+
+
+_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*s?\s*$")
+
+
+def duration_s(value: Any) -> float | None:
+    """A goAway's ``time_left`` in seconds (never negative), or None if it cannot be read.
+
+    The SDK (3.4) types it ``Optional[str]`` and passes the wire value through: a protobuf Duration
+    in its JSON form, ``"50s"`` or ``"1.500s"``. A timedelta, a number or ``{"seconds", "nanos"}`` are
+    taken too, should a later SDK parse it.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if m is None:
+            return None
+        seconds = float(m[1])
+    elif isinstance(value, dict):
+        try:
+            seconds = float(value.get("seconds", 0) or 0) + float(value.get("nanos", 0) or 0) / 1e9
+        except (TypeError, ValueError):
+            return None
+    else:
+        return None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)

@@ -34,8 +34,12 @@ def _unset_none(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v not in (None, "")}
 
 
-def connect_config(live: LiveSettings) -> types.LiveConnectConfig:
-    """The LiveConnectConfig for a session with these settings."""
+def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveConnectConfig:
+    """The LiveConnectConfig for a session with these settings.
+
+    Every setup asks for session resumption; with ``handle`` (from an earlier session's
+    ``sessionResumptionUpdate``) the session continues that conversation.
+    """
     from google.genai import types
 
     detection = types.AutomaticActivityDetection(
@@ -54,7 +58,7 @@ def connect_config(live: LiveSettings) -> types.LiveConnectConfig:
             activity_handling=_HANDLING[live.activity_handling],
             turn_coverage=_COVERAGE[live.turn_coverage],
         ),
-        session_resumption=types.SessionResumptionConfig(),
+        session_resumption=types.SessionResumptionConfig(**_unset_none(handle=handle)),
     )
     fields.update(_unset_none(
         temperature=live.temperature, top_p=live.top_p, top_k=live.top_k,
