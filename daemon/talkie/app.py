@@ -44,8 +44,14 @@ class _LinkEvents:
     """The link's reports, as state-machine events."""
 
     def __init__(self, emit: Callable[[m.Event], None], jitter: Callable[[], float]) -> None:
-        self.emit = emit
+        self._emit = emit
         self.jitter = jitter
+        #: The shell let this session go (a handover, a reset): whatever it still says is stale.
+        self.stale = False
+
+    def emit(self, event: m.Event) -> None:
+        if not self.stale:
+            self._emit(event)
 
     def opened(self) -> None:
         self.emit(m.SessionOpened())
@@ -102,6 +108,7 @@ class App:
         self._timers: dict[str, Any] = {}
         self._link_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._link_events: _LinkEvents | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._event_name = ""
         self._released_at: float | None = None
@@ -126,6 +133,11 @@ class App:
             m.StartTimer: self._start_timer, m.CancelTimer: self._cancel_timer,
             m.Show: self._show, m.Log: self._log,
         }
+
+    @property
+    def timers(self) -> frozenset[str]:
+        """The names of the timers now pending (for status and tests)."""
+        return frozenset(self._timers)
 
     @property
     def playback(self) -> Any:
@@ -235,14 +247,22 @@ class App:
         if self._tg is None:
             return
         closing, self._closing = self._closing, None
-        self._link_task = self._tg.create_task(self._session(closing), name="live-session")
+        self._link_events = _LinkEvents(self.emit, self.jitter)
+        self._link_task = self._tg.create_task(self._session(closing, self._link_events),
+                                               name="live-session")
 
-    async def _session(self, closing: asyncio.Task[None] | None) -> None:
+    async def _session(self, closing: asyncio.Task[None] | None, events: _LinkEvents) -> None:
         if closing is not None:
             await asyncio.wait([closing])  # the old socket is closed before the new one resumes
+        self.link.listener = events  # each session reports through its own listener
         await self.link.run()
 
     def _disconnect(self, effect: m.Effect) -> None:
+        if self._link_events is not None:
+            self._link_events.stale = True
+        stop = getattr(self.link, "stop", None)
+        if stop is not None:
+            stop()
         if self._link_task is not None:
             self._link_task.cancel()
             self._closing, self._link_task = self._link_task, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,7 +44,6 @@ class NumberedMic:
         self.next_seq = 0
         self.running = False
         self.overflows = self.xruns = 0
-        self.last_callback = 0.0
 
     def start(self) -> None:
         self.running = True
@@ -60,8 +60,12 @@ class NumberedMic:
         for seq in range(first, first + chunks):
             self.on_audio(chunk_for(seq))
         self.next_seq += chunks
-        self.last_callback = self.loop.time()
         return range(first, first + chunks)
+
+    @property
+    def last_callback(self) -> float:
+        """A live microphone calls back all the time, spoken into or not."""
+        return time.monotonic()
 
 
 @dataclass(order=True)
@@ -117,3 +121,76 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0, what: str 
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)
+
+
+# ---- reading the uplink back: what the double received, turn by turn (soak and bench)
+
+
+@dataclass
+class Segment:
+    """One user turn as one connection carried it: activity_start, audio..., activity_end.
+
+    ``complete`` is False when the connection ended (or the record ends) before the activity_end:
+    the turn was cut there (a drop, a handover) and is the server's to discard.
+    """
+
+    conn: int
+    seqs: list[int]
+    complete: bool = False
+    start_t: float = 0.0  # arrival (time.monotonic) of its activity_start
+    end_seq: int = 0  # message seq of its activity_end (0 while incomplete)
+    times: list[float] = field(default_factory=list)  # arrival time of each chunk in ``seqs``
+
+
+def segments(messages) -> list[Segment]:
+    """Every user turn the double received, per connection, in order of their activity_start.
+
+    ``messages`` are the double's recorded messages (``double.messages``); audio outside a turn
+    (none is expected with push-to-talk) is ignored.
+    """
+    found: list[Segment] = []
+    open_: dict[int, Segment] = {}
+    for m in messages:
+        if m.kind == "activity_start":
+            open_[m.conn] = Segment(m.conn, [], start_t=m.t)
+            found.append(open_[m.conn])
+        elif m.kind == "audio" and m.conn in open_:
+            seqs = seqs_of(m.blob or b"")
+            open_[m.conn].seqs += seqs
+            open_[m.conn].times += [m.t] * len(seqs)
+        elif m.kind == "activity_end" and m.conn in open_:
+            segment = open_.pop(m.conn)
+            segment.complete, segment.end_seq = True, m.seq
+    return found
+
+
+def chunk_accounting(spoken: list[list[int]], received: list[Segment]) -> dict[str, int]:
+    """Spoken turns against the complete turns received: chunks lost, duplicated, misplaced.
+
+    ``lost``: spoken chunks that no complete turn carries; ``duplicated``: chunks carried by more
+    complete turns than one; ``foreign``: complete turns that are not exactly one spoken turn
+    (chunks of two turns mixed, out of order, a gap); ``bad_prefix``: cut turns that are not a prefix
+    of a spoken turn.
+    """
+    by_first = {tuple(turn): i for i, turn in enumerate(spoken)}
+    carried: dict[int, int] = {}
+    foreign = bad_prefix = 0
+    for seg in received:
+        if seg.complete:
+            if tuple(seg.seqs) not in by_first:
+                foreign += 1
+            for seq in seg.seqs:
+                carried[seq] = carried.get(seq, 0) + 1
+        elif not any(turn[:len(seg.seqs)] == seg.seqs for turn in spoken):
+            bad_prefix += 1
+    every = [seq for turn in spoken for seq in turn]
+    return {"lost": sum(1 for seq in every if seq not in carried),
+            "duplicated": sum(n - 1 for n in carried.values() if n > 1),
+            "foreign": foreign, "bad_prefix": bad_prefix}
+
+
+def prune_cancelled(clock: VirtualClock) -> None:
+    """Drop cancelled timers from ``clock``'s queue (the loop's own heap does so too, lazily), so a
+    long run's bookkeeping does not pass for the app's memory."""
+    clock._queue = [due for due in clock._queue if not due.cancelled]
+    heapq.heapify(clock._queue)

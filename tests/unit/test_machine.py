@@ -176,9 +176,9 @@ TABLE = [
     (WARM, m.GoAway(50), replace(WARM, link=Link.OPENING), [m.Disconnect, m.Connect]),
     (LISTENING, m.GoAway(50), replace(LISTENING, handover=True), [m.StartTimer]),
     (LISTENING, m.GoAway(5), State(Phase.RECONNECTING, Link.OPENING, held=True),
-     [m.ReplayTurn, m.Disconnect, m.Connect]),
+     [m.Disconnect, m.ReplayTurn, m.Connect]),
     (replace(THINKING, handover=True), m.Timer("handover"),
-     State(Phase.RECONNECTING, Link.OPENING), [m.ReplayTurn, m.Disconnect, m.Connect]),
+     State(Phase.RECONNECTING, Link.OPENING), [m.Disconnect, m.ReplayTurn, m.Connect]),
     (replace(SPEAKING, handover=True), m.TurnComplete(),
      State(Phase.SPEAKING, Link.OPENING, turn_done=True),
      [m.FinishPlayback, m.Disconnect, m.Connect]),  # the answer is all here: a safe point

@@ -63,6 +63,9 @@ class LiveLink:
         self.resume = resume
         self._opened = False  # the current attempt got past setup
         self._ready = asyncio.Event()
+        self._generation = 0
+        self._session: Any = None
+        self._closing: asyncio.Future[None] | None = None
         self._client: Any = None
         self._heard: list[str] = []
         self._said: list[str] = []
@@ -154,6 +157,8 @@ class LiveLink:
                     session = await stack.enter_async_context(
                         client.aio.live.connect(model=self.live.model, config=config))
             self._opened = True
+            self._session = session
+            stack.callback(setattr, self, "_session", None)
             self._heard.clear()
             self._said.clear()
             self.listener.opened()
@@ -167,7 +172,8 @@ class LiveLink:
         from google.genai import types
 
         automatic = self.live.automatic_activity_detection
-        while True:
+        generation = self._generation
+        while generation == self._generation:  # stop() ends it before its next send
             item = self.outbox.peek()
             if item is None:
                 self._ready.clear()
@@ -175,6 +181,19 @@ class LiveLink:
                 continue
             await self._send(session, types, item, automatic)
             self.outbox.sent(item)
+
+    def stop(self) -> None:
+        """The shell is closing this session (a handover, a reset): send nothing more on it.
+
+        Synchronous, so that an outbox rewound right after cannot be drained onto the old socket
+        by a sender that has not seen its cancellation yet.
+        """
+        self._generation += 1
+        self._ready.set()
+        if self._session is not None:
+            # Close with 1000 before the shell cancels the task (a cancelled context would close
+            # with 1011): the server sees a clean goodbye.
+            self._closing = asyncio.ensure_future(self._session.close())
 
     @staticmethod
     async def _send(session: Any, types: Any, item: Item, automatic: bool) -> None:

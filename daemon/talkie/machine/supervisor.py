@@ -157,17 +157,21 @@ def safe_for_handover(s: State) -> bool:
                                   or (s.phase is Phase.SPEAKING and s.turn_done))
 
 
-def handover(s: State) -> tuple[State, list[Effect]]:
-    """Close this connection, then open a new one (it resumes the conversation)."""
+def handover(s: State, *, rewind: bool = False) -> tuple[State, list[Effect]]:
+    """Close this connection, then open a new one (it resumes the conversation).
+
+    ``rewind``: a turn was in flight; it is queued again from its start once the old connection
+    has stopped sending (so nothing of it can still go out on the old one).
+    """
     return (replace(s, link=Link.OPENING, handover=False),
-            [CancelTimer(HANDOVER), CancelTimer(STABLE), Disconnect(), Connect()])
+            [CancelTimer(HANDOVER), CancelTimer(STABLE), Disconnect(),
+             *([ReplayTurn()] if rewind else []), Connect()])
 
 
 def force_handover(s: State) -> tuple[State, list[Effect]]:
     """Hand over now, whatever is going on: a turn in flight is sent again on the new connection."""
     if s.phase in (Phase.LISTENING, Phase.THINKING):
-        new, effects = handover(replace(s, phase=Phase.RECONNECTING))
-        return new, [ReplayTurn(), *effects]
+        return handover(replace(s, phase=Phase.RECONNECTING), rewind=True)
     if s.phase is Phase.SPEAKING and not s.turn_done:
         new, effects = handover(replace(s, turn_done=True))
         return new, [FinishPlayback(), *effects]  # what arrived plays to its end
