@@ -16,6 +16,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 @pytest.mark.parametrize("script,args,keys", [
     ("startup.py", ["--runs", "1"], {"runs", "ready_s_p50", "ready_s_p95", "python_s_p50",
                                      "ratio_p50"}),
+    ("handover.py", ["--handovers", "2", "--drops", "2"],
+     {"handovers", "handover_gap_ms_p95", "idle_handover_ms_p95", "reconnect_ms_p95",
+      "baseline_connect_ms_p50"}),
 ])
 def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,

@@ -9,14 +9,15 @@ every few turns and seeded drops, then checked over the whole run:
 * nothing grows: as many asyncio tasks after turn 210 as after turn 20, one client websocket in
   memory (the open one), and the memory the daemon keeps (tracemalloc) the same within a bound.
 
-What a run does, all seeded (``SEED``): each turn is 3 to 12 chunks of 20 ms. About one turn in five
-gets a goAway (time left 3 to 60 s): while the user speaks (a time-short one hands over at once and the
-turn moves whole to the new connection; a long one waits for the next safe point, and sometimes its
-deadline passes while the user still speaks), while idle, or while the answer plays. About one in seven
-gets a drop, an abort (1006) or a close 1011: while the user speaks, after the release before the
-answer (the turn is sent again whole), or while the answer plays (what arrived plays to its end).
-Between turns a few virtual seconds pass (the app's timers run on a :class:`VirtualClock`, so back-off
-waits take no real time and a five-minute pause closes the idle session).
+What a run does, all seeded (``SEED``): each turn is 3 to 12 chunks of 20 ms. About one turn in
+five gets a goAway (time left 3 to 60 s): while the user speaks (a time-short one hands over at once
+and the turn moves whole to the new connection; a long one waits for the next safe point, and
+sometimes its deadline passes while the user still speaks), while idle, or while the answer plays.
+About one in seven gets a drop, an abort (1006) or a close 1011: while the user speaks, after the
+release before the answer (the turn is sent again whole), or while the answer plays (what arrived
+plays to its end). Between turns a few virtual seconds pass (the app's timers run on a
+:class:`VirtualClock`, so back-off waits take no real time and a five-minute pause closes the idle
+session).
 
 "Exactly once" has one refinement over "one complete turn per spoken turn": a turn whose connection
 died after its activity_end but before any answer started is sent again whole on the next one (the
@@ -37,7 +38,6 @@ import asyncio
 import collections
 import concurrent.futures
 import gc
-import inspect
 import logging
 import multiprocessing
 import random
@@ -74,8 +74,8 @@ QUIET = set(range(WARM - 3, WARM + 1)) | set(range(TURNS - 5, TURNS))
 #: noise. 64 kB (~340 B per turn) sits between the two.
 GROWTH_LIMIT = 64 * 1024
 #: What the memory figure leaves out, because the test keeps it, not the daemon: a block allocated
-#: with logging on its stack (pytest keeps log records; the soak keeps the last lines for its report),
-#: the mock pins' history of changes ...
+#: with logging on its stack (pytest keeps log records; the soak keeps its last lines for the
+#: report), the mock pins' history of changes ...
 NOT_THE_DAEMONS = ("/logging/__init__.py", "/gpiozero/pins/mock.py", "/tracemalloc.py")
 #: ... or allocated right in the test's own code (the virtual clock, the test's notes).
 TEST_CODE = ("/tests/support/rig.py", "/tests/integration/test_soak.py")
@@ -101,7 +101,9 @@ class Turn:
     def __str__(self) -> str:
         what = self.event or "plain"
         if self.event.startswith("goaway"):
-            what += f" {self.time_left:g} s" + (", deadline passed mid-turn" if self.deadline else "")
+            what += f" {self.time_left:g} s"
+            if self.deadline:
+                what += ", deadline passed mid-turn"
         elif self.event:
             what += f" ({self.how})"
         return what
@@ -117,7 +119,8 @@ def plan(rng: random.Random) -> list[Turn]:
             if draw < 0.21:
                 t.event = rng.choice(("goaway_mid", "goaway_idle", "goaway_answer"))
                 # Half short (hand over at once), half long (at the next safe point).
-                t.time_left = float(rng.randint(3, 10) if rng.random() < 0.5 else rng.randint(11, 60))
+                short = rng.random() < 0.5
+                t.time_left = float(rng.randint(3, 10) if short else rng.randint(11, 60))
                 t.deadline = t.event == "goaway_mid" and t.time_left > 10 and rng.random() < 0.5
             elif draw < 0.35:
                 t.event = rng.choice(("drop_mid", "drop_think", "drop_speak"))
@@ -133,9 +136,9 @@ def plan(rng: random.Random) -> list[Turn]:
 class DoubleHost:
     """The Live double and the service's script, run in the manager's process.
 
-    Every activity_end is answered like :class:`~tests.support.live_double.AutoReply` does (a short
-    tone in 20 ms chunks, turnComplete, then a resumption handle ``soak-<conn>-<n>``), unless the test
-    planned otherwise for this turn's answer: drop the connection before any answer
+    Every activity_end is answered like :class:`~tests.support.live_double.AutoReply` does (a
+    short tone in 20 ms chunks, turnComplete, then a resumption handle ``soak-<conn>-<n>``), unless
+    the test planned otherwise for this turn's answer: drop the connection before any answer
     (``drop_think``), or send the first chunk and hold (``drop_speak``, ``goaway_answer``) until the
     test, which sees the app, has done its part and calls :meth:`release`.
 
@@ -186,7 +189,8 @@ class DoubleHost:
     def drop(self, conn: int, how: str) -> None:
         """Drop a connection; do not wait for the client's part of a close (it answers later)."""
         target = self.double.connections[conn - 1]
-        coro = target.abort() if how == "abort" else target.close(1011, "Internal error encountered.")
+        coro = (target.abort() if how == "abort"
+                else target.close(1011, "Internal error encountered."))
         asyncio.run_coroutine_threadsafe(coro, self.double._loop)
 
     def record(self) -> dict:
@@ -427,7 +431,8 @@ class LastLines(logging.Handler):
 
     def __init__(self, size: int = 400) -> None:
         super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(relativeCreated)8.0f %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter(
+            "%(relativeCreated)8.0f %(levelname)s %(name)s: %(message)s"))
         self.lines: collections.deque[str] = collections.deque(maxlen=size)
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -21,7 +21,7 @@ from talkie.machine import Phase, Policy, backoff
 from talkie.system.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
-from tests.support.rig import NumberedMic, VirtualClock, seqs_of
+from tests.support.rig import NumberedMic, VirtualClock, seqs_of, until
 
 pytestmark = pytest.mark.audio
 KEY = "AIzaSy-supervisor-0123456789"
@@ -53,11 +53,11 @@ class Rig:
 
     async def press(self):
         self.button.drive_low()
-        await self.double.wait_for(lambda: self.app.state.held, what="the press")
+        await until(lambda: self.app.state.held, what="the press")
 
     async def release(self):
         self.button.drive_high()
-        await self.double.wait_for(lambda: not self.app.state.held, what="the release")
+        await until(lambda: not self.app.state.held, what="the release")
 
     async def turn(self, chunks=10):
         """A whole turn: press, speak, release, hear the answer; the chunk numbers spoken."""
@@ -185,7 +185,7 @@ def test_close_1011_while_idle_then_the_next_turn_resumes_the_conversation(tmp_p
             first = await rig.turn()
             newest = double.issued_handles[-1]
             await double.connections[0].close(1011, "Internal error encountered.")
-            await double.wait_for(lambda: rig.app.state.link.value == "down")
+            await until(lambda: rig.app.state.link.value == "down")
             second = await rig.turn()
             assert double.connections[1].resume_handle == newest
             assert_exactly_once(double, first, second)
@@ -250,7 +250,7 @@ def test_an_unknown_server_message_is_a_dead_connection_not_a_crash(tmp_path, pu
             rig = await start_rig(tmp_path, pulse, double)
             first = await rig.turn()
             await double.connections[0].send_raw({"somethingNew": {"x": 1}})
-            await double.wait_for(lambda: rig.app.state.link.value == "down")
+            await until(lambda: rig.app.state.link.value == "down")
             second = await rig.turn()
             assert_exactly_once(double, first, second)
             await stop_rig(rig)
@@ -279,12 +279,12 @@ def test_connection_refused_for_20_s_then_back(tmp_path, pulse):
             spoken = rig.mic.speak(5)
             attempts = 0
             while rig.clock.now < 20:
-                await double.wait_for(lambda: "retry" in rig.app.timers, what="a back-off wait")
+                await until(lambda: "retry" in rig.app.timers, what="a back-off wait")
                 assert rig.app.state.phase is Phase.RECONNECTING
                 attempts += 1
                 rig.clock.fire_next()  # the wait passes: the app tries again, and is refused
             await double.start_listening()
-            await double.wait_for(lambda: "retry" in rig.app.timers, what="a back-off wait")
+            await until(lambda: "retry" in rig.app.timers, what="a back-off wait")
             rig.clock.fire_next()
             await rig.until_phase(Phase.LISTENING, after=2)
             spoken = [*spoken, *rig.mic.speak(5)]
@@ -316,7 +316,7 @@ def test_a_fault_only_a_person_can_fix_is_an_error_retried_slowly(tmp_path, puls
             assert rig.clock.pending()[-1] == pytest.approx(300.0)  # the slow retry, nothing sooner
             rig.clock.fire_next()  # five minutes later: tried again, quietly, still wrong
             await double.wait_for(lambda: len(double.connections) == 2)
-            await double.wait_for(lambda: rig.app.state.link.value == "down")
+            await until(lambda: rig.app.state.link.value == "down")
             assert len(double.connections) == 2  # one try per press or slow retry: no hot loop
             # the fault clears
             if fault == "unknown_model":
@@ -343,7 +343,7 @@ def test_a_rejected_resumption_handle_falls_back_to_a_fresh_session(tmp_path, pu
             first = await rig.turn()
             double.resume_mode = "reject_all"
             await double.connections[0].close(1011, "Internal error encountered.")
-            await double.wait_for(lambda: rig.app.state.link.value == "down")
+            await until(lambda: rig.app.state.link.value == "down")
             second = await rig.turn()
             assert double.connections[1].resume_handle and not double.connections[2].resume_handle
             assert_exactly_once(double, first, second)
@@ -375,10 +375,10 @@ def test_connect_at_start_keeps_a_warm_session(tmp_path, pulse):
         async with LiveDouble(api_keys=(KEY,), auto_reply=answer()) as double:
             rig = await start_rig(tmp_path, pulse, double, session="connect_at_start = true")
             await double.wait_for_connection(1, timeout=10)
-            await double.wait_for(lambda: rig.app.state.link.value == "up")
+            await until(lambda: rig.app.state.link.value == "up")
             rig.clock.advance(3600)  # no idle close
             await double.connections[0].close(1011, "Internal error encountered.")
-            await double.wait_for(lambda: rig.app.state.link.value == "down")
+            await until(lambda: rig.app.state.link.value == "down")
             rig.clock.fire_next()  # reopened in the background
             await double.wait_for_connection(2, timeout=10)
             spoken = await rig.turn()

@@ -137,56 +137,28 @@ class Segment:
     conn: int
     seqs: list[int]
     complete: bool = False
-    start_t: float = 0.0  # arrival (time.monotonic) of its activity_start
     end_seq: int = 0  # message seq of its activity_end (0 while incomplete)
-    times: list[float] = field(default_factory=list)  # arrival time of each chunk in ``seqs``
 
 
 def segments(messages) -> list[Segment]:
     """Every user turn the double received, per connection, in order of their activity_start.
 
-    ``messages`` are the double's recorded messages (``double.messages``); audio outside a turn
-    (none is expected with push-to-talk) is ignored.
+    ``messages`` are the double's recorded messages (``double.messages``, or anything with their
+    ``conn``, ``seq``, ``kind`` and ``blob``); audio outside a turn (none is expected with
+    push-to-talk) is ignored.
     """
     found: list[Segment] = []
     open_: dict[int, Segment] = {}
     for m in messages:
         if m.kind == "activity_start":
-            open_[m.conn] = Segment(m.conn, [], start_t=m.t)
+            open_[m.conn] = Segment(m.conn, [])
             found.append(open_[m.conn])
         elif m.kind == "audio" and m.conn in open_:
-            seqs = seqs_of(m.blob or b"")
-            open_[m.conn].seqs += seqs
-            open_[m.conn].times += [m.t] * len(seqs)
+            open_[m.conn].seqs += seqs_of(m.blob or b"")
         elif m.kind == "activity_end" and m.conn in open_:
             segment = open_.pop(m.conn)
             segment.complete, segment.end_seq = True, m.seq
     return found
-
-
-def chunk_accounting(spoken: list[list[int]], received: list[Segment]) -> dict[str, int]:
-    """Spoken turns against the complete turns received: chunks lost, duplicated, misplaced.
-
-    ``lost``: spoken chunks that no complete turn carries; ``duplicated``: chunks carried by more
-    complete turns than one; ``foreign``: complete turns that are not exactly one spoken turn
-    (chunks of two turns mixed, out of order, a gap); ``bad_prefix``: cut turns that are not a prefix
-    of a spoken turn.
-    """
-    by_first = {tuple(turn): i for i, turn in enumerate(spoken)}
-    carried: dict[int, int] = {}
-    foreign = bad_prefix = 0
-    for seg in received:
-        if seg.complete:
-            if tuple(seg.seqs) not in by_first:
-                foreign += 1
-            for seq in seg.seqs:
-                carried[seq] = carried.get(seq, 0) + 1
-        elif not any(turn[:len(seg.seqs)] == seg.seqs for turn in spoken):
-            bad_prefix += 1
-    every = [seq for turn in spoken for seq in turn]
-    return {"lost": sum(1 for seq in every if seq not in carried),
-            "duplicated": sum(n - 1 for n in carried.values() if n > 1),
-            "foreign": foreign, "bad_prefix": bad_prefix}
 
 
 def prune_cancelled(clock: VirtualClock) -> None:
