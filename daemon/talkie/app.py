@@ -254,6 +254,7 @@ class App:
     async def _session(self, closing: asyncio.Task[None] | None, events: _LinkEvents) -> None:
         if closing is not None:
             await asyncio.wait([closing])  # the old socket is closed before the new one resumes
+            del closing  # keep no reference: it holds the old connection and its buffers
         self.link.listener = events  # each session reports through its own listener
         await self.link.run()
 

@@ -63,7 +63,7 @@ SEED = 20260611
 TURNS = 210
 #: The baseline for growth is taken after this many turns (caches warm, every path taken once).
 WARM = 20
-#: Turns around the two measuring points have no drop: the link is up there.
+#: Turns around the two measuring points are plain (no goAway, no drop): the link is up there.
 QUIET = set(range(WARM - 3, WARM + 1)) | set(range(TURNS - 5, TURNS))
 #: Memory the daemon may keep beyond what it held after turn WARM, over the remaining 190 turns.
 #: Justification: the smallest leak worth finding is one object graph per turn or per connection:

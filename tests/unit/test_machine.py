@@ -180,8 +180,10 @@ TABLE = [
     (replace(THINKING, handover=True), m.Timer("handover"),
      State(Phase.RECONNECTING, Link.OPENING), [m.Disconnect, m.ReplayTurn, m.Connect]),
     (replace(SPEAKING, handover=True), m.TurnComplete(),
-     State(Phase.SPEAKING, Link.OPENING, turn_done=True),
-     [m.FinishPlayback, m.Disconnect, m.Connect]),  # the answer is all here: a safe point
+     replace(SPEAKING, turn_done=True, handover=True),
+     [m.FinishPlayback]),  # not yet: the resumption handle for this exchange comes just after
+    (replace(SPEAKING, turn_done=True, handover=True), m.PlaybackDrained(),
+     replace(IDLE, link=Link.OPENING), [m.Disconnect, m.Connect]),  # heard: a safe point
     (SPEAKING, m.GoAway(3), State(Phase.SPEAKING, Link.OPENING, turn_done=True),
      [m.FinishPlayback, m.Disconnect, m.Connect]),
     (IDLE, m.GoAway(5), IDLE, []),
@@ -269,7 +271,7 @@ def test_a_goaway_waits_for_a_safe_point_then_hands_over():
         trace.append((type(event).__name__, [type(e).__name__ for e in effects
                                              if isinstance(e, (m.Connect, m.Disconnect))]))
     assert trace == [("GoAway", []), ("ButtonUp", []), ("ModelAudio", []),
-                     ("TurnComplete", ["Disconnect", "Connect"]), ("PlaybackDrained", []),
+                     ("TurnComplete", []), ("PlaybackDrained", ["Disconnect", "Connect"]),
                      ("SessionOpened", [])]
     assert state == replace(WARM)
 

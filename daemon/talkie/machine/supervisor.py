@@ -152,9 +152,12 @@ def _timer(s: State, e: Event):
 
 
 def safe_for_handover(s: State) -> bool:
-    """No user turn streaming and nothing more to come from the model on this connection."""
-    return s.link is Link.UP and (s.phase is Phase.IDLE
-                                  or (s.phase is Phase.SPEAKING and s.turn_done))
+    """Nobody is talking and the answer has been heard.
+
+    Not as early as turnComplete: the server sends the resumption handle that covers the last
+    exchange just after it, and a new connection resumed from the previous handle would forget it.
+    """
+    return s.link is Link.UP and s.phase is Phase.IDLE
 
 
 def handover(s: State, *, rewind: bool = False) -> tuple[State, list[Effect]]:
