@@ -22,7 +22,6 @@ import simplejpeg
 
 from talkie.vision import (CameraError, Frame, FrameSource, Pacer, Picamera2Source,
                            SyntheticSource, VisionStreamer, encode, read_number)
-from talkie.vision import picamera as picamera_mod
 from talkie.vision.source import DIGITS, render
 
 
@@ -222,8 +221,8 @@ def test_encode_quality_changes_the_size_and_the_result_is_a_valid_baseline_jpeg
 
 def test_downscaling_averages_areas():
     flat = np.full((1000, 1500, 3), 77, dtype=np.uint8)
-    assert np.array_equal(np.unique(decode(encode(flat, max_side=750, quality=95))), [77]) or \
-        np.abs(decode(encode(flat, max_side=750, quality=95)).astype(int) - 77).max() <= 1
+    out = decode(encode(flat, max_side=750, quality=95))
+    assert out.shape == (500, 750, 3) and np.abs(out.astype(int) - 77).max() <= 1
     # one-pixel stripes average to grey instead of aliasing to black or white
     stripes = np.zeros((768, 1536, 3), dtype=np.uint8)
     stripes[:, ::2] = 255

@@ -45,8 +45,9 @@ class Policy:
     error_retry_s: float = 300.0
     backoff_first_s: float = 0.5
     backoff_cap_s: float = 30.0
-    #: Consecutive failed connects after which a turn the user already released is given up.
-    give_up_after: int = 4
+    #: Consecutive failed connects after which a turn the user already released is given up
+    #: (about 30 s of back-off: as long as the uplink buffer keeps audio by default).
+    give_up_after: int = 6
     #: A session that stayed up this long resets the back-off.
     stable_s: float = 60.0
     #: goAway with this little time left: hand over at once, not at the next safe point.

@@ -25,6 +25,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from typing import Awaitable, Callable
 
 from talkie.vision.jpeg import encode
@@ -141,17 +142,18 @@ class VisionStreamer:
                 await self._fault(exc)
 
     async def _stream(self) -> None:
-        async for _tick in self._pacer.ticks():
-            frame, jpeg, ms = await self._in_worker(self._grab, self._last_number)
-            if frame is None:
-                self.no_frame += 1
-                continue
-            if jpeg is None:
-                self.skipped_same += 1
-                continue
-            self._last_number = frame.number
-            self.encode_ms.append(ms)
-            await self._deliver(jpeg)
+        async with aclosing(self._pacer.ticks()) as ticks:
+            async for _tick in ticks:
+                frame, jpeg, ms = await self._in_worker(self._grab, self._last_number)
+                if frame is None:
+                    self.no_frame += 1
+                    continue
+                if jpeg is None:
+                    self.skipped_same += 1
+                    continue
+                self._last_number = frame.number
+                self.encode_ms.append(ms)
+                await self._deliver(jpeg)
 
     def _grab(self, last: int | None) -> tuple[Frame | None, bytes | None, float]:
         """Worker thread: the newest frame and, if it is new, its JPEG and the encode time."""
