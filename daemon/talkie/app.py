@@ -37,7 +37,8 @@ def policy_from(settings: Any) -> m.Policy:
     session = settings.session
     return m.Policy(idle_disconnect_s=session.idle_disconnect_s,
                     connect_at_start=session.connect_at_start,
-                    reset_hold_s=session.reset_hold_s, error_retry_s=session.error_retry_s)
+                    reset_hold_s=session.reset_hold_s, error_retry_s=session.error_retry_s,
+                    vision_mode=settings.vision.mode)
 
 
 class _LinkEvents:
@@ -119,6 +120,7 @@ class App:
         self.link: Any = None
         self.panel: Any = None
         self.audio: AudioDevices | None = None
+        self.vision: Any = None
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
             m.Connect: self._connect, m.Disconnect: self._disconnect,
             m.StartTurn: lambda e: self.outbox.start_turn(),
@@ -127,6 +129,7 @@ class App:
             m.DropTurn: lambda e: self.outbox.drop(),
             m.SendText: lambda e: self.outbox.add_text(e.text),
             m.ForgetSession: lambda e: self.resume.clear(),
+            m.Camera: lambda e: self.vision.want(e.on),
             m.Play: self._play,
             m.FlushPlayback: lambda e: self.playback.flush(),
             m.FinishPlayback: lambda e: self.playback.finish(),
@@ -182,6 +185,8 @@ class App:
                                   on_drained=lambda: self.emit(m.PlaybackDrained()))
             capture = f.capture(self.settings, loop=loop, on_audio=self.outbox.push_audio)
             self.audio = AudioDevices(capture, playback, self.emit)
+            self.vision = f.vision(self.settings, self.link.send_video,
+                                   lambda text: self._log(m.Log("warning", text, key="vision")))
             self.audio.open()
             self._show(m.Show(self.state.phase, self.state.status))
             if isinstance(self.key, KeyProblem):
@@ -209,6 +214,8 @@ class App:
                 self._cancel_timer(m.CancelTimer(name))
             if control is not None:
                 await control.close()
+            if self.vision is not None:
+                await self.vision.close()
             if self.audio is not None:
                 await self.audio.stop(STOP_DRAIN_S)
             self.panel.close()

@@ -22,13 +22,13 @@ from typing import Any
 from talkie.config_lines import KeyLines
 from talkie.config_schema import (
     DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, AudioSettings, FieldSpec, FrozenMap,
-    Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, SessionSettings, Settings,
+    Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, SessionSettings, Settings, VisionSettings,
     suggest,
 )
 
 __all__ = [
     "DEFAULT_PATH", "EX_CONFIG", "ConfigError", "load", "describe", "Settings",
-    "LiveSettings", "AudioSettings", "PanelSettings", "SessionSettings", "LogSettings",
+    "LiveSettings", "AudioSettings", "PanelSettings", "SessionSettings", "VisionSettings", "LogSettings",
     "LedPattern",
     "DEFAULT_PATTERNS",
 ]

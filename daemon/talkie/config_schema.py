@@ -154,6 +154,19 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class VisionSettings:
+    """The [vision] section: the camera, sampled while a conversation is active."""
+
+    mode: str = "while_talking"
+    fps: float = 2.0
+    max_side: int = 768
+    quality: int = 75
+    camera: str = "picamera2"
+    indicator_pin: int | None = None
+    retry_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """The [log] section."""
 
@@ -170,6 +183,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     panel: PanelSettings = field(default_factory=PanelSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+    vision: VisionSettings = field(default_factory=VisionSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -278,6 +292,18 @@ SESSION_FIELDS = (
       "where the conversation's resumption handle is kept"),
 )
 
+VISION_FIELDS = (
+    F("mode", Choice("off", "while_talking", "conversation", "always"),
+      "when the camera is sampled"),
+    F("fps", Float(0.2, 5), "frames per second sent while the camera is on"),
+    F("max_side", Int(64, 2048), "longest side of a frame in pixels"),
+    F("quality", Int(10, 100), "JPEG quality"),
+    F("camera", Choice("picamera2", "synthetic"),
+      "picamera2 = the Pi camera (or a USB webcam through libcamera); synthetic = a test card"),
+    F("indicator_pin", PIN, "BCM pin of an LED lit while the camera is on; unset = none"),
+    F("retry_s", Float(5, 3600), "after a camera fault, try again this often (seconds)"),
+)
+
 LOG_FIELDS = (
     F("level", Choice("debug", "info", "warning", "error"), "log level"),
     F("transcripts", Bool(), "log what was heard and said"),
@@ -289,5 +315,6 @@ SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "audio": (AudioSettings, AUDIO_FIELDS),
     "panel": (PanelSettings, PANEL_FIELDS),
     "session": (SessionSettings, SESSION_FIELDS),
+    "vision": (VisionSettings, VISION_FIELDS),
     "log": (LogSettings, LOG_FIELDS),
 }

@@ -48,6 +48,12 @@ def _default_resume(settings: Any) -> Any:
     return ResumeStore(f"{folder}/resume.json")
 
 
+def _default_vision(settings: Any, send: Any, log_fault: Any) -> Any:
+    from talkie.shell_vision import Vision
+
+    return Vision(settings, send, log_fault)
+
+
 def _default_notifier() -> Any:
     from talkie.system.notify import Notifier
 
@@ -69,5 +75,6 @@ class Factories:
     playback: Callable[..., Any] = _default_playback
     link: Callable[..., Any] = _default_link
     resume: Callable[[Any], Any] = _default_resume
+    vision: Callable[..., Any] = _default_vision
     notifier: Callable[[], Any] = _default_notifier
     control: Callable[[str | None, Any], Any] | None = _default_control

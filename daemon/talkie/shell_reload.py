@@ -40,6 +40,7 @@ def reload(app: Any) -> None:
     app.notifier.reloading()
     old, changed = app.settings, _changed(app.settings, new)
     app.settings = new
+    from talkie import machine as m
     from talkie.app import policy_from
 
     app.state = dataclasses.replace(app.state, policy=policy_from(new))  # timers set from now on
@@ -50,6 +51,9 @@ def reload(app: Any) -> None:
         app.link.configure(new.live, key)  # used from the next session on
     app.key = key
     _apply_panel(app, old.panel, new.panel)
+    if app.vision is not None:  # a new mode takes effect at once, new frame settings next frame
+        app.vision.reconfigure(new)
+        app.vision.want(m.camera_wanted(app.state))
     _apply_audio(app, old.audio, new.audio)
     app.notifier.ready(app.state.status)
     log.info("reloaded %s: %s", source, ", ".join(changed) if changed else "nothing changed")

@@ -221,6 +221,13 @@ class CancelTimer(Effect):
 
 
 @dataclass(frozen=True)
+class Camera(Effect):
+    """Start (``on``) or stop sampling the camera for the session."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
 class ForgetSession(Effect):
     """Forget the resumption handle: the next session starts a fresh conversation."""
 

@@ -90,7 +90,8 @@ def assert_exactly_once(double, *spoken_turns):
     assert got == [list(t) for t in spoken_turns]
 
 
-async def start_rig(tmp_path, pulse, double, extra="", key=KEY, session="") -> Rig:
+async def start_rig(tmp_path, pulse, double, extra="", key=KEY, session="",
+                    factories: Factories | None = None) -> Rig:
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from talkie.panel import open_panel
@@ -107,11 +108,12 @@ async def start_rig(tmp_path, pulse, double, extra="", key=KEY, session="") -> R
         mics.append(NumberedMic(**kw))
         return mics[-1]
 
+    factories = factories or Factories()
+    factories.capture = mic
+    factories.panel = lambda s, **kw: open_panel(s.panel, pin_factory=factory, **kw)
     app = App(settings, load_api_key(settings.live.api_key_file, env={}), on_show=shows,
               control_path=str(tmp_path / "control"), call_later=clock.call_later,
-              jitter=random.Random(SEED).random,
-              factories=Factories(capture=mic, panel=lambda s, **kw: open_panel(
-                  s.panel, pin_factory=factory, **kw)))
+              jitter=random.Random(SEED).random, factories=factories)
     task = asyncio.create_task(app.run())
     await asyncio.wait_for(app.ready.wait(), 10)
     await asyncio.wait_for(app.prepared.wait(), 10)

@@ -311,7 +311,7 @@ def test_example_missing_file(tmp_path):
     ('[live]\r\nmodel = "x"\r\n\r\nbogus = 1\r\n', ":4: [live] bogus: unknown key"),
     ('[ live ] # spaced header\n  bogus   =   1   # trailing\n', ":2: [live] bogus: unknown key"),
     ('[audio]\n\n[liv]\nmodel = "x"\n', ":3: [liv]: unknown section (did you mean [live]?); "
-     "allowed: [live], [audio], [panel], [session], [log]"),
+     "allowed: [live], [audio], [panel], [session], [vision], [log]"),
     ('[panel.foo]\nx = 1\n', ":1: [panel] foo: unknown key"),
     ('# top\nmodel = "x"\n', ":2: model: key outside any section; it belongs in [live]: "
      "move it below the [live] line"),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from talkie import machine as m
 from talkie.machine import Fault, Link, Phase, Policy, State
 
-WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0)
+WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0, vision_mode="always")
 
 EVENTS: list[m.Event] = [
     m.ButtonDown(), m.ButtonUp(), m.ButtonHeld(), m.SessionOpened(), m.LinkLost("drop"),
@@ -94,7 +94,7 @@ SPEAKING = State(Phase.SPEAKING, Link.UP)
 CONNECTING = State(Phase.CONNECTING, Link.OPENING, held=True)
 AUDIO = m.ModelAudio(b"\x00\x01" * 100)
 
-# (state, event, expected state, expected effect kinds: Show, Log and CancelTimer left out)
+# (state, event, expected state, expected effect kinds: Show, Log, CancelTimer, Camera left out)
 R1 = State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=1, retry_s=0.5)
 GIVE_UP = Policy().give_up_after
 ERROR_LINK = State(Phase.ERROR, fault=Fault.LINK, reason="bad key")
@@ -210,7 +210,8 @@ TABLE = [
 def test_transition_table(state, event, expected, effect_kinds):
     new, effects = m.step(state, event)
     assert new == expected
-    assert [k for k in kinds(effects) if k not in (m.Show, m.Log, m.CancelTimer)] == effect_kinds
+    assert [k for k in kinds(effects)
+            if k not in (m.Show, m.Log, m.CancelTimer, m.Camera)] == effect_kinds
 
 
 def test_status_words():
@@ -262,6 +263,24 @@ def test_a_flapping_link_backs_off_until_a_session_stays_up():
     assert delays == [1.0, 2.0, 4.0, 8.0]  # the first retry at once, then doubling waits
     state, _ = m.step(state, m.Timer("stable"))
     assert state.attempt == 0
+
+
+@pytest.mark.parametrize("mode,on_at", [
+    ("while_talking", {"listening"}),
+    ("conversation", {"listening", "thinking", "speaking", "idle-warm"}),
+    ("always", {"idle-warm", "listening", "thinking", "speaking"}),
+    ("off", set()),
+])
+def test_the_camera_follows_the_vision_mode(mode, on_at):
+    policy = Policy(vision_mode=mode)
+    state, seen = State(policy=policy), set()
+    for event in (m.ButtonDown(), m.SessionOpened(), m.ButtonUp(), AUDIO, m.TurnComplete(),
+                  m.PlaybackDrained(), m.Timer("idle")):
+        state, _ = m.step(state, event)
+        if m.camera_wanted(state):
+            seen.add("idle-warm" if state.phase is Phase.IDLE else state.phase.value)
+    assert seen - {"connecting"} == on_at
+    assert not m.camera_wanted(state)  # the session closed idle: the camera is off
 
 
 def test_a_goaway_waits_for_a_safe_point_then_hands_over():
@@ -363,9 +382,12 @@ class TurnTracker:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(EVENTS), max_size=60), st.sampled_from([Policy(), WARM_POLICY]))
+@given(st.lists(st.sampled_from(EVENTS), max_size=60),
+       st.sampled_from([Policy(), WARM_POLICY, Policy(vision_mode="while_talking"),
+                        Policy(vision_mode="conversation")]))
 def test_random_sequences_keep_the_invariants(events, policy):
     state, link_running, turns = State(policy=policy), False, TurnTracker()
+    camera = False
     for event in events:
         # The shell only reports link events that can happen: opened/lost while a connect runs.
         if isinstance(event, (m.SessionOpened, m.LinkLost)) and not link_running:
@@ -385,6 +407,11 @@ def test_random_sequences_keep_the_invariants(events, policy):
         assert link_running == (new.link is not Link.DOWN)
         if m.Play in kinds(effects):
             assert new.phase is Phase.SPEAKING
+        for effect in effects:
+            if isinstance(effect, m.Camera):
+                assert effect.on != camera, "the camera is switched on or off, never twice"
+                camera = effect.on
+        assert camera == m.camera_wanted(new)
         if new.phase is Phase.LISTENING:
             assert turns.open
         if turns.open and new.phase is Phase.ERROR:

@@ -182,6 +182,19 @@ class LiveLink:
             await self._send(session, types, item, automatic)
             self.outbox.sent(item)
 
+    async def send_video(self, jpeg: bytes) -> bool:
+        """Send one camera frame if a session is up; False (the frame is dropped) if not.
+
+        Frames are never queued: a stale frame is worth nothing, the next one comes soon.
+        """
+        session = self._session
+        if session is None:
+            return False
+        from google.genai import types
+
+        await session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
+        return True
+
     def stop(self) -> None:
         """The shell is closing this session (a handover, a reset): send nothing more on it.
 

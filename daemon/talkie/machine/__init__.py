@@ -23,12 +23,12 @@ from dataclasses import replace
 
 from talkie.machine import supervisor, turns  # noqa: F401 - they fill the handler table
 from talkie.machine.state import (  # noqa: F401 - the machine's public names
-    HOLD, IDLE_TIMER, RETRY, Fault, Link, Policy, State, backoff, handler_for,
+    HOLD, IDLE_TIMER, RETRY, Fault, Link, Policy, State, backoff, camera_wanted, handler_for,
 )
 from talkie.machine.supervisor import handover, safe_for_handover
 from talkie.vocabulary import *  # noqa: F401,F403 - re-exported: the machine's whole vocabulary
 from talkie.vocabulary import (
-    ButtonDown, CancelTimer, Effect, Event, Phase, Show, StartTimer,
+    ButtonDown, Camera, CancelTimer, Effect, Event, Phase, Show, StartTimer,
 )
 
 
@@ -55,6 +55,8 @@ def _derived(before: State, new: State, event: Event) -> tuple[State, list[Effec
         effects.append(StartTimer(HOLD, new.policy.reset_hold_s))
     elif before.held and not new.held:
         effects.append(CancelTimer(HOLD))
+    if camera_wanted(new) != camera_wanted(before):
+        effects.append(Camera(camera_wanted(new)))
     return new, effects
 
 

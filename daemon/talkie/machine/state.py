@@ -52,6 +52,8 @@ class Policy:
     stable_s: float = 60.0
     #: goAway with this little time left: hand over at once, not at the next safe point.
     handover_now_s: float = 10.0
+    #: When the camera is sampled: "off", "while_talking", "conversation" or "always".
+    vision_mode: str = "off"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,23 @@ class State:
         if self.phase is Phase.ERROR:
             return f"error: {self.reason}"
         return self.phase.value
+
+
+def camera_wanted(s: State) -> bool:
+    """Whether the camera should be sampled now, by ``[vision] mode``.
+
+    while_talking: while a user turn is being captured; conversation: from the first press until
+    the session is closed idle; always: whenever a session is open (or opening).
+    """
+    mode = s.policy.vision_mode
+    if mode == "while_talking":
+        return s.held and s.phase in (Phase.LISTENING, Phase.CONNECTING, Phase.RECONNECTING)
+    if mode == "conversation":
+        return s.phase not in (Phase.IDLE, Phase.ERROR) or (
+            s.phase is Phase.IDLE and s.link is not Link.DOWN)
+    if mode == "always":
+        return s.link is not Link.DOWN
+    return False
 
 
 def backoff(attempt: int, jitter: float, policy: Policy) -> float:
