@@ -110,3 +110,16 @@ def no_key_in_any_log_line():
             logger.removeHandler(watch.handler)
         root.setLevel(level)
     assert not watch.leaks, "the API key reached the log:\n" + "\n".join(watch.leaks)
+
+
+@pytest.fixture(autouse=True)
+def talkie_logger_restored():
+    """Tests that run logs.setup() (as the daemon does) must not change logging for the next test."""
+    import logging
+
+    logger = logging.getLogger("talkie")
+    saved = (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.filters[:] = saved[0], saved[1]
+    logger.setLevel(saved[2])
+    logger.propagate = saved[3]
