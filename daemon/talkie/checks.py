@@ -5,7 +5,7 @@ One aligned line per check, as soon as it is done::
     OK   config /etc/talkie/talkie.toml
     OK   microphone: "USB Audio" (index 2) at 16000 Hz
     FAIL recorded 3 s: silence (below -70 dBFS): is the microphone muted? check `alsamixer` / ...
-    SKIP camera: vision is not built yet
+    OK   camera (picamera2): a 768x576 frame, 31 KB as JPEG
 
 Every FAIL says what to do.  The checks use the daemon's own adapters (Capture, Playback,
 open_panel, LiveLink), so what passes here works the same way in the daemon.  The API key is
@@ -248,6 +248,37 @@ async def _guarded(report: Report, what: str, check: Any) -> None:
         report.fail(f"{what}: unexpected {type(exc).__name__}: {exc}")
 
 
+async def check_camera(report: Report, vision: Any) -> None:
+    """Open the camera as the daemon would, grab one frame, encode it as the daemon would."""
+    if vision.mode == "off":
+        report.skip('camera: vision is off ([vision] mode = "off")')
+        return
+    from talkie.vision import CameraError, Picamera2Source, SyntheticSource, encode
+
+    source = SyntheticSource() if vision.camera == "synthetic" else Picamera2Source()
+    size = (vision.max_side, vision.max_side * 3 // 4)
+    try:
+        await asyncio.to_thread(source.open, size)
+        frame = None
+        for _ in range(20):  # the first frame may take a moment
+            frame = await asyncio.to_thread(source.latest)
+            if frame is not None:
+                break
+            await asyncio.sleep(0.1)
+        if frame is None:
+            report.fail("camera: no frame within 2 s: check its cable (`rpicam-hello`)")
+            return
+        jpeg = await asyncio.to_thread(encode, frame.rgb, max_side=vision.max_side,
+                                       quality=vision.quality)
+        height, width = frame.rgb.shape[:2]
+        report.ok(f"camera ({vision.camera}): a {width}x{height} frame, "
+                  f"{len(jpeg) // 1024} KB as JPEG")
+    except CameraError as exc:
+        report.fail(f'camera: {exc}: connect a camera, or set [vision] mode = "off"')
+    finally:
+        await asyncio.to_thread(source.close)
+
+
 async def run_checks(settings: Any, report: Report, *, seconds: float = 3.0,
                      ask_skip: str | None = None, pin_factory: Any = None, env: Any = None,
                      button_wait_s: float = BUTTON_WAIT_S, led_s: float = LED_S) -> None:
@@ -258,7 +289,7 @@ async def run_checks(settings: Any, report: Report, *, seconds: float = 3.0,
     await _guarded(report, "button and LED", check_panel(
         report, settings.panel, ask_skip=ask_skip, pin_factory=pin_factory,
         wait_s=button_wait_s, led_s=led_s))
-    report.skip("camera: vision is not built yet")
+    await _guarded(report, "camera", check_camera(report, settings.vision))
     await _guarded(report, "API key", check_api(report, settings.live, env=env))
 
 

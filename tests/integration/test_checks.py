@@ -67,6 +67,7 @@ def test_everything_works(tmp_path, pulse, speech_wav):
     out, err = io.StringIO(), io.StringIO()
     with LiveDouble(api_keys=(KEY,)) as double:
         path = write_config(tmp_path, double, pulse, KEY)
+        path.write_text(path.read_text() + '\n[vision]\ncamera = "synthetic"\n')
         presser = press_after_prompt(out, factory)
         with pulse.record_speaker() as speaker:
             speech = pulse.play_into_mic(speech_wav, wait=False)
@@ -90,7 +91,7 @@ def test_everything_works(tmp_path, pulse, speech_wav):
     assert line(text, "OK   speaker: ").startswith('OK   speaker: "talkie_spk" (index ')
     assert line(text, "OK   button on GPIO17") == "OK   button on GPIO17: pressed"
     assert line(text, "OK   LED on GPIO27") == "OK   LED on GPIO27: blinking for 0.5 s (look at it)"
-    assert line(text, "SKIP camera") == "SKIP camera: vision is not built yet"
+    assert line(text, "OK   camera") .startswith("OK   camera (synthetic): a 768x576 frame, ")
     api = line(text, "OK   API key ")
     assert api.startswith(f"OK   API key (from {tmp_path / 'api-key'}) accepted by "
                           f"{double.endpoint} (gemini-3.8-live, ")
@@ -132,7 +133,11 @@ def test_silence_no_input_and_a_wrong_key_fail_with_the_fix(tmp_path, pulse):
         f"FAIL API key (from {tmp_path / 'api-key'}): rejected: put a valid key in "
         "/etc/talkie/api-key")
     assert WRONG not in text + err.getvalue()
-    assert [s for s, _ in _statuses(text)].count("FAIL") == 2
+    # vision is on by default and this machine has no camera support: said, with the fix
+    assert line(text, "FAIL camera") == (
+        "FAIL camera: no camera support (python3-picamera2 is not installed): connect a camera, "
+        'or set [vision] mode = "off"')
+    assert [s for s, _ in _statuses(text)].count("FAIL") == 3
 
 
 def _statuses(text: str) -> list[tuple[str, str]]:
@@ -155,6 +160,11 @@ def test_missing_devices_and_no_key_fail_with_the_fix(tmp_path):
     assert line(text, "SKIP button and LED") == (
         'SKIP button and LED: none configured ([panel] button = false, led = "none")')
     assert line(text, "FAIL API key: ").endswith("put your Gemini API key in /etc/talkie/api-key")
+    path.write_text(path.read_text() + '[vision]\nmode = "off"\n')
+    out = io.StringIO()
+    checks.main(str(path), out=out, err=io.StringIO(), stdin=io.StringIO(), env={})
+    assert line(out.getvalue(), "SKIP camera") == \
+        'SKIP camera: vision is off ([vision] mode = "off")'
 
 
 def test_a_bad_config_exits_78_with_file_and_line(tmp_path):
