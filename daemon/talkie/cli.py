@@ -3,6 +3,7 @@
     talkie run [--config PATH]            the daemon
     talkie config check [--config PATH]   validate a config and print the effective settings
     talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
+    talkie firstboot [--boot DIR] [--etc DIR] [--owner-group G]   take config/key from /boot
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="do not ask for a button press (also skipped when stdin is no terminal)")
     hw.add_argument("--seconds", type=_seconds, default=3.0,
                     help="how long to record from the microphone (%(default)g s)")
+    fb = sub.add_parser("firstboot", help="install talkie.toml / talkie-api-key from the boot "
+                        "partition (run by talkie-firstboot.service)")
+    fb.add_argument("--boot", default="/boot/firmware", help="boot partition (%(default)s)")
+    fb.add_argument("--etc", default="/etc/talkie", help="config folder (%(default)s)")
+    fb.add_argument("--owner-group", default="talkie",
+                    help="group of the installed files, when run as root (%(default)s)")
+    fb.add_argument("--error-file", default="/run/talkie-firstboot-error",
+                    help="where a problem is left for the LED/status (%(default)s; '' for none)")
+    fb.add_argument("--verbose", action="store_true", help="also log debug lines")
     return parser
 
 
@@ -133,8 +143,16 @@ def _check(args: argparse.Namespace) -> int:
     return checks.main(args.config, no_input=args.no_input, seconds=args.seconds)
 
 
+def _firstboot(args: argparse.Namespace) -> int:
+    from talkie import firstboot
+
+    return firstboot.main(args.boot, args.etc, args.owner_group, args.error_file, args.verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "firstboot":
+        return _firstboot(args)
     if args.command == "check":
         return _check(args)
     if args.command == "ctl":

@@ -292,7 +292,7 @@ def test_sysusers_creates_the_service_user_and_the_device_groups(tmp_path):
     assert ((etc / "passwd").read_text(), (etc / "group").read_text()) == before
 
 
-def test_tmpfiles_create_the_config_dir_and_a_root_only_key_file(tmp_path):
+def test_tmpfiles_create_the_config_dir_and_a_key_file_for_root_and_talkie(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("systemd-tmpfiles must run as root to chown in the temp root (CI runs as root)")
     (tmp_path / "etc").mkdir()
@@ -313,8 +313,8 @@ def test_tmpfiles_create_the_config_dir_and_a_root_only_key_file(tmp_path):
     key = etc_talkie / "api-key"
     toml = etc_talkie / "talkie.toml"
     assert etc_talkie.is_dir() and owner_mode(etc_talkie) == (0, talkie_gid, 0o750)
-    # The key file exists (LoadCredential= needs it), empty, and only root can read it.
-    assert key.is_file() and key.read_text() == "" and owner_mode(key) == (0, 0, 0o600)
+    # The key file exists (LoadCredential= needs it), empty, root-written, talkie-group-readable.
+    assert key.is_file() and key.read_text() == "" and owner_mode(key) == (0, talkie_gid, 0o640)
     assert not toml.exists()  # z: only fixes an existing file
 
     # A key and config copied in carelessly: contents kept, owner and mode put right.
@@ -323,5 +323,5 @@ def test_tmpfiles_create_the_config_dir_and_a_root_only_key_file(tmp_path):
     toml.write_text("[log]\nlevel = \"info\"\n")
     toml.chmod(0o600)
     apply()
-    assert key.read_text() == "AIzaSy-not-a-real-key\n" and owner_mode(key) == (0, 0, 0o600)
+    assert key.read_text() == "AIzaSy-not-a-real-key\n" and owner_mode(key) == (0, talkie_gid, 0o640)
     assert owner_mode(toml) == (0, talkie_gid, 0o640)
