@@ -21,7 +21,7 @@ from typing import Any
 
 from talkie import machine as m
 from talkie.shell_audio import AudioDevices
-from talkie.shell_factories import INPUT_RATE, Factories
+from talkie.shell_factories import Factories, pending_bytes
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Outbox
 
@@ -113,8 +113,7 @@ class App:
         self._tg: asyncio.TaskGroup | None = None
         self._event_name = ""
         self._released_at: float | None = None
-        self.outbox = Outbox(int(settings.audio.pending_s * INPUT_RATE * 2),
-                             on_ready=self._wake_link, on_overflow=self._outbox_overflow)
+        self.outbox = Outbox(pending_bytes(settings), on_ready=self._wake_link, on_overflow=self._outbox_overflow)
         self.notifier: Any = self.factories.notifier()
         self.resume: Any = self.factories.resume(settings)
         self.link: Any = None

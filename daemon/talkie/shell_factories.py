@@ -14,6 +14,11 @@ INPUT_RATE = 16000
 OUTPUT_RATE = 24000
 
 
+def pending_bytes(settings: Any) -> int:
+    """The uplink outbox's budget: ``[audio] pending_s`` of 16 kHz s16 mono audio."""
+    return int(settings.audio.pending_s * INPUT_RATE * 2)
+
+
 def _default_panel(settings: Any, **kw: Any) -> Any:
     from talkie.panel import open_panel
 

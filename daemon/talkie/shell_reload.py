@@ -17,7 +17,7 @@ log = logging.getLogger("talkie")
 def _changed(old: Any, new: Any) -> list[str]:
     """``section.key`` names whose values differ."""
     names = []
-    for section in ("live", "audio", "panel", "log"):
+    for section in (f.name for f in dataclasses.fields(new) if f.name != "source"):
         a, b = getattr(old, section), getattr(new, section)
         for f in dataclasses.fields(a):
             if getattr(a, f.name) != getattr(b, f.name):
@@ -28,6 +28,9 @@ def _changed(old: Any, new: Any) -> list[str]:
 def reload(app: Any) -> None:
     """Apply the config file at ``app.settings.source`` to the running ``app``."""
     from talkie import config
+    from talkie import machine as m
+    from talkie.app import policy_from
+    from talkie.shell_factories import pending_bytes
     from talkie.system import logs
     from talkie.system.credentials import load_api_key
 
@@ -40,12 +43,9 @@ def reload(app: Any) -> None:
     app.notifier.reloading()
     old, changed = app.settings, _changed(app.settings, new)
     app.settings = new
-    from talkie import machine as m
-    from talkie.app import policy_from
-
     app.state = dataclasses.replace(app.state, policy=policy_from(new))  # timers set from now on
     logging.getLogger("talkie").setLevel(logs.LEVELS.get(new.log.level, logging.INFO))
-    app.outbox.max_audio_bytes = int(new.audio.pending_s * 16000 * 2)
+    app.outbox.max_audio_bytes = pending_bytes(new)
     key = load_api_key(new.live.api_key_file)
     if app.link is not None:
         app.link.configure(new.live, key)  # used from the next session on

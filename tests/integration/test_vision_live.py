@@ -75,7 +75,8 @@ def test_frames_flow_at_2_fps_while_talking_and_never_while_idle(tmp_path, pulse
     assert not rig.app.vision.streamer.running
 
 
-def test_a_mode_switch_on_reload_takes_effect_at_the_next_frame(tmp_path, pulse, monkeypatch):
+def test_a_mode_switch_on_reload_takes_effect_at_the_next_frame(tmp_path, pulse, monkeypatch,
+                                                               caplog):
     import tests.integration.test_supervisor as sup
 
     monkeypatch.setattr(sup, "write_config", with_vision(tmp_path))
@@ -95,7 +96,11 @@ def test_a_mode_switch_on_reload_takes_effect_at_the_next_frame(tmp_path, pulse,
             await stop_rig(rig)
             return after
 
-    assert asyncio.run(asyncio.wait_for(main(), 60)) <= 1  # at most a frame already on its way
+    with caplog.at_level(logging.INFO, logger="talkie"):
+        after = asyncio.run(asyncio.wait_for(main(), 60))
+    assert after <= 1  # at most a frame already on its way
+    assert any(r.getMessage().endswith(": vision.mode") for r in caplog.records
+               if r.getMessage().startswith("reloaded "))
 
 
 def test_a_failing_camera_leaves_the_conversation_working(tmp_path, pulse, monkeypatch, caplog):

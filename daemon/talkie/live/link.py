@@ -207,6 +207,9 @@ class LiveLink:
             # Close with 1000 before the shell cancels the task (a cancelled context would close
             # with 1011): the server sees a clean goodbye.
             self._closing = asyncio.ensure_future(self._session.close())
+            # A socket that is already dead fails to close: nothing to report, and nothing left
+            # for asyncio to complain about ("exception was never retrieved").
+            self._closing.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     @staticmethod
     async def _send(session: Any, types: Any, item: Item, automatic: bool) -> None:
