@@ -144,6 +144,16 @@ class AudioRestored(Event):
     """The audio devices work again."""
 
 
+@dataclass(frozen=True)
+class SpeechStarted(Event):
+    """The local voice detector heard the user start speaking (after echo control)."""
+
+
+@dataclass(frozen=True)
+class SpeechEnded(Event):
+    """The local voice detector heard the user stop speaking (``[audio] vad_end_ms`` of silence)."""
+
+
 # -------------------------------------------------------------------------------------------- effects
 
 
@@ -170,7 +180,12 @@ class SendText(Effect):
 
 @dataclass(frozen=True)
 class StartTurn(Effect):
-    """Queue activity_start and capture the microphone into the outbox from now on."""
+    """Queue activity_start and capture the microphone into the outbox from now on.
+
+    ``preroll``: the user's voice started this turn; first queue the audio from just before the
+    detection (``[audio] preroll_ms``), so the first syllable is not lost."""
+
+    preroll: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,5 +273,5 @@ class Log(Effect):
 EVENT_TYPES: tuple[type[Event], ...] = (
     ButtonDown, ButtonUp, ButtonHeld, SessionOpened, LinkLost, ModelAudio, Interrupted,
     TurnComplete, PlaybackDrained, Heard, Said, Timer, Say, Hush, Reset, AudioFailed,
-    AudioRestored, GoAway, Started,
+    AudioRestored, GoAway, Started, SpeechStarted, SpeechEnded,
 )

@@ -21,6 +21,7 @@ EVENTS: list[m.Event] = [
     m.TurnComplete(), m.PlaybackDrained(), m.Heard("hello"), m.Said("hi there"),
     m.AudioFailed("no microphone"), m.AudioRestored(), m.Say("what time is it?"), m.Hush(),
     m.Reset(), m.GoAway(5.0), m.GoAway(50.0), m.Started(), m.LinkLost("drop", jitter=0.3),
+    m.SpeechStarted(), m.SpeechEnded(),
     *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "unknown")),
 ]
 
@@ -31,12 +32,12 @@ def test_every_event_type_is_exercised():
 
 def all_states():
     """Every combination of the state's fields (many unreachable: the step must still be total)."""
-    for phase, link, held, done, attempt, fault, muted, handover, policy in itertools.product(
+    for phase, link, held, done, attempt, fault, muted, handover, policy, voice in itertools.product(
             Phase, Link, (False, True), (False, True), (0, 1, Policy().give_up_after),
-            Fault, (False, True), (False, True), (Policy(), WARM_POLICY)):
+            Fault, (False, True), (False, True), (Policy(), WARM_POLICY), (False, True)):
         reason = "" if fault is Fault.NONE else "something is wrong"
         yield State(phase, link, held, done, attempt, fault, reason, muted, handover,
-                    policy=policy)
+                    policy=policy, voice=voice and held)
 
 
 STATES = list(all_states())
@@ -78,7 +79,7 @@ def test_no_double_connect(event):
 
 def test_unhandled_pairs_change_nothing():
     ignored = [(p, t) for p in Phase for t in m.EVENT_TYPES if m.handler_for(p, t) is None]
-    assert (Phase.IDLE, m.ButtonUp) in ignored and (Phase.LISTENING, m.ButtonDown) in ignored
+    assert (Phase.IDLE, m.ButtonUp) in ignored and (Phase.THINKING, m.ButtonUp) in ignored
     for phase, event_type in ignored:
         event = next(e for e in EVENTS if type(e) is event_type)
         for state in STATES:
@@ -93,6 +94,8 @@ THINKING = State(Phase.THINKING, Link.UP)
 SPEAKING = State(Phase.SPEAKING, Link.UP)
 CONNECTING = State(Phase.CONNECTING, Link.OPENING, held=True)
 AUDIO = m.ModelAudio(b"\x00\x01" * 100)
+VOICE = State(Phase.LISTENING, Link.UP, held=True, voice=True)
+NO_BARGE = Policy(barge_in=False)
 
 # (state, event, expected state, expected effect kinds: Show, Log, CancelTimer, Camera left out)
 R1 = State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=1, retry_s=0.5)
@@ -202,6 +205,28 @@ TABLE = [
     (State(Phase.LISTENING, Link.UP, held=True, policy=WARM_POLICY), m.Timer("hold"),
      State(link=Link.OPENING, policy=WARM_POLICY),
      [m.DropTurn, m.FlushPlayback, m.Disconnect, m.ForgetSession, m.Connect]),
+    # barge-in by voice
+    (SPEAKING, m.SpeechStarted(), VOICE, [m.FlushPlayback, m.StartTurn]),
+    (replace(SPEAKING, turn_done=True), m.SpeechStarted(), VOICE, [m.FlushPlayback, m.StartTurn]),
+    (replace(SPEAKING, policy=NO_BARGE), m.SpeechStarted(), replace(SPEAKING, policy=NO_BARGE), []),
+    (State(Phase.SPEAKING), m.SpeechStarted(),
+     State(Phase.CONNECTING, Link.OPENING, held=True, voice=True), [m.FlushPlayback, m.Connect, m.StartTurn]),
+    (IDLE, m.SpeechStarted(), IDLE, []),
+    (THINKING, m.SpeechStarted(), THINKING, []),
+    (LISTENING, m.SpeechStarted(), LISTENING, []),
+    (VOICE, m.SpeechEnded(), THINKING, [m.EndTurn]),
+    (LISTENING, m.SpeechEnded(), LISTENING, []),
+    (VOICE, m.ButtonUp(), VOICE, []),
+    (VOICE, m.ButtonDown(), LISTENING, []),
+    (replace(CONNECTING, voice=True), m.SpeechEnded(), replace(CONNECTING, held=False), [m.EndTurn]),
+    (replace(CONNECTING, voice=True), m.ButtonUp(), replace(CONNECTING, voice=True), []),
+    (replace(CONNECTING, voice=True), m.ButtonDown(), CONNECTING, []),
+    (CONNECTING, m.SpeechEnded(), CONNECTING, []),
+    (VOICE, m.LinkLost("1011"),
+     State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=1, voice=True), [m.ReplayTurn, m.Connect]),
+    (VOICE, m.AudioFailed("no microphone"),
+     State(Phase.ERROR, Link.UP, fault=Fault.AUDIO, reason="no microphone"),
+     [m.DropTurn, m.FlushPlayback]),
 ]
 
 
@@ -212,6 +237,25 @@ def test_transition_table(state, event, expected, effect_kinds):
     assert new == expected
     assert [k for k in kinds(effects)
             if k not in (m.Show, m.Log, m.CancelTimer, m.Camera)] == effect_kinds
+
+
+def test_a_barge_in_by_voice_asks_for_the_pre_roll_and_the_button_does_not():
+    _, by_voice = m.step(SPEAKING, m.SpeechStarted())
+    _, by_button = m.step(SPEAKING, m.ButtonDown())
+    assert [e for e in by_voice if isinstance(e, m.StartTurn)] == [m.StartTurn(preroll=True)]
+    assert [e for e in by_button if isinstance(e, m.StartTurn)] == [m.StartTurn(preroll=False)]
+    # The speaker is silenced before the turn opens.
+    assert kinds(by_voice).index(m.FlushPlayback) < kinds(by_voice).index(m.StartTurn)
+
+
+def test_a_whole_barge_in_by_voice():
+    state = SPEAKING
+    for event, phase in ((m.SpeechStarted(), Phase.LISTENING), (m.Interrupted(), Phase.LISTENING),
+                         (m.ModelAudio(b"\x00\x00"), Phase.LISTENING),
+                         (m.SpeechEnded(), Phase.THINKING), (AUDIO, Phase.SPEAKING),
+                         (m.SpeechStarted(), Phase.LISTENING), (m.SpeechEnded(), Phase.THINKING)):
+        state, _ = m.step(state, event)
+        assert state.phase is phase, event
 
 
 def test_status_words():
@@ -362,6 +406,8 @@ def check_invariants(s: State) -> None:
         assert s.link is Link.UP
     if s.retry_s:
         assert s.link is Link.DOWN
+    if s.voice:
+        assert s.held
 
 
 class TurnTracker:
@@ -384,7 +430,7 @@ class TurnTracker:
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from(EVENTS), max_size=60),
        st.sampled_from([Policy(), WARM_POLICY, Policy(vision_mode="while_talking"),
-                        Policy(vision_mode="conversation")]))
+                        Policy(vision_mode="conversation"), Policy(barge_in=False)]))
 def test_random_sequences_keep_the_invariants(events, policy):
     state, link_running, turns = State(policy=policy), False, TurnTracker()
     camera = False

@@ -13,15 +13,15 @@ order once a session is up, so connecting on the first press, a reconnect or a g
 middle of a turn loses no word.
 
 Transitions are declared per (phase, event) in a table of small handlers: :mod:`.turns` (the button,
-the answer, text turns, audio devices) and :mod:`.supervisor` (the session: back-off, handover, idle
-close, reset). A pair with no handler leaves the state as it is and does nothing.
+the answer, text turns, audio devices), :mod:`.voice` (barge-in by the user's voice) and
+:mod:`.supervisor` (the session: back-off, handover, idle close, reset). A pair with no handler leaves the state as it is and does nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from talkie.machine import supervisor, turns  # noqa: F401 - they fill the handler table
+from talkie.machine import supervisor, turns, voice  # noqa: F401 - they fill the handler table
 from talkie.machine.state import (  # noqa: F401 - the machine's public names
     HOLD, IDLE_TIMER, RETRY, Fault, Link, Policy, State, backoff, camera_wanted, handler_for,
 )
@@ -41,6 +41,8 @@ def _warm_idle(s: State) -> bool:
 def _derived(before: State, new: State, event: Event) -> tuple[State, list[Effect]]:
     """What follows from the change itself, whichever handler made it."""
     effects: list[Effect] = []
+    if new.voice and not new.held:
+        new = replace(new, voice=False)  # the turn the voice opened is over, whoever ended it
     if new.retry_s and new.link is not Link.DOWN:
         new = replace(new, retry_s=0.0)  # connecting (by a press, say): no wait to show
     if new.handover and safe_for_handover(new):

@@ -54,6 +54,8 @@ class Policy:
     handover_now_s: float = 10.0
     #: When the camera is sampled: "off", "while_talking", "conversation" or "always".
     vision_mode: str = "off"
+    #: The user's voice (local VAD) stops the answer and opens a turn (the button always does).
+    barge_in: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class State:
     #: The wait before the next connect, for the status line.
     retry_s: float = 0.0
     policy: Policy = field(default_factory=Policy)
+    #: The user's voice opened this turn (a barge-in): it ends when the voice detector hears the
+    #: end of speech, not on a button release. Only with ``held``.
+    voice: bool = False
 
     @property
     def status(self) -> str:

@@ -44,7 +44,7 @@ def _press_after_error(s: State, e: Event):
 @on((Phase.CONNECTING, Phase.RECONNECTING), ButtonDown)
 def _press_while_connecting(s: State, e: Event):
     if s.held:
-        return s, []
+        return replace(s, voice=False), []  # a turn the voice opened: the button now ends it
     # A second question while the first still waits for the link: both are sent, in order.
     return replace(s, held=True), [StartTurn()]
 
@@ -54,26 +54,40 @@ def _press_while_thinking(s: State, e: Event):
     return replace(s, phase=Phase.LISTENING, held=True), [StartTurn()]
 
 
+def barge_in(s: State, *, voice: bool) -> tuple[State, list[Effect]]:
+    """The user cuts the answer short (the button, or their voice): silence the speaker first, then
+    open the new turn (activity_start makes the server interrupt the model)."""
+    effects: list[Effect] = [FlushPlayback()]
+    turn = StartTurn(preroll=voice)
+    s = replace(s, held=True, voice=voice, turn_done=False)
+    if s.link is Link.UP:
+        return replace(s, phase=Phase.LISTENING), [*effects, turn]
+    return (
+        replace(s, phase=Phase.CONNECTING, link=Link.OPENING),
+        [*effects, *connect_unless_open(s), turn],
+    )
+
+
 @on(Phase.SPEAKING, ButtonDown)
 def _press_while_speaking(s: State, e: Event):
-    # Barge-in: silence the speaker first, then open the new turn (the server interrupts the model).
-    effects: list[Effect] = [FlushPlayback()]
-    if s.link is Link.UP:
-        return replace(s, phase=Phase.LISTENING, held=True, turn_done=False), [*effects, StartTurn()]
-    return (
-        replace(s, phase=Phase.CONNECTING, held=True, turn_done=False, link=Link.OPENING),
-        [*effects, *connect_unless_open(s), StartTurn()],
-    )
+    return barge_in(s, voice=False)
+
+
+@on(Phase.LISTENING, ButtonDown)
+def _press_while_voice_turn(s: State, e: Event):
+    return replace(s, voice=False), []  # the button takes over the turn the voice opened
 
 
 @on(Phase.LISTENING, ButtonUp)
 def _release_while_listening(s: State, e: Event):
+    if s.voice:
+        return s, []  # the button was not what opened this turn
     return replace(s, phase=Phase.THINKING, held=False), [EndTurn()]
 
 
 @on((Phase.CONNECTING, Phase.RECONNECTING), ButtonUp)
 def _release_while_connecting(s: State, e: Event):
-    if not s.held:
+    if not s.held or s.voice:
         return s, []
     return replace(s, held=False), [EndTurn()]
 
@@ -179,7 +193,7 @@ def _audio_failed(s: State, e: Event):
     assert isinstance(e, AudioFailed)
     return (
         replace(s, phase=Phase.ERROR, fault=Fault.AUDIO, reason=e.reason, turn_done=False,
-                muted=False),
+                muted=False, held=s.held and not s.voice),  # a turn the voice held is dropped
         [DropTurn(), FlushPlayback(), Log("error", e.reason, key="audio")],
     )
 
