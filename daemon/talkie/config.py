@@ -232,6 +232,10 @@ def _check_rules(check: _Checker, settings: Settings) -> None:
         check.report(("live", "compression_target_tokens"),
                      f"must be less than compression_trigger_tokens; found {target}; "
                      f"allowed less than {trigger}")
+    audio = settings.audio
+    if audio.vad_start_frames > audio.vad_window_frames:
+        check.report(("audio", "vad_start_frames"), f"more than vad_window_frames; found "
+                     f"{audio.vad_start_frames}; allowed 1 to {audio.vad_window_frames}")
     located = check.lines.lines.get  # the led_pins line, else the led line, else [panel]
     pins_at = located(("panel", "led_pins")) or located(("panel", "led"))
     need = 3 if panel.led == "rgb" else 1

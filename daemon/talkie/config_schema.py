@@ -124,6 +124,14 @@ class AudioSettings:
     input_gain_db: float = 0.0
     volume: float = 1.0
     pending_s: float = 30.0
+    barge_in: bool = True
+    echo: str = "aec"
+    echo_tail_ms: int = 200
+    vad_aggressiveness: int = 3
+    vad_start_frames: int = 2
+    vad_window_frames: int = 3
+    vad_end_ms: int = 700
+    preroll_ms: int = 300
 
 
 @dataclass(frozen=True)
@@ -257,6 +265,16 @@ AUDIO_FIELDS = (
     F("input_gain_db", Float(-20, 30), "microphone gain in dB"),
     F("volume", Float(0, 1), "playback gain"),
     F("pending_s", Float(10, 300), "most audio kept while the link is down (seconds)"),
+    F("barge_in", Bool(), "your voice stops the answer and starts a turn (the button always does)"),
+    F("echo", Choice("aec", "half_duplex", "off"),
+      "echo control: aec = cancel the speaker's sound in the microphone; half_duplex = ignore the "
+      "microphone while the speaker plays; off = none (headphones)"),
+    F("echo_tail_ms", Int(50, 500), "longest echo the canceller models (delay + reverb), in ms"),
+    F("vad_aggressiveness", Int(0, 3), "voice detector: 0 = most sensitive, 3 = least easily fooled"),
+    F("vad_start_frames", Int(1, 20), "speech starts after this many voiced 10 ms frames ..."),
+    F("vad_window_frames", Int(1, 20), "... among the last this many"),
+    F("vad_end_ms", Int(200, 5000), "speech ends after this much silence (ms)"),
+    F("preroll_ms", Int(0, 1000), "audio from before the detection sent with a barge-in (ms)"),
 )
 
 PANEL_FIELDS = (

@@ -27,7 +27,9 @@ ALL_FIELDS += [(("panel", "patterns", "idle"), spec) for spec in PATTERN_FIELDS]
 FIELD_IDS = [".".join(path) + "." + spec.name for path, spec in ALL_FIELDS]
 
 # Lines some valid values need so that the rules across keys still hold.
-COMPANIONS = {("panel", "button_pin"): "led_pins = [5]", ("panel", "led"): "led_pins = [5, 6, 13]"}
+COMPANIONS = {("panel", "button_pin"): "led_pins = [5]", ("panel", "led"): "led_pins = [5, 6, 13]",
+              ("audio", "vad_start_frames"): "vad_window_frames = 20",
+              ("audio", "vad_window_frames"): "vad_start_frames = 1"}
 # Known keys named like secrets; their numbers are shown, any string or array is not.
 TOKEN_KEYS = {"max_output_tokens", "compression_trigger_tokens", "compression_target_tokens"}
 GOOD_TEXT = {"endpoint": "wss://gw.example.internal:8443/live", "language_code": "de-CH"}
@@ -672,6 +674,8 @@ def test_describe_round_trips_any_valid_settings(tmp_path_factory, live, audio, 
     if live.compression_target_tokens is not None and live.compression_trigger_tokens is not None:
         live = dataclasses.replace(live, compression_trigger_tokens=max(
             live.compression_trigger_tokens, live.compression_target_tokens + 1))
+    audio = dataclasses.replace(audio, vad_window_frames=max(audio.vad_window_frames,
+                                                             audio.vad_start_frames))
     free = [pin for pin in range(28) if pin != panel.button_pin]
     pins = tuple(free[:3]) if panel.led == "rgb" else tuple(free[:1])
     panel = dataclasses.replace(panel, led_pins=pins, patterns=config.FrozenMap(patterns))
@@ -695,3 +699,9 @@ def test_unknown_key_in_panel_lists_patterns_too(tmp_path):
     assert message.startswith(f"{tmp_path}/talkie.toml:2: [panel] buton: unknown key "
                               "(did you mean button?); allowed: bounce_s, button,")
     assert "patterns" in message.split("allowed: ")[1].split(", ")
+
+
+def test_more_start_frames_than_the_window_is_refused(tmp_path):
+    message = error(tmp_path, "[audio]\nvad_window_frames = 4\nvad_start_frames = 5\n")
+    assert message == (f"{tmp_path / 'talkie.toml'}:3: [audio] vad_start_frames: more than "
+                       "vad_window_frames; found 5; allowed 1 to 4")

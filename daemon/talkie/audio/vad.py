@@ -5,9 +5,13 @@ counts a frame as the user's voice only when all of these hold:
 
 * webrtcvad (``aggressiveness`` 0-3) says speech, on the echo-cancelled signal;
 * it is louder than ``min_level_db`` dBFS and ``snr_db`` above the tracked noise floor;
-* while the speaker plays (``far_active``), the **double-talk guard**: echo cancellation took at most
-  ``guard_db`` off this frame (what is left is not just residual echo), and the frame is ``snr_db``
-  above the residual echo tracked over the frames that were not the user.
+* while the speaker plays, the **double-talk guard**: the frame is ``guard_db`` louder than the
+  residual echo predicted from the reference's recent level (``ref_db``) and the residual gain learnt
+  on the frames that were not the user (reference -> what is left after echo control). That gain
+  starts at ``start_residual_db`` (0 dB: as if nothing were cancelled), rises by up to ``RISE_DB``
+  and falls by ``learn_db`` a frame, never below ``residual_floor_db`` (learnt only while the
+  reference is loud), so a canceller that has not converged yet, or an echo path that just
+  changed, makes the gate deaf to speech over the speaker rather than fooled by it.
 
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
 and **ends** after ``end_ms`` without a voiced frame. Pure computation on arrays (no I/O); one
@@ -23,6 +27,14 @@ import numpy as np
 
 FRAME_MS = 10
 START, END = 1, -1
+#: A reference quieter than this (dBFS) means the speaker is silent.
+FAR_DB = -65.0
+#: The residual echo is learnt only while the reference is louder than this (not in pauses).
+LEARN_DB = -45.0
+#: Frames quieter than this are gated off, not the room's noise.
+SILENCE_DB = -85.0
+#: How fast the learnt residual gain may rise, in dB a frame.
+RISE_DB = 0.3
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -35,9 +47,10 @@ def level_db(frame: np.ndarray) -> float:
 class SpeechGate:
     """Feed it 10 ms frames; it says when the user's speech starts and ends."""
 
-    def __init__(self, rate: int = 16000, *, aggressiveness: int = 3, start_frames: int = 3,
-                 window_frames: int = 4, end_ms: int = 700, min_level_db: float = -55.0,
-                 snr_db: float = 9.0, guard_db: float = 12.0) -> None:
+    def __init__(self, rate: int = 16000, *, aggressiveness: int = 3, start_frames: int = 2,
+                 window_frames: int = 3, end_ms: int = 700, min_level_db: float = -55.0,
+                 snr_db: float = 9.0, guard_db: float = 15.0, start_residual_db: float = 0.0,
+                 learn_db: float = 0.2, residual_floor_db: float = -30.0) -> None:
         import webrtcvad
 
         if not 1 <= start_frames <= window_frames:
@@ -49,17 +62,22 @@ class SpeechGate:
         self.end_frames = max(1, int(end_ms) // FRAME_MS)
         self.min_level_db = float(min_level_db)
         self.snr_db = float(snr_db)
+        self.learn_db = float(learn_db)
         self.guard_db = float(guard_db)
+        self.residual_floor_db = float(residual_floor_db)
         self._window: deque[bool] = deque(maxlen=int(window_frames))
         self.speaking = False
         self.noise_db = -70.0
-        self.residual_db = -120.0
+        #: Residual echo relative to the reference (dB), learnt while the speaker plays.
+        self.residual_gain_db = float(start_residual_db)
         self._silent_frames = 0
         #: Frames fed so far, and voiced frames among them (for the counters in the journal).
         self.frames = 0
         self.voiced = 0
         #: On START: how many frames ago the first voiced frame of the deciding window began.
         self.onset_frames = 0
+        #: webrtcvad's own verdict on the latest frame (before the gates).
+        self.vad_said = False
 
     def reset(self) -> None:
         """Forget the current decision (not the noise floor or residual echo learnt)."""
@@ -67,28 +85,38 @@ class SpeechGate:
         self.speaking = False
         self._silent_frames = 0
 
-    def voiced_frame(self, out: np.ndarray, mic_db: float, far_active: bool) -> bool:
-        """Is this (echo-cancelled) frame the user's voice? Updates the trackers."""
+    def voiced_frame(self, out: np.ndarray, ref_db: float = -120.0) -> bool:
+        """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
+        the last echo tail (-120 while the speaker is silent). Updates the trackers."""
         out_db = level_db(out)
-        loud = out_db >= self.min_level_db and out_db >= self.noise_db + self.snr_db
-        guard = True
-        if far_active:
-            guard = (mic_db - out_db <= self.guard_db
-                     and out_db >= self.residual_db + self.snr_db)
-        speech = loud and guard and self._vad.is_speech(out.tobytes(), self.rate)
+        need = max(self.min_level_db, self.noise_db + self.snr_db)
+        if ref_db > FAR_DB:
+            need = max(need, ref_db + self.residual_gain_db + self.guard_db)
+        # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
+        self.vad_said = self._vad.is_speech(out.tobytes(), self.rate)
+        speech = out_db >= need and self.vad_said
         if not speech:
-            if far_active:  # residual echo: rises at once, falls by 0.5 dB a frame (~1.5 s to -75)
-                self.residual_db = max(out_db, self.residual_db - 0.5)
-            else:
-                self.residual_db = max(-120.0, self.residual_db - 0.5)
-            # noise floor: falls at once, rises slowly (0.05 dB a frame) so speech does not lift it
-            self.noise_db = out_db if out_db < self.noise_db else min(out_db, self.noise_db + 0.05)
+            if ref_db > LEARN_DB:  # what the echo leaves: learnt while the speaker is loud
+                # (above the noise floor: noise in a pause is not residual echo)
+                excess = 10 ** (out_db / 10) - 2 * 10 ** (self.noise_db / 10)
+                seen = (10 * math.log10(excess) if excess > 1e-12 else -120.0) - ref_db
+                if seen > self.residual_gain_db:  # up quickly, not at once (a missed word)
+                    self.residual_gain_db = min(seen, self.residual_gain_db + RISE_DB)
+                else:  # but never trusted below the floor: cancellation is not that steady
+                    self.residual_gain_db = max(seen, self.residual_floor_db,
+                                                self.residual_gain_db - self.learn_db)
+            # noise floor (a minimum follower): falls fast, rises slowly; gated-off frames
+            # (digital silence from the echo suppressor) say nothing about the room's noise
+            if out_db > SILENCE_DB:
+                step = -1.0 if out_db < self.noise_db else 0.05
+                self.noise_db = max(out_db, self.noise_db + step) if step < 0 else \
+                    min(out_db, self.noise_db + step)
         return speech
 
-    def feed(self, out: np.ndarray, mic_db: float = -120.0, far_active: bool = False) -> int:
+    def feed(self, out: np.ndarray, ref_db: float = -120.0) -> int:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
-        voiced = self.voiced_frame(out, mic_db, far_active)
+        voiced = self.voiced_frame(out, ref_db)
         self.voiced += voiced
         self._window.append(voiced)
         if not self.speaking:
