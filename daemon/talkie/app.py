@@ -38,7 +38,7 @@ def policy_from(settings: Any) -> m.Policy:
     return m.Policy(idle_disconnect_s=session.idle_disconnect_s,
                     connect_at_start=session.connect_at_start,
                     reset_hold_s=session.reset_hold_s, error_retry_s=session.error_retry_s,
-                    vision_mode=settings.vision.mode)
+                    vision_mode=settings.vision.mode, barge_in=settings.audio.barge_in)
 
 
 class _LinkEvents:
@@ -120,10 +120,11 @@ class App:
         self.panel: Any = None
         self.audio: AudioDevices | None = None
         self.vision: Any = None
+        self.chain: Any = None
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
             m.Connect: self._connect, m.Disconnect: self._disconnect,
-            m.StartTurn: lambda e: self.outbox.start_turn(),
-            m.EndTurn: lambda e: self.outbox.end_turn(),
+            m.StartTurn: self._start_turn,
+            m.EndTurn: self._end_turn,
             m.ReplayTurn: lambda e: self.outbox.replay(),
             m.DropTurn: lambda e: self.outbox.drop(),
             m.SendText: lambda e: self.outbox.add_text(e.text),
@@ -182,7 +183,9 @@ class App:
                                _LinkEvents(self.emit, self.jitter), self.resume)
             playback = f.playback(self.settings, loop=loop,
                                   on_drained=lambda: self.emit(m.PlaybackDrained()))
-            capture = f.capture(self.settings, loop=loop, on_audio=self.outbox.push_audio)
+            self.chain = f.mic_chain(self.settings, playback, on_chunk=self.outbox.push_audio,
+                                     on_speech=self._speech)
+            capture = f.capture(self.settings, loop=loop, on_audio=self._mic)
             self.audio = AudioDevices(capture, playback, self.emit)
             self.vision = f.vision(self.settings, self.link.send_video,
                                    lambda text: self._log(m.Log("warning", text, key="vision")))
@@ -273,6 +276,22 @@ class App:
         if self._link_task is not None:
             self._link_task.cancel()
             self._closing, self._link_task = self._link_task, None
+
+    def _start_turn(self, effect: m.StartTurn) -> None:
+        self.outbox.start_turn()
+        if effect.preroll:  # the audio from just before the voice was detected goes first
+            for chunk in self.chain.preroll():
+                self.outbox.push_audio(chunk)
+
+    def _end_turn(self, effect: m.EndTurn) -> None:
+        self.chain.flush()  # the last few ms gathered for a chunk belong to this turn
+        self.outbox.end_turn()
+
+    def _mic(self, pcm: bytes) -> None:
+        self.chain.push(pcm, getattr(self.audio.capture, "block_time", None) if self.audio else None)
+
+    def _speech(self, started: bool) -> None:
+        self.emit(m.SpeechStarted() if started else m.SpeechEnded())
 
     def _play(self, effect: m.Play) -> None:
         if self._released_at is not None:

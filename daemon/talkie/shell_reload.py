@@ -2,7 +2,7 @@
 
 A broken new config is refused with the same file:line:key message `talkie config check` gives, and
 the running settings stay: nothing is lost. What can change live does (LED patterns and pins, audio
-devices, volume, gain, logging); Live settings and the key apply from the next session on.
+devices, volume, gain, barge-in and echo control, logging); Live settings and the key apply from the next session on.
 """
 
 from __future__ import annotations
@@ -68,15 +68,25 @@ def _apply_panel(app: Any, old: Any, new: Any) -> None:
     app.panel.show(app.state.phase.value)
 
 
+#: [audio] keys the microphone chain is built from.
+CHAIN_KEYS = ("barge_in", "echo", "echo_tail_ms", "vad_aggressiveness", "vad_start_frames",
+              "vad_window_frames", "vad_end_ms", "preroll_ms", "chunk_ms")
+
+
 def _apply_audio(app: Any, old: Any, new: Any) -> None:
+    from talkie.shell_factories import capture_block_ms
+
     if app.audio is None:
         return
     app.audio.playback.volume = new.volume
     app.audio.capture.configure(gain_db=new.input_gain_db)
-    if (old.input_device, old.output_device, old.chunk_ms) != \
-            (new.input_device, new.output_device, new.chunk_ms):
+    if any(getattr(old, k) != getattr(new, k) for k in CHAIN_KEYS):
+        app.chain = app.factories.mic_chain(app.settings, app.audio.playback,
+                                            on_chunk=app.outbox.push_audio, on_speech=app._speech)
+    if (old.input_device, old.output_device, capture_block_ms(old)) != \
+            (new.input_device, new.output_device, capture_block_ms(new)):
         log.info("audio devices changed: reopening them")
         app.audio.close()
-        app.audio.capture.configure(device=new.input_device, block_ms=new.chunk_ms)
+        app.audio.capture.configure(device=new.input_device, block_ms=capture_block_ms(new))
         app.audio.playback.device = new.output_device
         app.audio.open()

@@ -65,7 +65,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from support.pulse import PulseHarness  # noqa: E402
 from tests.support.daemon import BUTTON, write_config  # noqa: E402
 from tests.support.live_double import AutoReply, LiveDouble, tone  # noqa: E402
-from tests.support.rig import NumberedMic, segments, seqs_of, until  # noqa: E402
+from tests.support.rig import PLAIN_AUDIO, NumberedMic, segments, seqs_of, until  # noqa: E402
 
 KEY = "AIzaSy-bench-handover-000000"
 CHUNK_S = 0.02
@@ -265,7 +265,7 @@ async def run(args, pulse, workdir: Path, double: LiveDouble) -> dict:
     from talkie.panel import open_panel
     from talkie.system.credentials import load_api_key
 
-    settings = config.load(write_config(workdir, double, pulse, KEY))
+    settings = config.load(write_config(workdir, double, pulse, KEY, audio=PLAIN_AUDIO))
     key = load_api_key(settings.live.api_key_file, env={})
     base = await baseline(settings, key, double, BASELINE_CONNECTS // 2)
     factory = MockFactory(pin_class=MockPWMPin)

@@ -237,8 +237,11 @@ def test_flush_stops_the_sound_within_one_callback_and_cancels_finish(pulse):
           f"(callback block {pb.max_block}); sound stopped {in_recording} samples "
           f"({in_recording / SPK_RATE * 1000:.1f} ms) after the recording position at flush(); "
           f"output latency {pb.latency * SPK_RATE:.0f} samples")
-    assert 0 <= after_handed <= pb.max_block
-    assert in_recording <= pb.max_block + pb.latency * SPK_RATE + RECORDER_SLACK + 0.05 * SPK_RATE
+    # The flush cut what PortAudio held as well: the speaker stopped before the samples handed
+    # to PortAudio at flush() ran out, and within one callback period of the flush (what the
+    # recorder shows later than the speaker plays is its own slack).
+    assert after_handed <= pb.max_block and pb.cuts == 1
+    assert in_recording <= pb.max_block + RECORDER_SLACK
     # After the flush point the turn's audio is gone: silence until the second turn.
     lag2, corr2 = align(second, rec)
     assert corr2 > 0.99

@@ -54,7 +54,9 @@ from talkie.app import App, Factories
 from talkie.machine import Link, Phase
 from talkie.system.credentials import load_api_key
 from tests.support.daemon import BUTTON, LED_PIN, write_config
-from tests.support.rig import NumberedMic, VirtualClock, prune_cancelled, segments, until
+from tests.support.rig import (
+    PLAIN_AUDIO, NumberedMic, VirtualClock, prune_cancelled, segments, until,
+)
 
 pytestmark = pytest.mark.audio
 
@@ -632,7 +634,7 @@ def test_soak_200_turns_with_goaways_and_drops(tmp_path, pulse):
         double = Remote(host)
         endpoint, ca_file = await double("where")
         settings = config.load(write_config(tmp_path, SimpleNamespace(
-            endpoint=endpoint, ca_file=ca_file), pulse, KEY))
+            endpoint=endpoint, ca_file=ca_file), pulse, KEY, audio=PLAIN_AUDIO))
         clock, mics, shown = VirtualClock(), [], collections.Counter()
 
         def mic(s, **kw):

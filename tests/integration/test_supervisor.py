@@ -21,7 +21,7 @@ from talkie.machine import Phase, Policy, backoff
 from talkie.system.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
-from tests.support.rig import NumberedMic, VirtualClock, seqs_of, until
+from tests.support.rig import PLAIN_AUDIO, NumberedMic, VirtualClock, seqs_of, until
 
 pytestmark = pytest.mark.audio
 KEY = "AIzaSy-supervisor-0123456789"
@@ -96,7 +96,7 @@ async def start_rig(tmp_path, pulse, double, extra="", key=KEY, session="",
 
     from talkie.panel import open_panel
 
-    path = write_config(tmp_path, double, pulse, key, extra)
+    path = write_config(tmp_path, double, pulse, key, extra, audio=PLAIN_AUDIO)
     if session:
         path.write_text(path.read_text().replace("[session]\n", f"[session]\n{session}\n"))
     settings = config.load(path)

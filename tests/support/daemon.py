@@ -15,9 +15,9 @@ LEVELS = {
 }
 
 
-def write_config(tmp_path: Path, double, pulse, key: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, double, pulse, key: str, extra: str = "", audio: str = "") -> Path:
     """A talkie.toml for the rig: the double as a private endpoint, the null-sink audio devices,
-    the mock button and LED."""
+    the mock button and LED. ``extra`` goes into [live], ``audio`` into [audio]."""
     key_file = tmp_path / "api-key"
     key_file.write_text(key + "\n")
     patterns = "\n".join(f"[panel.patterns.{name}]\nkind = \"solid\"\nbrightness = {level}\n"
@@ -33,6 +33,7 @@ api_key_file = "{key_file}"
 input_device = "{pulse.mic_device}"
 output_device = "{pulse.speaker_device}"
 chunk_ms = 20
+{audio}
 
 [session]
 state_dir = "{tmp_path}"

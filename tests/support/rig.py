@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CHUNK = 320  # samples: 20 ms at 16 kHz
+#: [audio] settings under which the numbered chunks reach the outbox untouched: no echo canceller
+#: rewriting their samples, no voice detector listening to them.
+PLAIN_AUDIO = 'echo = "off"\nbarge_in = false'
 
 
 def chunk_for(seq: int) -> bytes:

@@ -16,6 +16,8 @@ class Capture:
     ``rate`` it is opened at its default rate and resampled (soxr, in the loop thread).  ``gain_db``
     is applied in the loop thread with clipping.
 
+    ``block_time`` tells, while ``on_audio`` runs, when the block's first sample was recorded.
+
     Counters: ``overflows`` (blocks dropped because more than ``max_pending`` were already waiting
     for the loop), ``xruns`` (callbacks that reported a PortAudio status flag), ``blocks`` (blocks
     delivered).  ``last_callback`` is the ``time.monotonic()`` of the latest PortAudio callback
@@ -47,6 +49,10 @@ class Capture:
         self.xruns = 0
         self.blocks = 0
         self.last_callback = 0.0
+        #: While ``on_audio`` runs: when the block's first sample was recorded (the stream's clock,
+        #: which playback's ``dac_stamp`` shares).
+        self.block_time = 0.0
+        self._latency = 0.0
         self._loop = loop
         self._on_audio = on_audio
         self._gain = 10.0 ** (self.gain_db / 20.0)
@@ -111,6 +117,7 @@ class Capture:
         except Exception as exc:
             raise AudioError(f"cannot open input device {info.name!r} at {device_rate} Hz: {exc}") from exc
         self._stream = stream
+        self._latency = float(stream.latency)
         self._running = True
         try:
             stream.start()
@@ -148,16 +155,21 @@ class Capture:
             self.overflows += 1
             return
         self._posted += 1
+        adc = time_info.inputBufferAdcTime if time_info is not None else 0.0
+        if not adc:  # the host API does not say: estimate it from the stream's latency
+            adc = (time_info.currentTime if time_info is not None else time.monotonic()) \
+                - self._latency - frames / self.device_rate
         try:
-            self._loop.call_soon_threadsafe(self._deliver, self._gen, bytes(indata))
+            self._loop.call_soon_threadsafe(self._deliver, self._gen, bytes(indata), adc)
         except RuntimeError:  # loop closed: nothing will ever handle it
             pass
 
     # -- loop thread ---------------------------------------------------------------------------
-    def _deliver(self, gen: int, data: bytes) -> None:
+    def _deliver(self, gen: int, data: bytes, adc: float = 0.0) -> None:
         self._handled += 1
         if not self._running or gen != self._gen:
             return
+        self.block_time = adc
         if self._gain == 1.0 and self._resampler is None:
             self.blocks += 1
             self._on_audio(data)
@@ -176,9 +188,12 @@ class Capture:
         n = self.block_samples
         full = len(buf) // n * n
         self._carry = buf[full:].copy()
+        # the first sample of buf came before this device block by what was carried over
+        first = adc - (len(buf) - len(out)) / self.rate
         for i in range(0, full, n):
             if not self._running or gen != self._gen:  # on_audio may stop us
                 return
+            self.block_time = first + i / self.rate
             self.blocks += 1
             self._on_audio(buf[i:i + n].tobytes())
 

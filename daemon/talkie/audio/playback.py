@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from typing import Callable
+
+import numpy as np
 
 from talkie.audio.capture import apply_gain
 from talkie.audio.devices import AudioError, find_device, import_sounddevice
 from talkie.audio.ring import Ring
 
 STOP_TIMEOUT_S = 2.0
+#: Seconds of played audio kept for the echo canceller's reference.
+HISTORY_S = 2.0
 # Output latency asked of PortAudio.  "low" (~8 ms) glitches with a Python callback as soon as the
 # loop thread holds the GIL for a few ms (measured: every run with 30 ms bursts of Python work in the
 # loop); 50 ms never did, and only adds 50 ms to a barge-in flush.
@@ -64,6 +70,16 @@ class Playback:
         self.played_samples = 0
         self.last_callback = 0.0
         self.max_block = 0  # largest callback block seen (frames): the flush granularity
+        #: The last HISTORY_S of what was handed to PortAudio (device rate), for the echo
+        #: canceller's reference; ``history_written`` counts every sample ever put there, and
+        #: ``dac_stamp`` is (that count at the latest block's start, that block's DAC time).
+        self.history = np.zeros(0, dtype=np.int16)
+        self.history_written = 0
+        self.dac_stamp: tuple[int, float] | None = None
+        #: Times a flush cut what PortAudio already held (stream aborted and restarted).
+        self.cuts = 0
+        self._cutting: concurrent.futures.Future | None = None
+        self._lock = threading.Lock()  # stream start/abort/close: loop thread vs the cut's worker
         self._loop = loop
         self._on_drained = on_drained
         self._stream = None
@@ -119,6 +135,10 @@ class Playback:
             self._resampler = Resampler(self.rate, device_rate)
         if self._ring is None or self._ring.capacity != int(device_rate * self.buffer_s):
             self._ring = Ring(int(device_rate * self.buffer_s))
+        if len(self.history) != int(device_rate * HISTORY_S):
+            self.history = np.zeros(int(device_rate * HISTORY_S), dtype=np.int16)
+            self.history_written = 0
+        self.dac_stamp = None
         try:
             stream = sd.OutputStream(
                 device=info.index,
@@ -162,7 +182,12 @@ class Playback:
         self._playing = True  # after the write: the callback must not see an empty "turn"
 
     def flush(self) -> None:
-        """Drop all queued audio (effective within one callback period); cancels a pending finish."""
+        """Silence now: drop all queued audio and cancel a pending finish.
+
+        The callback plays silence from its next period on; if audio was playing, what PortAudio
+        and the device already hold (the output latency) is cut too: the stream is aborted and
+        restarted in a worker thread, so the speaker is silent within one callback period."""
+        was_playing = self._playing or (self._ring is not None and self._ring.available() > 0)
         self._odd = b""
         self._playing = False
         if self._resampler is not None:
@@ -170,6 +195,21 @@ class Playback:
         if self._ring is not None:
             self._ring.flush()
         self._cancel_finish()
+        if was_playing and self._stream is not None and (self._cutting is None or self._cutting.done()):
+            self._cutting = self._loop.run_in_executor(None, self._cut)
+
+    def _cut(self) -> None:
+        """Worker thread: abort the stream (drops what the device holds) and start it again."""
+        with self._lock:
+            stream = self._stream
+            if stream is None:
+                return
+            try:
+                stream.abort(ignore_errors=True)
+                stream.start()
+                self.cuts += 1
+            except Exception:  # noqa: BLE001 - a stream that will not restart stalls: the
+                pass  # shell's watch sees no callbacks and reopens the device
 
     def finish(self) -> None:
         """End of turn: call ``on_drained()`` once when everything queued so far has been heard."""
@@ -203,14 +243,16 @@ class Playback:
                 time.sleep(0.005)
             # The last samples are in PortAudio's / the device's buffer: let them reach the DAC.
             time.sleep(max(0.0, min(self.latency + 0.02, deadline - time.monotonic())))
-        self._stream = None
-        self._playing = False
-        try:
-            stream.abort(ignore_errors=True)
-        finally:
-            stream.close(ignore_errors=True)
+        with self._lock:
+            self._stream = None
+            self._playing = False
+            try:
+                stream.abort(ignore_errors=True)
+            finally:
+                stream.close(ignore_errors=True)
         if ring is not None:
             ring.flush()
+        self.dac_stamp = None
 
     # -- loop thread ---------------------------------------------------------------------------
     def _cancel_finish(self) -> None:
@@ -252,6 +294,20 @@ class Playback:
         else:
             self._dry = False
         self.played_samples += n
+        # what the speaker will play, for the echo canceller (no allocation: two slice copies)
+        hist = self.history
+        cap = len(hist)
+        if cap:
+            at = self.history_written % cap
+            first = min(frames, cap - at)
+            hist[at:at + first] = out[:first]
+            if first < frames:
+                hist[:frames - first] = out[first:frames]
+            dac = time_info.outputBufferDacTime
+            if not dac:
+                dac = time_info.currentTime + self.latency
+            self.dac_stamp = (self.history_written, dac)
+            self.history_written += frames
         req = self._finish_req
         if req != self._finish_done and ring.read >= self._finish_at:
             self._finish_done = req

@@ -7,7 +7,8 @@
                           -> chunks of ``chunk_ms`` -> on_chunk (the uplink outbox)
                           -> speech gate -> on_speech(True/False)   (SpeechStarted/SpeechEnded)
 
-``echo``: ``"aec"`` cancels the speaker's echo (what is sent upstream is the cleaned signal too);
+``echo``: ``"aec"`` cancels the speaker's echo while the speaker plays (what is sent upstream then is
+the cleaned signal too; the rest of the time the microphone passes untouched);
 ``"half_duplex"`` leaves the audio alone and does not consult the gate while the speaker plays (only
 the button barges in); ``"off"`` leaves the audio alone and always consults the gate (headphones).
 With ``barge_in`` off and no echo canceller, blocks pass through untouched.
@@ -59,6 +60,7 @@ class MicChain:
         self._carried = 0
         self._zeros = np.zeros(self.frame, dtype=np.int16)
         self._ref_db = -120.0
+        self._cancelling = False
         self.frames = 0
         self.starts = 0
         self.ends = 0
@@ -93,6 +95,12 @@ class MicChain:
             self._carry[:rest] = samples[pos:]
             self._carried = rest
 
+    def flush(self) -> None:
+        """Send the chunk gathered so far, short as it is (the turn ends: its last ms count)."""
+        if self._filled:
+            filled, self._filled = self._filled, 0
+            self.on_chunk(self.chunk[:filled].tobytes())
+
     def preroll(self) -> list[bytes]:
         """The last ``preroll_ms`` of (cleaned) audio, as chunks; the audio from here on starts a
         fresh chunk, so nothing is sent twice."""
@@ -114,24 +122,42 @@ class MicChain:
         ref_db = -120.0
         if self.reference is not None:
             ref, _ = self.reference.take(self.frame, adc_time)
-            if self.echo == "aec":
-                out = self.canceller.process(mic, ref)
             # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 400 ms)
             self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
-        self._keep(out)
+            if self.echo == "aec":
+                out = self._cancel(mic, ref, ref_db > FAR_DB)
+        if out is not None:
+            self._keep(out)
         if not self.barge_in:
             return
         if self.echo == "half_duplex" and ref_db > FAR_DB:
             self.gate.reset()  # the microphone is not consulted while the speaker plays
             return
-        decision = self.gate.feed(out, ref_db if self.echo == "aec" else -120.0)
+        decision = self.gate.feed(mic if out is None else out,
+                                  ref_db if self.echo == "aec" else -120.0)
         if decision == START:
             self.starts += 1
             self.on_speech(True)
         elif decision == END:
             self.ends += 1
             self.on_speech(False)
+
+    def _cancel(self, mic: np.ndarray, ref: np.ndarray, far: bool) -> np.ndarray | None:
+        """The echo canceller runs while the speaker plays (and its echo lasts); the rest of the
+        time the microphone passes untouched. Its output lags its input by one frame: switching
+        it on skips that frame (already sent as it was), switching it off sends the frame it holds
+        as well as this one, so the stream stays whole, every sample once."""
+        if far:
+            cleaned = self.canceller.process(mic, ref)
+            if not self._cancelling:
+                self._cancelling = True
+                return None
+            return cleaned
+        if self._cancelling:
+            self._cancelling = False
+            self._keep(self.canceller.process(mic, ref))
+        return mic
 
     def _keep(self, out: np.ndarray) -> None:
         """Into the pre-roll ring and the current chunk (sent when full)."""
