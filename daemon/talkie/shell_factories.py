@@ -62,7 +62,7 @@ def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
         except AudioError as exc:
             logging.getLogger("talkie").warning("%s; using half_duplex", exc)
             echo = "half_duplex"
-    if echo in ("aec", "half_duplex") and listens(audio):
+    if echo == "aec":
         from talkie.audio.reference import EchoReference
 
         reference = EchoReference(playback, INPUT_RATE)
@@ -74,7 +74,7 @@ def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
                           window_frames=audio.vad_window_frames, end_ms=audio.vad_end_ms)
     return MicChain(echo=echo, barge_in=audio.barge_in, gate=gate, canceller=canceller,
                     reference=reference, chunk_ms=audio.chunk_ms, preroll_ms=audio.preroll_ms,
-                    rate=INPUT_RATE, **kw)
+                    rate=INPUT_RATE, speaker_busy=lambda: playback.busy, **kw)
 
 
 def _default_playback(settings: Any, **kw: Any) -> Any:

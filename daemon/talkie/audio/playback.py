@@ -109,6 +109,11 @@ class Playback:
         return self._ring.available() if self._ring is not None else 0
 
     @property
+    def busy(self) -> bool:
+        """A turn is playing: audio was queued and has not all been handed to PortAudio."""
+        return self._playing or self.buffered_samples > 0
+
+    @property
     def active(self) -> bool:
         """True while the stream is open and running."""
         return self._stream is not None and bool(self._stream.active)

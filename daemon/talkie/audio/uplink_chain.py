@@ -9,8 +9,8 @@
 
 ``echo``: ``"aec"`` cancels the speaker's echo while the speaker plays (what is sent upstream then is
 the cleaned signal too; the rest of the time the microphone passes untouched);
-``"half_duplex"`` leaves the audio alone and does not consult the gate while the speaker plays (only
-the button barges in); ``"off"`` leaves the audio alone and always consults the gate (headphones).
+``"half_duplex"`` leaves the audio alone and does not consult the gate while the speaker plays
+(``speaker_busy``, and 300 ms after: only the button barges in); ``"off"`` leaves the audio alone and always consults the gate (headphones).
 With ``barge_in`` off and no echo canceller, blocks pass through untouched.
 
 Pure computation plus the injected collaborators (canceller, gate, reference): no I/O, no asyncio.
@@ -28,6 +28,8 @@ from talkie.audio.vad import END, FAR_DB, START, level_db
 
 FRAME = 160  # 10 ms at 16 kHz
 REVERB_DB_PER_FRAME = 1.5
+#: After the speaker's last sample, its sound lasts this many frames more (output latency, room).
+HANGOVER_FRAMES = 30
 
 
 class MicChain:
@@ -37,13 +39,16 @@ class MicChain:
                  on_speech: Callable[[bool], None] = lambda started: None,
                  echo: str = "off", barge_in: bool = False, gate: Any = None,
                  canceller: Any = None, reference: Any = None, chunk_ms: int = 20,
-                 preroll_ms: int = 300, rate: int = 16000) -> None:
+                 preroll_ms: int = 300, rate: int = 16000,
+                 speaker_busy: Callable[[], bool] = lambda: False) -> None:
         if echo == "aec" and (canceller is None or reference is None):
             raise ValueError('echo = "aec" needs a canceller and a reference')
         if barge_in and gate is None:
             raise ValueError("barge-in needs a speech gate")
         self.on_chunk = on_chunk
         self.on_speech = on_speech
+        self.speaker_busy = speaker_busy
+        self._busy_frames = HANGOVER_FRAMES
         self.echo = echo
         self.barge_in = barge_in
         self.gate = gate
@@ -122,6 +127,7 @@ class MicChain:
         ref_db = -120.0
         if self.reference is not None:
             ref, _ = self.reference.take(self.frame, adc_time)
+            self.reference.microphone(mic)
             # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 400 ms)
             self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
@@ -131,8 +137,13 @@ class MicChain:
             self._keep(out)
         if not self.barge_in:
             return
-        if self.echo == "half_duplex" and ref_db > FAR_DB:
-            self.gate.reset()  # the microphone is not consulted while the speaker plays
+        self._busy_frames = 0 if self.speaker_busy() else self._busy_frames + 1
+        playing = ref_db > FAR_DB or self._busy_frames < HANGOVER_FRAMES
+        deaf = self.echo == "half_duplex" or (self.echo == "aec" and not self.reference.aligned)
+        if deaf and playing:
+            # the microphone is not consulted while the speaker plays (half-duplex; or the echo
+            # delay is not measured yet, in the first seconds of the first answer)
+            self.gate.reset()
             return
         decision = self.gate.feed(mic if out is None else out,
                                   ref_db if self.echo == "aec" else -120.0)

@@ -89,6 +89,8 @@ class SpeechGate:
         """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
         the last echo tail (-120 while the speaker is silent). Updates the trackers."""
         out_db = level_db(out)
+        if self.frames <= 1 and out_db > SILENCE_DB:
+            self.noise_db = out_db  # the first sound heard is the room's
         need = max(self.min_level_db, self.noise_db + self.snr_db)
         if ref_db > FAR_DB:
             need = max(need, ref_db + self.residual_gain_db + self.guard_db)

@@ -1,0 +1,247 @@
+"""The barge-in DSP chain on arrays (fast, deterministic): the echo canceller, the speech gate, the
+microphone chain (chunks, pre-roll, the canceller switching in and out), the echo reference's
+alignment and delay estimate, and the whole chain in the simulated room."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkie.audio.echo import SpeexEcho
+from talkie.audio.reference import DelayEstimator, EchoReference
+from talkie.audio.uplink_chain import MicChain
+from talkie.audio.vad import END, START, SpeechGate
+from tests.support import bargein_sim as sim
+from tests.support import corpus as c
+
+pytestmark = pytest.mark.skipif(not c.available(), reason="needs espeak-ng")
+RATE = 16000
+
+
+def user_clip(k: int = 4, level_db: float = -24.0) -> np.ndarray:
+    return c.to_s16(c.scale_to(c.speech(c.USER_LINES[k], c.USER_VOICES[k]), level_db))
+
+
+def blocks(x: np.ndarray, n: int = 160):
+    for i in range(0, len(x) - n + 1, n):
+        yield x[i:i + n]
+
+
+# ---- the echo canceller
+
+
+def test_the_canceller_takes_the_echo_out_of_the_microphone():
+    speaker = c.assistant_talk(12.0, seed=2)
+    mic = c.to_s16(sim.room_mic(speaker, delay_ms=30, gain_db=0, seed=2, noise_db=-60))
+    ref = c.to_s16(speaker)
+    aec = SpeexEcho(filter_ms=200)
+    out = np.concatenate([aec.process(m, r).copy() for m, r in zip(blocks(mic), blocks(ref))])
+    tail = slice(4 * RATE, len(out))  # after it has converged
+    erle = 10 * np.log10(np.mean(mic[tail].astype(float) ** 2) / np.mean(out[tail].astype(float) ** 2))
+    assert erle > 20, erle
+
+
+def test_without_a_reference_the_canceller_only_delays_the_microphone_by_a_frame():
+    x = np.concatenate([np.zeros(800, np.int16), user_clip(), np.zeros(800, np.int16)])
+    aec = SpeexEcho()
+    out = np.concatenate([aec.process(m, np.zeros(160, np.int16)).copy() for m in blocks(x)])
+    n = len(out) - 160
+    assert np.corrcoef(out[160:160 + n], x[:n])[0, 1] > 0.95
+
+
+# ---- the speech gate
+
+
+def gate_run(gate: SpeechGate, x: np.ndarray, ref_db: float = -120.0) -> list[tuple[int, int]]:
+    return [(i, d) for i, f in enumerate(blocks(x)) if (d := gate.feed(f, ref_db))]
+
+
+def test_the_gate_hears_speech_start_soon_and_end_after_the_silence():
+    clip = user_clip(4)  # "Okay, thank you, that's enough."
+    x = np.concatenate([c.to_s16(c.fan_noise(1.0, -60, seed=1)), clip,
+                        c.to_s16(c.fan_noise(1.5, -60, seed=2))])
+    events = gate_run(SpeechGate(end_ms=700), x)
+    assert [d for _, d in events] == [START, END]
+    onset = 100  # frames: the clip starts after 1 s of fan
+    assert onset + 1 <= events[0][0] <= onset + 6  # 20 to 60 ms after the first sample
+    last = onset + len(clip) // 160
+    assert last + 70 - 1 <= events[1][0] <= last + 70 + 5  # 700 ms after the last word
+
+
+def test_the_gate_ignores_a_fan_and_quiet_far_away_talk():
+    for x in (c.fan_noise(10.0, -40, seed=3), c.babble(10.0, -60, seed=3)):
+        assert gate_run(SpeechGate(), c.to_s16(x)) == []
+
+
+def test_the_gate_needs_start_frames_of_the_window():
+    clip = user_clip(4)
+    x = np.concatenate([np.zeros(1600, np.int16), clip])
+    fast = gate_run(SpeechGate(start_frames=1, window_frames=1), x)[0][0]
+    slow = gate_run(SpeechGate(start_frames=5, window_frames=6), x)[0][0]
+    assert fast < slow
+    with pytest.raises(ValueError):
+        SpeechGate(start_frames=4, window_frames=3)
+
+
+def test_over_the_speaker_the_gate_is_deaf_until_it_has_learnt_the_residual_echo():
+    gate = SpeechGate()
+    clip = user_clip(4, -30)
+    # As if nothing were cancelled yet: speech at the echo's level is not the user.
+    assert gate_run(gate, clip, ref_db=-25.0) == []
+
+
+# ---- the microphone chain
+
+
+def chain(echo="off", barge_in=False, speaker=None, **kw):
+    out, speech = [], []
+    ch = MicChain(on_chunk=out.append, on_speech=speech.append, echo=echo, barge_in=barge_in,
+                  gate=SpeechGate() if barge_in else None,
+                  canceller=SpeexEcho() if echo == "aec" else None,
+                  reference=sim.ArrayReference(speaker) if speaker is not None else None, **kw)
+    return ch, out, speech
+
+
+def feed(ch, x, block=160):
+    for i in range(0, len(x) - block + 1, block):
+        ch.push(x[i:i + block].tobytes(), i / RATE)
+
+
+def test_with_nothing_to_do_blocks_pass_untouched():
+    ch, out, _ = chain()
+    ch.push(b"\x01\x02" * 320)
+    assert out == [b"\x01\x02" * 320]
+
+
+def test_blocks_become_chunks_every_sample_once_and_the_last_part_is_flushed():
+    x = user_clip()
+    ch, out, _ = chain(barge_in=True, chunk_ms=20)
+    feed(ch, x, block=100)  # blocks that are no multiple of a frame
+    ch.flush()
+    sent = np.frombuffer(b"".join(out), dtype=np.int16)
+    assert {len(o) for o in out[:-1]} == {640}
+    assert np.array_equal(sent, x[:len(sent)]) and len(x) - len(sent) < 160
+
+
+def test_the_canceller_switches_in_and_out_and_the_stream_stays_whole():
+    talk = np.zeros(8 * RATE, np.float32)
+    talk[RATE:6 * RATE] = c.assistant_talk(5.0, seed=1)
+    speaker = c.to_s16(talk)
+    mic = c.to_s16(sim.room_mic(talk, delay_ms=20, gain_db=-10, seed=1, noise_db=-60))
+    ch, out, _ = chain(echo="aec", speaker=speaker)
+    feed(ch, mic)
+    sent = np.frombuffer(b"".join(out), dtype=np.int16)
+    assert len(sent) == len(mic) // 640 * 640  # every sample once, in 20 ms chunks
+    # Before the speaker plays and after its echo has died away, the microphone passes untouched.
+    assert np.array_equal(sent[:RATE // 2], mic[:RATE // 2])
+    assert np.array_equal(sent[7 * RATE:], mic[7 * RATE:len(sent)])
+    # While it plays, the echo is taken out (once the canceller has converged).
+    during = slice(4 * RATE, 6 * RATE)
+    assert np.mean(sent[during].astype(float) ** 2) < 0.1 * np.mean(mic[during].astype(float) ** 2)
+
+
+def test_the_pre_roll_is_the_audio_just_before_and_nothing_is_sent_twice():
+    x = user_clip()
+    ch, out, _ = chain(barge_in=True, preroll_ms=300)
+    feed(ch, x[:16000])
+    out.clear()
+    pre = ch.preroll()
+    feed(ch, x[16000:32000])
+    sent = np.frombuffer(b"".join(pre + out), dtype=np.int16)
+    assert np.array_equal(sent[:4800], x[16000 - 4800:16000])
+    assert np.array_equal(sent[4800:], x[16000:16000 + len(sent) - 4800])
+
+
+def test_half_duplex_does_not_listen_while_the_speaker_is_busy():
+    x = np.concatenate([np.zeros(1600, np.int16), user_clip()])
+    busy = [True]
+    ch, _, speech = chain(echo="half_duplex", barge_in=True, speaker_busy=lambda: busy[0])
+    feed(ch, x)
+    assert speech == []
+    busy[0] = False
+    feed(ch, np.zeros(6000, np.int16))  # the speaker's sound dies away
+    feed(ch, x)
+    assert speech[:1] == [True]
+
+
+def test_without_echo_control_the_device_hears_its_own_voice_and_with_it_does_not():
+    speaker = c.assistant_talk(20.0, seed=4)
+    heard = {}
+    for echo in ("off", "aec"):
+        ch = sim.Chain(echo=echo).build(c.to_s16(speaker))
+        ch.run(c.to_s16(sim.room_mic(speaker, delay_ms=20, gain_db=-3, seed=4, noise_db=-60)))
+        heard[echo] = sum(1 for _, s in ch.events if s)
+    assert heard["off"] > 0 and heard["aec"] == 0, heard
+
+
+# ---- the echo reference
+
+
+class FakePlayback:
+    def __init__(self, rate):
+        self.device_rate = rate
+        self.history = np.zeros(2 * rate, np.int16)
+        self.history_written = 0
+        self.dac_stamp = None
+
+    def played(self, x, dac):
+        cap = len(self.history)
+        for k, v in enumerate(x):
+            self.history[(self.history_written + k) % cap] = v
+        self.dac_stamp = (self.history_written, dac)
+        self.history_written += len(x)
+
+
+def test_the_reference_is_what_was_played_lead_ms_after_the_microphone_instant():
+    pb = FakePlayback(16000)
+    signal = (np.arange(16000) % 1000).astype(np.int16)
+    pb.played(signal, dac=10.0)  # sample 0 reached the DAC at t = 10 s
+    ref = EchoReference(pb, 16000, lead_ms=20)
+    ref.estimator = None
+    block, active = ref.take(160, adc_time=10.25)
+    assert np.array_equal(block, signal[4000 + 320:4000 + 480]) and active
+    block, _ = ref.take(160, adc_time=10.26)  # continuous
+    assert np.array_equal(block, signal[4480:4640])
+    block, _ = ref.take(160, adc_time=10.5)  # a jump: re-synchronised
+    assert np.array_equal(block, signal[8320:8480]) and ref.resyncs == 1
+
+
+def test_the_reference_is_resampled_from_the_device_rate():
+    pb = FakePlayback(24000)
+    t = np.arange(48000) / 24000
+    pb.played((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[:48000], dac=0.0)
+    ref = EchoReference(pb, 16000, lead_ms=0)
+    ref.estimator = None
+    got = np.concatenate([ref.take(160, 0.5 + k * 0.01)[0] for k in range(50)])
+    want = (8000 * np.sin(2 * np.pi * 440 * (0.5 + np.arange(8000) / 16000))).astype(np.int16)
+    lags = range(-40, 41)
+    lag = lags[int(np.argmax([np.dot(got[100:7000].astype(float), want[100 + d:7000 + d])
+                              for d in lags]))]
+    assert np.corrcoef(got[100:7000], want[100 + lag:7000 + lag])[0, 1] > 0.99
+    assert abs(lag) <= 16  # within 1 ms: the resampler's own delay
+
+
+def test_the_delay_estimator_finds_an_echo_later_than_the_timestamps_say():
+    est = DelayEstimator()
+    rng = np.random.default_rng(0)
+    env = np.repeat(rng.uniform(1e2, 1e7, 100), 5)  # a speech-like energy envelope, 10 ms frames
+    found = None
+    for t in range(len(env)):
+        est.reference(env[t])
+        est.microphone(0.1 * env[t - 12] if t >= 12 else 1.0)  # the echo: 120 ms later
+        found = est.estimate() if found is None else found
+    assert found is not None and abs(found - 0.10) < 0.011  # 120 ms less a 20 ms margin
+
+
+# ---- the whole chain in the simulated room
+
+
+def test_barge_in_trials_are_heard_and_never_before_the_user_speaks():
+    results = [sim.trial(k) for k in range(6)]
+    assert all(r["detected"] is not None and not r["early"] for r in results), results
+    assert sorted(r["detect_samples"] for r in results)[3] <= 0.1 * RATE  # median within 100 ms
+
+
+def test_a_minute_of_its_own_voice_at_0_db_coupling_never_barges_in():
+    false, erle = sim.echo_only(60.0, gain_db=0.0, seed=7)
+    assert false == 0 and erle > 15
