@@ -130,18 +130,23 @@ def trial(k: int, *, chain: Chain | None = None, warm_s: float = 4.0) -> dict:
 
 
 def echo_only(seconds: float, *, gain_db: float, seed: int, chain: Chain | None = None,
-              noise: str = "fan") -> tuple[int, float]:
-    """``seconds`` of the assistant through the room with no user: (false starts, ERLE dB)."""
+              noise: str = "fan") -> dict:
+    """``seconds`` of the assistant through the room with no user: the gate's false starts, the
+    canceller's ERLE (dB, after its first 2 s), and the CPU time the chain took (s)."""
+    import time
+
     speaker = c.assistant_talk(seconds, seed=seed)
     mic = room_mic(speaker, delay_ms=10 + (seed % 4) * 10, gain_db=gain_db, seed=seed, noise=noise,
                    noise_db=-60.0)
     chain = (chain or Chain()).build(c.to_s16(speaker))
     mic16 = c.to_s16(mic)
+    t0 = time.process_time()
     chain.run(mic16)
+    cpu = time.process_time() - t0
     false = sum(1 for _, s in chain.events if s)
     cleaned = np.frombuffer(b"".join(chain.out), dtype=np.int16)
     skip = 2 * RATE  # after the canceller's first convergence
     n = min(len(cleaned), len(mic16))
     e_in = float(np.mean(mic16[skip:n].astype(np.float64) ** 2))
     e_out = float(np.mean(cleaned[skip:n].astype(np.float64) ** 2)) or 1e-9
-    return false, 10 * np.log10(e_in / e_out)
+    return {"false": false, "erle_db": 10 * np.log10(e_in / e_out), "cpu_s": cpu}

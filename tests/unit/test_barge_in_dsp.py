@@ -243,5 +243,5 @@ def test_barge_in_trials_are_heard_and_never_before_the_user_speaks():
 
 
 def test_a_minute_of_its_own_voice_at_0_db_coupling_never_barges_in():
-    false, erle = sim.echo_only(60.0, gain_db=0.0, seed=7)
-    assert false == 0 and erle > 15
+    run = sim.echo_only(60.0, gain_db=0.0, seed=7)
+    assert run["false"] == 0 and run["erle_db"] > 15, run

@@ -27,7 +27,7 @@ import numpy as np
 from talkie.audio.vad import END, FAR_DB, START, level_db
 
 FRAME = 160  # 10 ms at 16 kHz
-REVERB_DB_PER_FRAME = 1.5
+REVERB_DB_PER_FRAME = 1.0
 #: After the speaker's last sample, its sound lasts this many frames more (output latency, room).
 HANGOVER_FRAMES = 30
 
@@ -128,7 +128,7 @@ class MicChain:
         if self.reference is not None:
             ref, _ = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
-            # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 400 ms)
+            # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 600 ms)
             self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
             if self.echo == "aec":
@@ -145,8 +145,9 @@ class MicChain:
             # delay is not measured yet, in the first seconds of the first answer)
             self.gate.reset()
             return
-        decision = self.gate.feed(mic if out is None else out,
-                                  ref_db if self.echo == "aec" else -120.0)
+        aec = self.echo == "aec"
+        decision = self.gate.feed(mic if out is None else out, ref_db if aec else -120.0,
+                                  level_db(mic) if aec and ref_db > FAR_DB else -120.0)
         if decision == START:
             self.starts += 1
             self.on_speech(True)

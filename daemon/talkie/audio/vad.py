@@ -4,14 +4,18 @@ webrtcvad alone calls a fan, a door or the device's own speaker "speech". :class
 counts a frame as the user's voice only when all of these hold:
 
 * webrtcvad (``aggressiveness`` 0-3) says speech, on the echo-cancelled signal;
-* it is louder than ``min_level_db`` dBFS and ``snr_db`` above the tracked noise floor;
+* it is louder than ``min_level_db`` dBFS (``far_min_level_db`` while the speaker plays: a person
+  talking over a loudspeaker speaks up) and ``snr_db`` above the tracked noise floor;
 * while the speaker plays, the **double-talk guard**: the frame is ``guard_db`` louder than the
   residual echo predicted from the reference's recent level (``ref_db``) and the residual gain learnt
   on the frames that were not the user (reference -> what is left after echo control). That gain
   starts at ``start_residual_db`` (0 dB: as if nothing were cancelled), rises by up to ``RISE_DB``
   and falls by ``learn_db`` a frame, never below ``residual_floor_db`` (learnt only while the
   reference is loud), so a canceller that has not converged yet, or an echo path that just
-  changed, makes the gate deaf to speech over the speaker rather than fooled by it.
+  changed, makes the gate deaf to speech over the speaker rather than fooled by it; and echo
+  control took at most ``removed_db`` off the frame (a frame that is mostly the user loses little to
+  it; a burst of residual echo, as when a new voice excites bands the canceller has not learnt yet,
+  has lost more).
 
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
 and **ends** after ``end_ms`` without a voiced frame. Pure computation on arrays (no I/O); one
@@ -50,7 +54,8 @@ class SpeechGate:
     def __init__(self, rate: int = 16000, *, aggressiveness: int = 3, start_frames: int = 2,
                  window_frames: int = 3, end_ms: int = 700, min_level_db: float = -55.0,
                  snr_db: float = 9.0, guard_db: float = 15.0, start_residual_db: float = 0.0,
-                 learn_db: float = 0.2, residual_floor_db: float = -30.0) -> None:
+                 learn_db: float = 0.2, residual_floor_db: float = -30.0,
+                 far_min_level_db: float = -42.0, removed_db: float = 6.0) -> None:
         import webrtcvad
 
         if not 1 <= start_frames <= window_frames:
@@ -65,6 +70,8 @@ class SpeechGate:
         self.learn_db = float(learn_db)
         self.guard_db = float(guard_db)
         self.residual_floor_db = float(residual_floor_db)
+        self.far_min_level_db = float(far_min_level_db)
+        self.removed_db = float(removed_db)
         self._window: deque[bool] = deque(maxlen=int(window_frames))
         self.speaking = False
         self.noise_db = -70.0
@@ -85,7 +92,7 @@ class SpeechGate:
         self.speaking = False
         self._silent_frames = 0
 
-    def voiced_frame(self, out: np.ndarray, ref_db: float = -120.0) -> bool:
+    def voiced_frame(self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0) -> bool:
         """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
         the last echo tail (-120 while the speaker is silent). Updates the trackers."""
         out_db = level_db(out)
@@ -93,7 +100,8 @@ class SpeechGate:
             self.noise_db = out_db  # the first sound heard is the room's
         need = max(self.min_level_db, self.noise_db + self.snr_db)
         if ref_db > FAR_DB:
-            need = max(need, ref_db + self.residual_gain_db + self.guard_db)
+            need = max(need, ref_db + self.residual_gain_db + self.guard_db, self.far_min_level_db,
+                       mic_db - self.removed_db)
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         self.vad_said = self._vad.is_speech(out.tobytes(), self.rate)
         speech = out_db >= need and self.vad_said
@@ -115,10 +123,10 @@ class SpeechGate:
                     min(out_db, self.noise_db + step)
         return speech
 
-    def feed(self, out: np.ndarray, ref_db: float = -120.0) -> int:
+    def feed(self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0) -> int:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
-        voiced = self.voiced_frame(out, ref_db)
+        voiced = self.voiced_frame(out, ref_db, mic_db)
         self.voiced += voiced
         self._window.append(voiced)
         if not self.speaking:
