@@ -21,6 +21,7 @@ from typing import Any
 
 from talkie import machine as m
 from talkie.shell_audio import AudioDevices
+from talkie.shell_link import LinkEvents
 from talkie.shell_factories import Factories, pending_bytes
 from talkie.system.credentials import KeyProblem, Secret
 from talkie.uplink import Outbox
@@ -30,6 +31,8 @@ log = logging.getLogger("talkie")
 #: At shutdown, how long closing the output stream may take.
 STOP_DRAIN_S = 1.0
 EVENT_QUEUE = 4096
+#: Where talkie-firstboot.service leaves what it could not install from the boot partition.
+FIRSTBOOT_ERROR = "/run/talkie-firstboot-error"
 
 
 def policy_from(settings: Any) -> m.Policy:
@@ -41,44 +44,6 @@ def policy_from(settings: Any) -> m.Policy:
                     vision_mode=settings.vision.mode, barge_in=settings.audio.barge_in)
 
 
-class _LinkEvents:
-    """The link's reports, as state-machine events."""
-
-    def __init__(self, emit: Callable[[m.Event], None], jitter: Callable[[], float]) -> None:
-        self._emit = emit
-        self.jitter = jitter
-        #: The shell let this session go (a handover, a reset): whatever it still says is stale.
-        self.stale = False
-
-    def emit(self, event: m.Event) -> None:
-        if not self.stale:
-            self._emit(event)
-
-    def opened(self) -> None:
-        self.emit(m.SessionOpened())
-
-    def lost(self, reason: str, fatal: bool) -> None:
-        self.emit(m.LinkLost(reason, fatal, jitter=self.jitter()))
-
-    def go_away(self, seconds: float) -> None:
-        self.emit(m.GoAway(seconds))
-
-    def audio(self, pcm: bytes) -> None:
-        self.emit(m.ModelAudio(pcm))
-
-    def interrupted(self) -> None:
-        self.emit(m.Interrupted())
-
-    def turn_complete(self) -> None:
-        self.emit(m.TurnComplete())
-
-    def heard(self, text: str) -> None:
-        self.emit(m.Heard(text))
-
-    def said(self, text: str) -> None:
-        self.emit(m.Said(text))
-
-
 class App:
     """talkie running: one instance per daemon."""
 
@@ -87,7 +52,8 @@ class App:
                  on_show: Callable[[m.Phase, str], None] = lambda phase, status: None,
                  control_path: str | None = None,
                  call_later: Callable[[float, Callable[[], None]], Any] | None = None,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 firstboot_error: str = FIRSTBOOT_ERROR) -> None:
         self.settings = settings
         self.key = key
         self.factories = factories or Factories()
@@ -96,6 +62,9 @@ class App:
         #: How timers are kept: the loop's call_later, or a test's virtual clock.
         self.call_later = call_later
         self.jitter = jitter
+        self.firstboot_error = firstboot_error
+        #: What first boot could not install, shown (error LED while idle) until the next press.
+        self.notice = ""
         self.state = m.State(policy=policy_from(settings))
         self.ready = asyncio.Event()
         #: Set once the Live SDK is loaded (after ready): a press from then on pays only the connect.
@@ -109,7 +78,7 @@ class App:
         self._timers: dict[str, Any] = {}
         self._link_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._link_events: _LinkEvents | None = None
+        self._link_events: LinkEvents | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._event_name = ""
         self._released_at: float | None = None
@@ -180,7 +149,7 @@ class App:
         try:
             self.panel.show("starting")
             self.link = f.link(self.settings, self.key, self.outbox,
-                               _LinkEvents(self.emit, self.jitter), self.resume)
+                               LinkEvents(self.emit, self.jitter), self.resume)
             playback = f.playback(self.settings, loop=loop,
                                   on_drained=lambda: self.emit(m.PlaybackDrained()))
             self.chain = f.mic_chain(self.settings, playback, on_chunk=self.outbox.push_audio,
@@ -190,6 +159,7 @@ class App:
             self.vision = f.vision(self.settings, self.link.send_video,
                                    lambda text: self._log(m.Log("warning", text, key="vision")))
             self.audio.open()
+            self._read_notice()
             self._show(m.Show(self.state.phase, self.state.status))
             if isinstance(self.key, KeyProblem):
                 log.warning("%s", self.key.message)
@@ -233,6 +203,10 @@ class App:
         before = self.state
         self.state, effects = m.step(before, event)
         self._event_name = type(event).__name__
+        if self.notice and isinstance(event, m.ButtonDown):
+            self.notice = ""  # seen: from now on the LED shows the state again
+            if not any(isinstance(e, m.Show) for e in effects):
+                self._show(m.Show(self.state.phase, self.state.status))
         if isinstance(event, m.ButtonUp) and before.phase is m.Phase.LISTENING:
             self._released_at = asyncio.get_running_loop().time()
         if isinstance(event, m.SessionOpened):
@@ -256,11 +230,11 @@ class App:
         if self._tg is None:
             return
         closing, self._closing = self._closing, None
-        self._link_events = _LinkEvents(self.emit, self.jitter)
+        self._link_events = LinkEvents(self.emit, self.jitter)
         self._link_task = self._tg.create_task(self._session(closing, self._link_events),
                                                name="live-session")
 
-    async def _session(self, closing: asyncio.Task[None] | None, events: _LinkEvents) -> None:
+    async def _session(self, closing: asyncio.Task[None] | None, events: LinkEvents) -> None:
         if closing is not None:
             await asyncio.wait([closing])  # the old socket is closed before the new one resumes
             del closing  # keep no reference: it holds the old connection and its buffers
@@ -318,10 +292,29 @@ class App:
             handle.cancel()
 
     def _show(self, effect: m.Show) -> None:
-        self.panel.show(effect.phase.value)
-        log.info("state: %s", effect.status, extra=self._fields())
-        self.notifier.status(effect.status)
-        self.on_show(effect.phase, effect.status)
+        status = effect.status
+        if self.notice and effect.phase is m.Phase.IDLE:
+            status = f"ready; first boot: {self.notice}"
+            self.panel.show("error")
+        else:
+            self.panel.show(effect.phase.value)
+        log.info("state: %s", status, extra=self._fields())
+        self.notifier.status(status)
+        self.on_show(effect.phase, status)
+
+    def _read_notice(self) -> None:
+        """First boot left a problem (a rejected talkie.toml or key): say it once in the journal,
+        and on the LED (the error pattern while idle) and in the status until the next press."""
+        try:
+            with open(self.firstboot_error, encoding="utf-8", errors="replace") as fh:
+                lines = [line.strip() for line in fh if line.strip()]
+        except OSError:
+            return
+        if lines:
+            self.notice = "; ".join(lines)
+            log.error("first boot could not install everything from the boot partition: %s "
+                      "(talkie runs with the settings it had; fix the file there and reboot)",
+                      self.notice, extra=self._fields())
 
     def _log(self, effect: m.Log) -> None:
         if effect.transcript and not self.settings.log.transcripts:

@@ -21,11 +21,11 @@ from tests.support.live_double import AutoReply, LiveDouble, tone
 pytestmark = pytest.mark.audio
 
 
-async def start(settings, factory, shows, control_path):
+async def start(settings, factory, shows, control_path, **kw):
     from talkie.panel import open_panel
 
     key = load_api_key(settings.live.api_key_file, env={})
-    app = App(settings, key, on_show=shows, control_path=str(control_path),
+    app = App(settings, key, on_show=shows, control_path=str(control_path), **kw,
               factories=Factories(panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory,
                                                                    **kw)))
     task = asyncio.create_task(app.run())
@@ -109,3 +109,38 @@ def test_a_link_dropped_mid_turn_is_reopened_and_the_whole_turn_sent_again(
     assert Phase.RECONNECTING in phases
     assert phases[phases.index(Phase.RECONNECTING):] == [
         Phase.RECONNECTING, Phase.LISTENING, Phase.THINKING, Phase.SPEAKING, Phase.IDLE]
+
+
+def test_what_first_boot_rejected_is_on_the_led_and_in_the_status_until_a_press(
+        tmp_path, pulse, caplog):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    problem = tmp_path / "talkie-firstboot-error"
+    problem.write_text("talkie.toml rejected: /boot/firmware/talkie.toml:3: [audio] volume: "
+                       "out of range; found 2.0; allowed 0 to 1\n")
+
+    async def main(double):
+        settings = config.load(write_config(tmp_path, double, pulse, "AIzaSy-key-1234567890"))
+        shows = Shows()
+        app, task = await start(settings, factory, shows, tmp_path / "control",
+                                firstboot_error=str(problem))
+        before_press = led_states(factory)
+        status = shows.shown[-1][1]
+        button = factory.pin(BUTTON)
+        button.drive_low()
+        await shows.until(lambda p: Phase.LISTENING in p)
+        button.drive_high()
+        await shows.until(lambda p: p[-1] is Phase.IDLE and Phase.THINKING in p)
+        await stop(app, task)
+        return before_press, status, shows.shown[-1][1], led_states(factory)
+
+    with caplog.at_level(logging.ERROR, logger="talkie"):
+        with LiveDouble(api_keys=("AIzaSy-key-1234567890",), auto_reply=AutoReply(seconds=0.2)) as double:
+            before_press, status, status_after, leds = asyncio.run(asyncio.wait_for(main(double), 30))
+    assert before_press[-1] == "error"
+    assert status.startswith("ready; first boot: talkie.toml rejected:") and "[audio] volume" in status
+    assert status_after == "ready" and leds[-1] == "idle"
+    said = [r.getMessage() for r in caplog.records if "first boot" in r.getMessage()]
+    assert len(said) == 1 and "fix the file there and reboot" in said[0]
+
