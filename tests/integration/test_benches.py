@@ -19,6 +19,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
     ("handover.py", ["--handovers", "2", "--drops", "2"],
      {"handovers", "handover_gap_ms_p95", "idle_handover_ms_p95", "reconnect_ms_p95",
       "baseline_connect_ms_p50"}),
+    ("barge_in.py", ["--trials", "3", "--echo-minutes", "1"],
+     {"trials", "latency_ms_p50", "latency_ms_p95", "echo_minutes", "erle_db", "cpu_pct"}),
 ])
 def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
