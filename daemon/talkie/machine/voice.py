@@ -13,14 +13,15 @@ from dataclasses import replace
 
 from talkie.machine.state import Phase, State, on
 from talkie.machine.turns import barge_in
-from talkie.vocabulary import EndTurn, Event, SpeechEnded, SpeechStarted
+from talkie.vocabulary import EndTurn, Event, Log, SpeechEnded, SpeechStarted
 
 
 @on(Phase.SPEAKING, SpeechStarted)
 def _speech_over_the_answer(s: State, e: Event):
     if not s.policy.barge_in:
         return s, []
-    return barge_in(s, voice=True)
+    s, effects = barge_in(s, voice=True)
+    return s, [*effects, Log("info", "barge-in: speech over the answer stopped it")]
 
 
 @on(Phase.LISTENING, SpeechEnded)
