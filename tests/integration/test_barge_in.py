@@ -118,6 +118,12 @@ def test_speaking_over_the_answer_stops_it_and_its_own_voice_does_not(tmp_path, 
     # The user's voice did, and the turn ended by itself when the user stopped.
     assert after[:2] == [Phase.LISTENING, Phase.THINKING], after
     assert app.audio.playback.cuts >= 1
+    # The echo delay was measured on the real streams (the room's 20 ms plus PulseAudio's buffers
+    # beyond what PortAudio's timestamps say), within the estimator's 400 ms reach.
+    reference = app.chain.reference
+    print(f"echo delay beyond the timestamps: {reference.extra_delay_s * 1000:.0f} ms; residual echo "
+          f"gain {app.chain.gate.residual_gain_db:.1f} dB")
+    assert reference.aligned and 0.0 <= reference.extra_delay_s <= 0.4
     turns = _turns(messages)
     assert len(turns) == 2
     sent = turns[1]
