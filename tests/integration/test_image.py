@@ -177,14 +177,17 @@ def test_the_firstboot_unit_runs_once_before_talkie_and_only_when_needed():
     assert value(unit, "Service", "Type") == "oneshot"
     assert value(unit, "Service", "RemainAfterExit") == "no"
     assert value(unit, "Service", "ExecStart") == "/opt/talkie/bin/talkie firstboot"
-    assert "talkie.service" in value(unit, "Unit", "Before").split()
+    assert "talkie.service" in " ".join(values(unit, "Unit", "Before")).split()
     assert not values(unit, "Unit", "RequiredBy") and not values(unit, "Install", "RequiredBy")
     assert sorted(values(unit, "Unit", "ConditionPathExistsGlob")) == [
         "|/boot/firmware/talkie-api-key", "|/boot/firmware/talkie.toml"]
     assert value(unit, "Install", "WantedBy") == "multi-user.target"
-    writable = value(unit, "Service", "ReadWritePaths").split()
+    writable = " ".join(values(unit, "Service", "ReadWritePaths")).split()
     assert value(unit, "Service", "ProtectSystem") == "strict"
-    assert sorted(writable) == ["/boot/firmware", "/etc/talkie", "/run"]
+    assert sorted(writable) == ["-/etc/hostname", "-/etc/hosts", "-/etc/wpa_supplicant", "-/root",
+                                "/boot/firmware", "/etc/talkie", "/run"]
+    assert value(unit, "Service", "ProtectHome") == "read-only"
+    assert "network-pre.target" in " ".join(values(unit, "Unit", "Before")).split()
 
 
 # ---- image/install-talkie -----------------------------------------------------------------------
