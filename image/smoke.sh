@@ -16,13 +16,14 @@ smoke_unit() {
 [Unit]
 Description=talkie image smoke check
 After=talkie.service talkie-firstboot.service
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
 
 [Service]
 Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
+
 TimeoutStartSec=300
 ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
 
