@@ -33,7 +33,8 @@ EOF
 }
 
 smoke() {  # smoke IMAGE LOG
-    local img=$1 log=$2 dir start sectors rootoff bootoff status
+    local img=$1 log=$2 dir start sectors rootoff bootoff status kernel initrd
+
     for tool in qemu-system-aarch64:qemu-system-arm debugfs:e2fsprogs mcopy:mtools sfdisk:fdisk; do
         command -v "${tool%%:*}" >/dev/null || die "${tool%%:*} not found: apt-get install ${tool#*:}"
     done
@@ -46,8 +47,11 @@ smoke() {  # smoke IMAGE LOG
     sectors=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*2 :/ {gsub(/ /, "", $4); print $4}')
     [ -n "$bootoff" ] && [ -n "$rootoff" ] && [ -n "$sectors" ] || die "smoke: $img: no MBR with two partitions"
     # The kernel and initrd, as the firmware would load them from the boot partition.
-    mcopy -n -i "$dir/smoke.img@@$((bootoff * 512))" ::vmlinuz ::initrd.img "$dir/" \
-        || die "smoke: no vmlinuz/initrd.img on the boot partition of $img"
+    kernel=$(mdir -b -i "$dir/smoke.img@@$((bootoff * 512))" :: | sed -n 's|^::/||p' | grep '^vmlinuz' | sort -V | tail -1)
+    initrd=$(mdir -b -i "$dir/smoke.img@@$((bootoff * 512))" :: | sed -n 's|^::/||p' | grep '^initrd.img' | sort -V | tail -1)
+    [ -n "$kernel" ] && [ -n "$initrd" ] || die "smoke: no vmlinuz-*/initrd.img-* on the boot partition of $img"
+    mcopy -n -i "$dir/smoke.img@@$((bootoff * 512))" "::$kernel" "$dir/vmlinuz"
+    mcopy -n -i "$dir/smoke.img@@$((bootoff * 512))" "::$initrd" "$dir/initrd.img"
     # The smoke unit, into a copy of the root partition, enabled.
     dd if="$dir/smoke.img" of="$dir/root.ext4" bs=512 skip="$rootoff" count="$sectors" \
         conv=sparse status=none
