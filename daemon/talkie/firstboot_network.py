@@ -175,6 +175,10 @@ def apply(net: Network, root: str) -> list[str]:
         _write(os.path.join(root, "etc/wpa_supplicant/wpa_supplicant-wlan0.conf"), conf, 0o600)
         done.append(f"Wi-Fi network {net.wifi_ssid!r}, country {net.wifi_country} "
                     "(/etc/wpa_supplicant/wpa_supplicant-wlan0.conf, 0600)")
+        if os.path.exists(os.path.join(root, "usr/sbin/NetworkManager")):
+            done.append("warning: this system's Wi-Fi is managed by NetworkManager, which does not "
+                        "read that file: on Raspberry Pi OS set Wi-Fi in Raspberry Pi Imager")
+
     if net.ssh_authorized_key:
         ssh = os.path.join(root, "root/.ssh")
         os.makedirs(ssh, mode=0o700, exist_ok=True)

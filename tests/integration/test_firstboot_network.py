@@ -137,3 +137,13 @@ def test_the_daemon_accepts_and_ignores_a_network_section(tmp_path):
     settings = config.load(path)
     assert settings.audio.chunk_ms == 20 and not hasattr(settings, "network")
     assert PASSWORD not in config.describe(settings)
+
+
+def test_on_a_networkmanager_system_wifi_is_pointed_to_imager(system):
+    root, boot, etc, err = system
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/NetworkManager").write_text("")
+    (boot / "talkie.toml").write_text(NETWORK)
+    result = firstboot(boot, etc, err)
+    assert result.returncode == 0, result.stderr
+    assert "managed by NetworkManager" in result.stderr and "Raspberry Pi Imager" in result.stderr
