@@ -169,7 +169,7 @@ def apply(net: Network, root: str) -> list[str]:
         else:
             security = "\tkey_mgmt=NONE\n"
         conf = ("# Written by talkie firstboot from [network] in talkie.toml on the boot partition.\n"
-                "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\nupdate_config=1\n"
+                "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\n"
                 f"country={net.wifi_country}\n\nnetwork={{\n\tssid={net.wifi_ssid.encode().hex()}\n"
                 f"{security}\tscan_ssid=1\n}}\n")
         _write(os.path.join(root, "etc/wpa_supplicant/wpa_supplicant-wlan0.conf"), conf, 0o600)
@@ -178,7 +178,6 @@ def apply(net: Network, root: str) -> list[str]:
         if os.path.exists(os.path.join(root, "usr/sbin/NetworkManager")):
             done.append("warning: this system's Wi-Fi is managed by NetworkManager, which does not "
                         "read that file: on Raspberry Pi OS set Wi-Fi in Raspberry Pi Imager")
-
     if net.ssh_authorized_key:
         ssh = os.path.join(root, "root/.ssh")
         os.makedirs(ssh, mode=0o700, exist_ok=True)

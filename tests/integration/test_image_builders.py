@@ -135,6 +135,8 @@ TALKIE-SMOKE end
     ({"SubState=running": "SubState=auto-restart"}, "talkie.service is not SubState=running"),
     ({"StatusText=idle; faults: no microphone; no GPIO; no API key": "StatusText="},
      "talkie.service has no status text"),
+    ({"StatusText=idle; faults: no microphone; no GPIO; no API key": "StatusText=idle"},
+     "status does not say what is missing"),
     ({"started": "Traceback (most recent call last):"}, "a Python traceback"),
     ({"TALKIE-SMOKE end\n": ""}, "the smoke unit did not finish"),
 ])
