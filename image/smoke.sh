@@ -24,7 +24,7 @@ Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
 TimeoutStartSec=300
-ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
+ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; echo "TALKIE-SMOKE root-size \$\$(findmnt -no SIZE /) (\$\$(systemctl show -P Result talkie-grow-root))"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
 
 [Install]
 WantedBy=multi-user.target
@@ -40,6 +40,8 @@ smoke() {  # smoke IMAGE LOG
     dir=$(mktemp -d "${TMPDIR:-/tmp}/talkie-smoke.XXXXXX")
     say "smoke: copying $img"
     cp --sparse=always "$img" "$dir/smoke.img"
+    # A bigger "card" than the image, as a real one is: the root must grow into it at first boot.
+    truncate -s +1G "$dir/smoke.img"
     # Partition offsets (512-byte sectors) from the MBR.
     bootoff=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*1 :/ {gsub(/ /, "", $2); print $2}')
     rootoff=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*2 :/ {gsub(/ /, "", $2); print $2}')
@@ -89,7 +91,7 @@ smoke_verdict() {  # smoke_verdict LOG: exit status 0 when talkie was READY and 
     tr -d '\r' < "$log" | grep -a 'TALKIE-SMOKE' | grep -av 'ExecStart=' > "$log.smoke" || true
     grep -aq '^TALKIE-SMOKE end' "$log.smoke" || grep -aq 'TALKIE-SMOKE end' "$log.smoke" \
         || { echo "smoke: FAIL: the smoke unit did not finish (see $log)" >&2; return 1; }
-    sed -n 's/.*\(TALKIE-SMOKE \(ActiveState\|SubState\|StatusText\|NRestarts\|Result\|system\|first\|failed-unit\|hostname\|boot-file\).*\)/\1/p' \
+    sed -n 's/.*\(TALKIE-SMOKE \(ActiveState\|SubState\|StatusText\|NRestarts\|Result\|system\|first\|failed-unit\|hostname\|root-size\|boot-file\).*\)/\1/p' \
         "$log.smoke"
     for line in ActiveState=active SubState=running NRestarts=0 Result=success; do
         grep -aq "TALKIE-SMOKE $line\$" "$log.smoke" \
