@@ -147,8 +147,11 @@ def _install_config(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     if net is not None:
         # The system whose /etc holds the config folder ("/" for /etc/talkie).
         root = os.path.dirname(os.path.dirname(os.path.abspath(etc)))
-        for done in network.apply(net, root):
-            log.info("[network]: %s", done)
+        try:
+            network.apply(net, root, lambda done: log.info("[network]: %s", done))
+        except OSError as err:
+            raise _Problem(f"{source}: [network]: installed talkie.toml, but cannot write "
+                           f"{err.filename}: {err.strerror or err}", 1) from None
 
 
 def _line_of(problem: str) -> int:

@@ -22,6 +22,7 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 from talkie import config
@@ -147,9 +148,10 @@ def _write(path: str, data: str, mode: int) -> None:
         fh.write(data)
 
 
-def apply(net: Network, root: str) -> list[str]:
-    """Apply ``net`` to the system at ``root``; what was done, one line each (no secret)."""
-    done = []
+def apply(net: Network, root: str, done: Callable[[str], None]) -> None:
+    """Apply ``net`` to the system at ``root``, calling ``done`` with each step taken (no secret).
+
+    Raises OSError when a file cannot be written (the steps before it stay applied)."""
     if net.hostname:
         _write(os.path.join(root, "etc/hostname"), net.hostname + "\n", 0o644)
         hosts = os.path.join(root, "etc/hosts")
@@ -159,7 +161,7 @@ def apply(net: Network, root: str) -> list[str]:
         except FileNotFoundError:
             lines = ["127.0.0.1\tlocalhost\n"]
         _write(hosts, "".join(lines) + f"127.0.1.1\t{net.hostname}\n", 0o644)
-        done.append(f"host name {net.hostname} (/etc/hostname)")
+        done(f"host name {net.hostname} (/etc/hostname)")
     if net.wifi_ssid:
         # wpa_supplicant@wlan0.service (enabled in the Debian image) and systemd-networkd's DHCP.
         if len(net.wifi_password) == 64:
@@ -173,10 +175,10 @@ def apply(net: Network, root: str) -> list[str]:
                 f"country={net.wifi_country}\n\nnetwork={{\n\tssid={net.wifi_ssid.encode().hex()}\n"
                 f"{security}\tscan_ssid=1\n}}\n")
         _write(os.path.join(root, "etc/wpa_supplicant/wpa_supplicant-wlan0.conf"), conf, 0o600)
-        done.append(f"Wi-Fi network {net.wifi_ssid!r}, country {net.wifi_country} "
+        done(f"Wi-Fi network {net.wifi_ssid!r}, country {net.wifi_country} "
                     "(/etc/wpa_supplicant/wpa_supplicant-wlan0.conf, 0600)")
         if os.path.exists(os.path.join(root, "usr/sbin/NetworkManager")):
-            done.append("warning: this system's Wi-Fi is managed by NetworkManager, which does not "
+            done("warning: this system's Wi-Fi is managed by NetworkManager, which does not "
                         "read that file: on Raspberry Pi OS set Wi-Fi in Raspberry Pi Imager")
     if net.ssh_authorized_key:
         ssh = os.path.join(root, "root/.ssh")
@@ -190,5 +192,4 @@ def apply(net: Network, root: str) -> list[str]:
             present = []
         if key not in present:
             _write(keys, "".join(ln + "\n" for ln in present if ln) + key + "\n", 0o600)
-        done.append("SSH key for root (/root/.ssh/authorized_keys)")
-    return done
+        done("SSH key for root (/root/.ssh/authorized_keys)")

@@ -147,3 +147,16 @@ def test_on_a_networkmanager_system_wifi_is_pointed_to_imager(system):
     result = firstboot(boot, etc, err)
     assert result.returncode == 0, result.stderr
     assert "managed by NetworkManager" in result.stderr and "Raspberry Pi Imager" in result.stderr
+
+
+def test_a_step_that_cannot_be_written_is_reported_after_the_ones_done(system):
+    root, boot, etc, err = system
+    (root / "root/.ssh").write_text("not a folder")
+    (boot / "talkie.toml").write_text(NETWORK)
+    result = firstboot(boot, etc, err)
+    assert result.returncode == 1
+    assert "[network]: host name kitchen-talkie" in result.stderr  # done before the failure
+    assert f"[network]: installed talkie.toml, but cannot write {root / 'root/.ssh'}" in err.read_text()
+    assert (root / "etc/hostname").read_text() == "kitchen-talkie\n"
+    assert "wifi" not in (etc / "talkie.toml").read_text()
+    assert PASSWORD not in result.stderr + err.read_text()

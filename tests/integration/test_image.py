@@ -186,7 +186,7 @@ def test_the_firstboot_unit_runs_once_before_talkie_and_only_when_needed():
     assert value(unit, "Service", "ProtectSystem") == "strict"
     assert sorted(writable) == ["-/etc/hostname", "-/etc/hosts", "-/etc/wpa_supplicant", "-/root",
                                 "/boot/firmware", "/etc/talkie", "/run"]
-    assert value(unit, "Service", "ProtectHome") == "read-only"
+    assert value(unit, "Service", "ProtectHome") == "no"  # strict covers /root
     assert "network-pre.target" in " ".join(values(unit, "Unit", "Before")).split()
 
 
