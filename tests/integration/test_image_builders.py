@@ -18,7 +18,7 @@ STAGE = ROOT / "image" / "pi-gen" / "stage-talkie"
 SCRIPTS = [ROOT / "image" / "build", ROOT / "image" / "pi-gen" / "build", ROOT / "image" / "install-talkie",
            STAGE / "prerun.sh", STAGE / "00-talkie" / "01-run.sh", STAGE / "00-talkie" / "02-run-chroot.sh"]
 # In the Raspberry Pi archive only (Raspberry Pi OS = Debian + that archive).
-RASPBERRY_PI_ONLY = {"python3-picamera2"}
+RASPBERRY_PI_ONLY = {"python3-picamera2", "python3-lgpio"}
 
 
 def bash(script: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -56,7 +56,8 @@ def packages(name: str) -> list[str]:
 
 def test_the_packages_are_in_raspberry_pi_os():
     listed = packages("00-packages") + packages("00-packages-nr")
-    assert {"python3-venv", "python3-systemd", "libportaudio2", "python3-picamera2"} <= set(listed)
+    assert {"python3-venv", "python3-systemd", "libportaudio2", "python3-lgpio",
+            "python3-picamera2"} <= set(listed)
     if shutil.which("apt-cache") is None:
         pytest.skip("no apt-cache to look the Debian packages up")
     debian = [p for p in listed if p not in RASPBERRY_PI_ONLY]
