@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # smoke.sh -- boot a copy of a talkie Debian image under qemu-system-aarch64 and check talkie.
 #
 # Sourced by image/build (--smoke, --smoke-only IMAGE). The image itself is not changed: a sparse
