@@ -56,7 +56,7 @@ def packages(name: str) -> list[str]:
 
 def test_the_packages_are_in_raspberry_pi_os():
     listed = packages("00-packages") + packages("00-packages-nr")
-    assert {"python3-venv", "python3-systemd", "libportaudio2", "python3-lgpio",
+    assert {"python3-venv", "python3-systemd", "libportaudio2", "libspeexdsp1", "python3-lgpio",
             "python3-picamera2"} <= set(listed)
     if shutil.which("apt-cache") is None:
         pytest.skip("no apt-cache to look the Debian packages up")
