@@ -289,6 +289,8 @@ def load(path: str | os.PathLike) -> Settings:
     doc, lines = _parse(source)
     check = _Checker(source, lines)
     for name, value in doc.items():
+        if name == "network":  # applied once by `talkie firstboot` (the Debian image), not here
+            continue
         if name not in SECTIONS:
             _unknown_top(check, name, value)
         elif not isinstance(value, dict):

@@ -5,7 +5,9 @@ Run as root by talkie-firstboot.service before talkie.service, when the user has
 
 - ``talkie.toml`` is validated as it will be used: a staged copy in the config folder
   (``/etc/talkie``), so relative file references (``ca_file = "ca.pem"``) resolve against
-  ``/etc/talkie`` exactly as they will for the daemon. Valid: it replaces
+  ``/etc/talkie`` exactly as they will for the daemon. An optional ``[network]`` section
+  (hostname, Wi-Fi, SSH key: :mod:`talkie.firstboot_network`) is checked too, applied to the
+  system and removed from the installed file and the boot copy. Valid: it replaces
   ``/etc/talkie/talkie.toml`` (0640 root:talkie) and the boot copy is renamed
   ``talkie.toml.installed`` (it holds no secret). Invalid: ``/etc/talkie`` is left as it was,
   the boot copy is renamed ``talkie.toml.rejected`` and the error (file:line: [section] key:
@@ -30,6 +32,7 @@ import tempfile
 from collections.abc import Sequence
 
 from talkie import config
+from talkie import firstboot_network as network
 
 log = logging.getLogger("talkie.firstboot")
 
@@ -107,22 +110,54 @@ def _install_config(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        problems: list[str] = []
+        net = None
         try:
-            config.load(staged)
+            config.load(staged)  # everything but [network], which the daemon ignores
         except config.ConfigError as exc:
-            problems = [p.replace(staged, source) for p in exc.problems]
+            problems += [p.replace(staged, source) for p in exc.problems]
+        if not any(": invalid TOML: " in p for p in problems):
+            try:
+                net = network.check(source, data.decode("utf-8-sig"))
+            except config.ConfigError as exc:
+                problems = sorted([*problems, *exc.problems], key=_line_of)
+        if net is not None and not problems:
+            try:
+                data = network.strip(data.decode("utf-8-sig")).encode()
+            except ValueError as exc:
+                problems.append(f"{source}: [network]: {exc}")
+        if problems:
             _reject(boot, problems)
             raise _Problem("\n".join(problems), config.EX_CONFIG) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(staged)
     _write_atomic(os.path.join(etc, CONFIG_NAME), data, ids)
-    os.replace(source, os.path.join(boot, CONFIG_NAME + ".installed"))
+    installed = os.path.join(boot, CONFIG_NAME + ".installed")
+    if net is None:
+        os.replace(source, installed)
+    else:  # the boot copy keeps no Wi-Fi password: what was installed, without [network]
+        _write_atomic(installed, data, None, 0o644)
+        os.unlink(source)
     with contextlib.suppress(OSError):  # an error note from an earlier, rejected attempt
         os.unlink(os.path.join(boot, CONFIG_NAME + ".error.txt"))
     _fsync_dir(boot)
     log.info("installed %s from the boot partition as %s (the boot copy is now %s.installed)",
              CONFIG_NAME, os.path.join(etc, CONFIG_NAME), CONFIG_NAME)
+    if net is not None:
+        # The system whose /etc holds the config folder ("/" for /etc/talkie).
+        root = os.path.dirname(os.path.dirname(os.path.abspath(etc)))
+        try:
+            network.apply(net, root, lambda done: log.info("[network]: %s", done))
+        except OSError as err:
+            raise _Problem(f"{source}: [network]: installed talkie.toml, but cannot write "
+                           f"{err.filename}: {err.strerror or err}", 1) from None
+
+
+def _line_of(problem: str) -> int:
+    """The line number in "file:line: ..." (0 when there is none), to list problems in order."""
+    parts = problem.split(":", 2)
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
 
 
 def _reject(boot: str, problems: Sequence[str]) -> None:

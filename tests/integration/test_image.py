@@ -177,14 +177,17 @@ def test_the_firstboot_unit_runs_once_before_talkie_and_only_when_needed():
     assert value(unit, "Service", "Type") == "oneshot"
     assert value(unit, "Service", "RemainAfterExit") == "no"
     assert value(unit, "Service", "ExecStart") == "/opt/talkie/bin/talkie firstboot"
-    assert "talkie.service" in value(unit, "Unit", "Before").split()
+    assert "talkie.service" in " ".join(values(unit, "Unit", "Before")).split()
     assert not values(unit, "Unit", "RequiredBy") and not values(unit, "Install", "RequiredBy")
     assert sorted(values(unit, "Unit", "ConditionPathExistsGlob")) == [
         "|/boot/firmware/talkie-api-key", "|/boot/firmware/talkie.toml"]
     assert value(unit, "Install", "WantedBy") == "multi-user.target"
-    writable = value(unit, "Service", "ReadWritePaths").split()
+    writable = " ".join(values(unit, "Service", "ReadWritePaths")).split()
     assert value(unit, "Service", "ProtectSystem") == "strict"
-    assert sorted(writable) == ["/boot/firmware", "/etc/talkie", "/run"]
+    assert sorted(writable) == ["-/etc/hostname", "-/etc/hosts", "-/etc/wpa_supplicant", "-/root",
+                                "/boot/firmware", "/etc/talkie", "/run"]
+    assert value(unit, "Service", "ProtectHome") == "no"  # strict covers /root
+    assert "network-pre.target" in " ".join(values(unit, "Unit", "Before")).split()
 
 
 # ---- image/install-talkie -----------------------------------------------------------------------
@@ -249,6 +252,9 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
         assert mode(units / name) == 0o644
         link = units / "multi-user.target.wants" / name
         assert os.readlink(link) == f"/etc/systemd/system/{name}"
+    rule = root / "etc/udev/rules.d/60-talkie-gpio.rules"
+    assert rule.read_bytes() == (ROOT / "systemd" / "60-talkie-gpio.rules").read_bytes()
+    assert mode(rule) == 0o644
     assert (root / "usr/lib/sysusers.d/talkie.conf").read_bytes() == \
         (ROOT / "systemd" / "talkie.sysusers").read_bytes()
     assert (root / "usr/lib/tmpfiles.d/talkie.conf").read_bytes() == \
@@ -279,3 +285,34 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
     again = install(root, wheelhouse)
     assert again.returncode == 0, again.stdout + again.stderr
     assert tree(root) == before
+
+
+def test_install_talkie_also_installs_named_wheels(tmp_path, wheelhouse):
+    """--also NAME: more distributions from the wheelhouse (the Debian image's lgpio)."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no /usr/bin/python3 to make the venv with")
+    wh = tmp_path / "wheelhouse"
+    wh.mkdir()
+    for wheel in wheelhouse.iterdir():
+        (wh / wheel.name).write_bytes(wheel.read_bytes())
+    dist_info = "extra_gpio-1.0.dist-info"
+    files = {"extra_gpio.py": b"BACKEND = 'test'\n",
+             f"{dist_info}/METADATA": b"Metadata-Version: 2.1\nName: extra-gpio\nVersion: 1.0\n",
+             f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                   b"Tag: py3-none-any\n"}
+    files[f"{dist_info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{dist_info}/RECORD"]).encode()
+    with zipfile.ZipFile(wh / "extra_gpio-1.0-py3-none-any.whl", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    result = subprocess.run([str(INSTALL), "--root", str(root), "--wheelhouse", str(wh), "--no-deps",
+                             "--also", "extra-gpio"], capture_output=True, text=True, timeout=180,
+                            env=ENV, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = subprocess.run([str(root / "opt/talkie/bin/python"), "-c",
+                            "import extra_gpio, talkie.cli; print(extra_gpio.BACKEND)"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert check.stdout == "test\n", check.stderr

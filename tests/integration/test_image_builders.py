@@ -1,0 +1,152 @@
+"""The fast pieces of the image builders: the pi-gen stage's structure and scripts, the Debian
+builder's arguments, and the smoke check's unit and serial-log verdict (the builds themselves
+take half an hour or more and are not part of the suite: image/build --smoke runs them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_systemd_units import ENV, tool
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE = ROOT / "image" / "pi-gen" / "stage-talkie"
+SCRIPTS = [ROOT / "image" / "build", ROOT / "image" / "pi-gen" / "build", ROOT / "image" / "install-talkie",
+           STAGE / "prerun.sh", STAGE / "00-talkie" / "01-run.sh", STAGE / "00-talkie" / "02-run-chroot.sh"]
+# In the Raspberry Pi archive only (Raspberry Pi OS = Debian + that archive).
+RASPBERRY_PI_ONLY = {"python3-picamera2", "python3-lgpio"}
+
+
+def bash(script: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          cwd=cwd, env={**ENV, **env}, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_scripts_are_executable_and_parse(script):
+    assert os.access(script, os.X_OK), f"{script} is not executable (pi-gen skips it)"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_stage_has_what_pi_gen_looks_for():
+    names = sorted(str(p.relative_to(STAGE)) for p in STAGE.rglob("*") if p.is_file())
+    assert names == ["00-talkie/00-packages", "00-talkie/00-packages-nr", "00-talkie/01-run.sh",
+                     "00-talkie/02-run-chroot.sh", "EXPORT_IMAGE", "prerun.sh"]
+    result = bash(f'source "{STAGE / "EXPORT_IMAGE"}"; echo "$IMG_SUFFIX"', USE_QEMU="0")
+    assert result.stdout == "-talkie\n"
+
+
+def test_prerun_copies_the_previous_stage_only_once(tmp_path):
+    stub = 'copy_previous() { echo copied; }; export -f copy_previous; '
+    fresh = bash(stub + f'"{STAGE / "prerun.sh"}"', ROOTFS_DIR=str(tmp_path / "none"))
+    assert fresh.returncode == 0 and fresh.stdout == "copied\n", fresh.stderr
+    again = bash(stub + f'"{STAGE / "prerun.sh"}"', ROOTFS_DIR=str(tmp_path))
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def packages(name: str) -> list[str]:
+    text = (STAGE / "00-talkie" / name).read_text()
+    return [word for line in text.splitlines() if not line.startswith("#") for word in line.split()]
+
+
+def test_the_packages_are_in_raspberry_pi_os():
+    listed = packages("00-packages") + packages("00-packages-nr")
+    assert {"python3-venv", "python3-systemd", "libportaudio2", "libspeexdsp1", "python3-lgpio",
+            "python3-picamera2"} <= set(listed)
+    if shutil.which("apt-cache") is None:
+        pytest.skip("no apt-cache to look the Debian packages up")
+    debian = [p for p in listed if p not in RASPBERRY_PI_ONLY]
+    result = subprocess.run(["apt-cache", "show", "--no-all-versions", *debian],
+                            capture_output=True, text=True)
+    found = {line.split(": ", 1)[1] for line in result.stdout.splitlines()
+             if line.startswith("Package: ")}
+    assert set(debian) <= found, f"not in Debian (or this host's apt lists): {set(debian) - found}"
+
+
+def test_run_copies_source_and_wheels_where_run_chroot_installs_from(tmp_path):
+    stage = tmp_path / "00-talkie"
+    shutil.copytree(STAGE / "00-talkie", stage)
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "tmp").mkdir(parents=True)
+    missing = bash("./01-run.sh", cwd=stage, ROOTFS_DIR=str(rootfs))
+    assert missing.returncode == 1 and "files/talkie-src is missing" in missing.stderr
+    (stage / "files" / "talkie-src" / "image").mkdir(parents=True)
+    (stage / "files" / "talkie-src" / "image" / "install-talkie").write_text("#!/bin/sh\n")
+    (stage / "files" / "wheelhouse").mkdir()
+    (stage / "files" / "wheelhouse" / "talkie-0.1.0-py3-none-any.whl").write_text("")
+    result = bash("./01-run.sh", cwd=stage, ROOTFS_DIR=str(rootfs))
+    assert result.returncode == 0, result.stderr
+    assert (rootfs / "tmp/talkie-src/image/install-talkie").exists()
+    assert (rootfs / "tmp/wheelhouse/talkie-0.1.0-py3-none-any.whl").exists()
+    chroot = (STAGE / "00-talkie" / "02-run-chroot.sh").read_text().splitlines()
+    assert "/tmp/talkie-src/image/install-talkie --root / --wheelhouse /tmp/wheelhouse" in chroot
+
+
+@pytest.mark.parametrize("builder", ["image/build", "image/pi-gen/build"])
+def test_builders_explain_their_arguments(builder):
+    usage = subprocess.run([str(ROOT / builder), "--help"], capture_output=True, text=True)
+    assert usage.returncode == 64 and "usage:" in usage.stderr
+    wrong = subprocess.run([str(ROOT / builder), "--frobnicate"], capture_output=True, text=True)
+    assert wrong.returncode == 64 and "unknown argument: --frobnicate" in wrong.stderr
+
+
+# ---- the smoke check ----------------------------------------------------------------------------
+
+
+def smoke(function: str, *args: str) -> subprocess.CompletedProcess:
+    script = (f'say() {{ echo "$*"; }}; die() {{ echo "$*" >&2; exit 1; }}; '
+              f'. "{ROOT / "image" / "smoke.sh"}"; {function} "$@"')
+    return subprocess.run(["bash", "-c", script, "smoke", *args], capture_output=True, text=True,
+                          timeout=30, env=ENV)
+
+
+def test_systemd_analyze_verify_accepts_the_smoke_unit(tmp_path):
+    unit = tmp_path / "talkie-smoke.service"
+    unit.write_text(smoke("smoke_unit").stdout)
+    assert "WantedBy=multi-user.target" in unit.read_text()
+    result = subprocess.run([tool("systemd-analyze"), "verify", "--man=no", "--generators=no",
+                             str(unit)], capture_output=True, text=True, timeout=60, env=ENV,
+                            stdin=subprocess.DEVNULL)
+    complaints = [line for line in (result.stderr + result.stdout).splitlines()
+                  if "talkie-smoke.service" in line]
+    assert complaints == [], "\n".join(complaints)
+
+
+READY = """\
+[   31.2] systemd[1]: Starting talkie-smoke.service - talkie image smoke check...
+TALKIE-SMOKE first running after 3 s; watching for 40 s\r
+TALKIE-SMOKE ActiveState=active
+TALKIE-SMOKE SubState=running
+TALKIE-SMOKE StatusText=idle; faults: no microphone; no GPIO; no API key
+TALKIE-SMOKE NRestarts=0
+TALKIE-SMOKE Result=success
+TALKIE-SMOKE journal [   20.1] talkie[301]: started
+TALKIE-SMOKE end
+"""
+
+
+@pytest.mark.parametrize("change, verdict", [
+    ({}, "PASS"),
+    ({"NRestarts=0": "NRestarts=3"}, "talkie.service is not NRestarts=0"),
+    ({"SubState=running": "SubState=auto-restart"}, "talkie.service is not SubState=running"),
+    ({"StatusText=idle; faults: no microphone; no GPIO; no API key": "StatusText="},
+     "talkie.service has no status text"),
+    ({"StatusText=idle; faults: no microphone; no GPIO; no API key": "StatusText=idle"},
+     "status does not say what is missing"),
+    ({"started": "Traceback (most recent call last):"}, "a Python traceback"),
+    ({"TALKIE-SMOKE end\n": ""}, "the smoke unit did not finish"),
+])
+def test_the_serial_log_verdict(tmp_path, change, verdict):
+    text = READY
+    for old, new in change.items():
+        text = text.replace(old, new)
+    log = tmp_path / "serial.log"
+    log.write_text(text)
+    result = smoke("smoke_verdict", str(log))
+    assert verdict in result.stdout + result.stderr
+    assert (result.returncode == 0) == (verdict == "PASS")
