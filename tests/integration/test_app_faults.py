@@ -144,3 +144,32 @@ def test_what_first_boot_rejected_is_on_the_led_and_in_the_status_until_a_press(
     said = [r.getMessage() for r in caplog.records if "first boot" in r.getMessage()]
     assert len(said) == 1 and "fix the file there and reboot" in said[0]
 
+
+
+def test_a_reload_rebuilds_the_microphone_chain_and_the_barge_in_policy(tmp_path, pulse):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+
+    async def main(double):
+        path = write_config(tmp_path, double, pulse, "AIzaSy-key-1234567890")
+        app, task = await start(config.load(path), factory, Shows(), tmp_path / "control")
+        seen = [(app.chain.echo, app.chain.barge_in, app.state.policy.barge_in,
+                 app.audio.capture.block_ms)]
+        first = app.chain
+        text = path.read_text()
+        path.write_text(text.replace("chunk_ms = 20", 'chunk_ms = 20\necho = "half_duplex"\n'
+                                                      "barge_in = false"))
+        app.reload()
+        seen.append((app.chain.echo, app.chain.barge_in, app.state.policy.barge_in,
+                     app.audio.capture.block_ms))
+        replaced = app.chain is not first
+        await stop(app, task)
+        return seen, replaced
+
+    with LiveDouble(api_keys=("AIzaSy-key-1234567890",)) as double:
+        seen, replaced = asyncio.run(asyncio.wait_for(main(double), 30))
+    # Shipped defaults: echo cancellation and barge-in, 10 ms capture blocks for a quick decision.
+    assert seen[0] == ("aec", True, True, 10)
+    # Neither after the reload: a new chain that passes blocks through, 20 ms blocks again.
+    assert replaced and seen[1] == ("half_duplex", False, False, 20)
