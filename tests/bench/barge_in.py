@@ -100,16 +100,7 @@ def echo_minutes(minutes: float, canceller=None) -> dict:
     seconds = minutes * 60 / runs
     false, erles, cpu, audio_s = 0, [], 0.0, 0.0
     for k in range(runs):
-        chain = sim.Chain()
-        if canceller is not None:
-            build = chain.build
-
-            def build_with(speaker, build=build):
-                built = build(speaker)
-                built.chain.canceller = canceller()
-                return built
-
-            chain.build = build_with
+        chain = sim.Chain(canceller=canceller)
         run = sim.echo_only(seconds, gain_db=COUPLINGS[k % len(COUPLINGS)], seed=100 + k,
                             chain=chain, noise="babble" if k % 4 == 3 else "fan")
         cpu += run["cpu_s"]

@@ -13,6 +13,7 @@ silence reaches the speaker within one period).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +34,7 @@ class ArrayReference:
 
     def __init__(self, speaker: np.ndarray) -> None:
         self.speaker = speaker
-        self.pos = 0
         self.lead = RATE * LEAD_MS // 1000
-        self.quiet = 1.0
 
     aligned = True
 
@@ -48,9 +47,7 @@ class ArrayReference:
         lo, hi = max(start, 0), min(start + n, len(self.speaker))
         if hi > lo:
             block[lo - start:hi - start] = self.speaker[lo:hi]
-        loud = len(block) and int(np.max(np.abs(block.astype(np.int32)))) > 16
-        self.quiet = 0.0 if loud else self.quiet + n / RATE
-        return block, self.quiet < 0.3
+        return block
 
 
 @dataclass
@@ -62,16 +59,19 @@ class Chain:
     aggressiveness: int = 3
     start_frames: int = 2
     window_frames: int = 3
+    #: Makes the echo canceller (default: talkie's SpeexEcho with ``tail_ms``).
+    canceller: Callable[[], object] | None = None
 
     def build(self, speaker: np.ndarray):
         self.events: list[tuple[int, bool]] = []
         self.gate = SpeechGate(aggressiveness=self.aggressiveness, start_frames=self.start_frames,
                                window_frames=self.window_frames)
-        self.canceller = SpeexEcho(filter_ms=self.tail_ms) if self.echo == "aec" else None
+        make = self.canceller or (lambda: SpeexEcho(filter_ms=self.tail_ms))
+        self.aec = make() if self.echo == "aec" else None
         self.reference = ArrayReference(speaker)
         self.out: list[bytes] = []
         self.chain = MicChain(on_chunk=self.out.append, on_speech=self._speech, echo=self.echo,
-                              barge_in=True, gate=self.gate, canceller=self.canceller,
+                              barge_in=True, gate=self.gate, canceller=self.aec,
                               reference=self.reference)
         self._at = 0
         return self

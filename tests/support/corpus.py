@@ -88,12 +88,6 @@ def speech(text: str, voice: str, speed: int = 165) -> np.ndarray:
     return x
 
 
-def onset(x: np.ndarray, threshold: float = 0.02) -> int:
-    """Index of the first sample whose magnitude reaches ``threshold`` (where speech starts)."""
-    idx = np.flatnonzero(np.abs(x) >= threshold)
-    return int(idx[0]) if len(idx) else len(x)
-
-
 def room_response(delay_ms: float, gain_db: float, rt60_ms: float = 150.0, *,
                   seed: int = 0, rate: int = RATE) -> np.ndarray:
     """Impulse response speaker -> microphone: the direct path after ``delay_ms`` at ``gain_db``,

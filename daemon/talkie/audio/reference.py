@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Reference blocks quieter than this (peak, s16) are silence; the far end counts as active this
-#: long after the last loud one (the room's reverb tail).
-SILENT_PEAK = 16
-HANGOVER_S = 0.3
 
 
 class EchoReference:
@@ -44,15 +40,13 @@ class EchoReference:
         self._next: float | None = None  # history position (device rate) of the next sample
         self._dev_rate = 0
         self._fir = np.ones(1, dtype=np.float32)
-        self._quiet_s = HANGOVER_S  # seconds since the reference was last loud
 
-    def take(self, n: int, adc_time: float) -> tuple[np.ndarray, bool]:
-        """``n`` reference samples for the microphone samples from ``adc_time`` on, and whether the
-        far end is active (loud now or within the reverb hangover)."""
+    def take(self, n: int, adc_time: float) -> np.ndarray:
+        """``n`` reference samples for the microphone samples from ``adc_time`` on."""
         stamp = self.playback.dac_stamp
         if stamp is None:
             self._next = None
-            return np.zeros(n, dtype=np.int16), False
+            return np.zeros(n, dtype=np.int16)
         count, dac = stamp
         dev_rate = self.playback.device_rate
         if dev_rate != self._dev_rate:
@@ -70,11 +64,7 @@ class EchoReference:
             self._next += self.follow * (want - self._next)
         block = self._resampled(self._next, n, step)
         self._next += n * step
-        if len(block) and int(np.max(np.abs(block.astype(np.int32)))) > SILENT_PEAK:
-            self._quiet_s = 0.0
-        else:
-            self._quiet_s += n / self.rate
-        return block, self._quiet_s < HANGOVER_S
+        return block
 
     def _resampled(self, start: float, n: int, step: float) -> np.ndarray:
         """``n`` samples at history positions ``start + k * step``: low-passed, then linearly
@@ -148,22 +138,20 @@ class DelayEstimator:
         size = window + max_lag
         self._ref = np.full(size, -120.0)
         self._mic = np.full(size, -120.0)
-        self._n = 0
-        self._pending = False  # a reference value waits for its microphone frame
+        self._n = 0  # frames written (the envelopes are rings: frame k at k % size)
+        self._pending: float | None = None  # a reference level waiting for its microphone frame
         self._last: int | None = None
         self.estimates = 0
 
     def reference(self, power: float) -> None:
-        self._ref = np.roll(self._ref, -1)
-        self._ref[-1] = 10 * np.log10(power + 1.0)
-        self._pending = True
+        self._pending = 10 * np.log10(power + 1.0)
 
     def microphone(self, power: float) -> None:
-        if not self._pending:
+        if self._pending is None:
             return
-        self._pending = False
-        self._mic = np.roll(self._mic, -1)
-        self._mic[-1] = 10 * np.log10(power + 1.0)
+        at = self._n % len(self._mic)
+        self._ref[at], self._pending = self._pending, None
+        self._mic[at] = 10 * np.log10(power + 1.0)
         self._n += 1
 
     def restart(self) -> None:
@@ -178,12 +166,14 @@ class DelayEstimator:
         confident measurement says so; else None."""
         if self._n < len(self._mic) or self._n % self.every:
             return None
-        mic = self._mic[self.max_lag:]
-        loud = self._ref > 30.0  # s16 power of -60 dBFS and up
+        oldest = -(self._n % len(self._mic))  # put the rings in time order, oldest first
+        mic_env, ref_env = np.roll(self._mic, oldest), np.roll(self._ref, oldest)
+        mic = mic_env[self.max_lag:]
+        loud = ref_env > 30.0  # s16 power of -60 dBFS and up
         best, best_lag = -1.0, 0
         for lag in range(self.max_lag + 1):
-            ref = self._ref[self.max_lag - lag:len(self._ref) - lag]
-            use = loud[self.max_lag - lag:len(self._ref) - lag]
+            ref = ref_env[self.max_lag - lag:len(ref_env) - lag]
+            use = loud[self.max_lag - lag:len(ref_env) - lag]
             if use.sum() < self.window // 4:
                 continue
             a, b = mic[use] - mic[use].mean(), ref[use] - ref[use].mean()

@@ -14,7 +14,7 @@ the cleaned signal too; the rest of the time the microphone passes untouched);
 With ``barge_in`` off and no echo canceller, blocks pass through untouched.
 
 Pure computation plus the injected collaborators (canceller, gate, reference): no I/O, no asyncio.
-The figures a benchmark or the journal wants are counted: ``frames``, ``starts``, ``ends``.
+``frames`` counts the 10 ms frames processed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from talkie.audio.vad import END, FAR_DB, START, level_db
+from talkie.audio.vad import FAR_DB, START, level_db
 
 FRAME = 160  # 10 ms at 16 kHz
 REVERB_DB_PER_FRAME = 1.0
@@ -63,12 +63,9 @@ class MicChain:
         self._ring_written = 0
         self._carry = np.zeros(self.frame, dtype=np.int16)
         self._carried = 0
-        self._zeros = np.zeros(self.frame, dtype=np.int16)
         self._ref_db = -120.0
         self._cancelling = False
         self.frames = 0
-        self.starts = 0
-        self.ends = 0
 
     @property
     def processing(self) -> bool:
@@ -115,7 +112,7 @@ class MicChain:
             return []
         cap = len(self._ring)
         end = self._ring_written % cap
-        tail = np.concatenate((self._ring[end:], self._ring[:end]))[cap - n:] if n else self._zeros[:0]
+        tail = np.concatenate((self._ring[end:], self._ring[:end]))[cap - n:]
         size = len(self.chunk)
         return [tail[i:i + size].tobytes() for i in range(0, n, size)]
 
@@ -126,7 +123,7 @@ class MicChain:
         out = mic
         ref_db = -120.0
         if self.reference is not None:
-            ref, _ = self.reference.take(self.frame, adc_time)
+            ref = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
             # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 600 ms)
             self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
@@ -148,12 +145,8 @@ class MicChain:
         aec = self.echo == "aec"
         decision = self.gate.feed(mic if out is None else out, ref_db if aec else -120.0,
                                   level_db(mic) if aec and ref_db > FAR_DB else -120.0)
-        if decision == START:
-            self.starts += 1
-            self.on_speech(True)
-        elif decision == END:
-            self.ends += 1
-            self.on_speech(False)
+        if decision:
+            self.on_speech(decision == START)
 
     def _cancel(self, mic: np.ndarray, ref: np.ndarray, far: bool) -> np.ndarray | None:
         """The echo canceller runs while the speaker plays (and its echo lasts); the rest of the

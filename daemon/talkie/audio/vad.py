@@ -78,13 +78,8 @@ class SpeechGate:
         #: Residual echo relative to the reference (dB), learnt while the speaker plays.
         self.residual_gain_db = float(start_residual_db)
         self._silent_frames = 0
-        #: Frames fed so far, and voiced frames among them (for the counters in the journal).
+        #: Frames fed so far.
         self.frames = 0
-        self.voiced = 0
-        #: On START: how many frames ago the first voiced frame of the deciding window began.
-        self.onset_frames = 0
-        #: webrtcvad's own verdict on the latest frame (before the gates).
-        self.vad_said = False
 
     def reset(self) -> None:
         """Forget the current decision (not the noise floor or residual echo learnt)."""
@@ -103,8 +98,8 @@ class SpeechGate:
             need = max(need, ref_db + self.residual_gain_db + self.guard_db, self.far_min_level_db,
                        mic_db - self.removed_db)
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
-        self.vad_said = self._vad.is_speech(out.tobytes(), self.rate)
-        speech = out_db >= need and self.vad_said
+        said = self._vad.is_speech(out.tobytes(), self.rate)
+        speech = out_db >= need and said
         if not speech:
             if ref_db > LEARN_DB:  # what the echo leaves: learnt while the speaker is loud
                 # (above the noise floor: noise in a pause is not residual echo)
@@ -127,14 +122,11 @@ class SpeechGate:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
         voiced = self.voiced_frame(out, ref_db, mic_db)
-        self.voiced += voiced
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames:
                 self.speaking = True
                 self._silent_frames = 0
-                first = next(i for i, v in enumerate(self._window) if v)
-                self.onset_frames = len(self._window) - first
                 self._window.clear()
                 return START
             return 0
