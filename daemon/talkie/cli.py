@@ -88,7 +88,7 @@ def _config_check(args: argparse.Namespace) -> int:
     settings = _load(path)
     if settings is None:
         return config.EX_CONFIG
-    from talkie.system.credentials import KeyProblem, load_api_key
+    from talkie.config.credentials import KeyProblem, load_api_key
 
     print(config.describe(settings))
     key = load_api_key(settings.live.api_key_file)
@@ -115,9 +115,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return config.EX_CONFIG
-    from talkie.app import App
+    from talkie.shell.app import App
     from talkie.system import logs
-    from talkie.system.credentials import load_api_key
+    from talkie.config.credentials import load_api_key
 
     logs.setup(settings.log.level)
     key = load_api_key(settings.live.api_key_file)
@@ -137,14 +137,14 @@ def _ctl(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from talkie import checks
+    from talkie.provision import checks
 
     logging.basicConfig(level=logging.ERROR, format="talkie: %(name)s: %(message)s")
     return checks.main(args.config, no_input=args.no_input, seconds=args.seconds)
 
 
 def _firstboot(args: argparse.Namespace) -> int:
-    from talkie import firstboot
+    from talkie.provision import firstboot
 
     return firstboot.main(args.boot, args.etc, args.owner_group, args.error_file, args.verbose)
 

@@ -26,7 +26,7 @@ What is measured (all times are time.monotonic(), the double's arrival stamps in
   from the abort to the new connection's setup message arriving at the double. The daemon
   reconnects at once after a session that was stable, and backs off (full jitter) when links keep
   dropping; here drops come every second, so the jitter is pinned to 0, which makes every back-off
-  its floor of 100 ms (talkie.machine.state.MIN_RETRY_S): ``reconnect_first_ms`` is the immediate
+  its floor of 100 ms (talkie.core.machine.state.MIN_RETRY_S): ``reconnect_first_ms`` is the immediate
   case, ``reconnect_ms_p95`` includes the floor.
 * ``lost_chunks`` / ``duplicated_chunks``: every chunk spoken, against the conversation the service
   holds at the end: the complete user turns (activity_start, audio..., activity_end on one
@@ -124,7 +124,7 @@ class Bench:
         await until(lambda: not self.app.state.held, 5, "the release")
 
     async def until_idle(self) -> None:
-        from talkie.machine import Link, Phase
+        from talkie.core.machine import Link, Phase
 
         await until(lambda: self.app.state.phase is Phase.IDLE and self.app.state.link is Link.UP,
                     20, "idle on an open link")
@@ -261,9 +261,9 @@ async def run(args, pulse, workdir: Path, double: LiveDouble) -> dict:
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from talkie import config
-    from talkie.app import App, Factories
+    from talkie.shell.app import App, Factories
     from talkie.panel import open_panel
-    from talkie.system.credentials import load_api_key
+    from talkie.config.credentials import load_api_key
 
     settings = config.load(write_config(workdir, double, pulse, KEY, audio=PLAIN_AUDIO))
     key = load_api_key(settings.live.api_key_file, env={})

@@ -12,9 +12,9 @@ import pytest
 
 from support.pulse import align, read_wav
 from talkie import config
-from talkie.app import App, Factories
-from talkie.machine import Phase
-from talkie.system.credentials import load_api_key
+from talkie.shell.app import App, Factories
+from talkie.core.machine import Phase
+from talkie.config.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from talkie import checks
+from talkie.provision import checks
 from tests.support.daemon import BUTTON, LED_PIN, write_config
 from tests.support.live_double import LiveDouble
 

@@ -273,7 +273,7 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
 
     venv = root / "opt" / "talkie"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
-    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import talkie.cli, talkie.firstboot"],
+    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import talkie.cli, talkie.provision.firstboot"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     # The entry point names the venv as the image will see it, not as the build host does.

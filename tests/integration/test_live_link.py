@@ -12,8 +12,8 @@ from talkie import config
 from talkie.live import options
 from talkie.live.link import LiveLink, duration_s
 from talkie.live.resume import ResumeStore
-from talkie.system.credentials import KeyProblem, Secret
-from talkie.uplink import Outbox
+from talkie.config.credentials import KeyProblem, Secret
+from talkie.core.outbox import Outbox
 from tests.support.live_double import AutoReply, LiveDouble, tone
 
 KEY = "AIzaSy-link-test-key-0123456789"

@@ -1,7 +1,7 @@
 """End to end: hold the button, speak, let go, hear the answer — with every real part that can exist
 on a build machine.
 
-The daemon (talkie.app.App, built from a real config file) runs in this process with the real
+The daemon (talkie.shell.app.App, built from a real config file) runs in this process with the real
 google-genai SDK talking TLS to the Live test double, real PortAudio/ALSA audio through PulseAudio null
 sinks (espeak-ng speech played into the microphone, the speaker recorded), and the button and a PWM
 LED on gpiozero's MockFactory. Two turns: the first opens the session (cold), the second reuses it.
@@ -19,9 +19,9 @@ import pytest
 from conftest import make_speech_wav
 from support.pulse import align, correlation_at, read_wav
 from talkie import config
-from talkie.app import App, Factories
-from talkie.machine import Phase
-from talkie.system.credentials import load_api_key
+from talkie.shell.app import App, Factories
+from talkie.core.machine import Phase
+from talkie.config.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble
 

@@ -50,9 +50,9 @@ from types import SimpleNamespace
 import pytest
 
 from talkie import config
-from talkie.app import App, Factories
-from talkie.machine import Link, Phase
-from talkie.system.credentials import load_api_key
+from talkie.shell.app import App, Factories
+from talkie.core.machine import Link, Phase
+from talkie.config.credentials import load_api_key
 from tests.support.daemon import BUTTON, LED_PIN, write_config
 from tests.support.rig import (
     PLAIN_AUDIO, NumberedMic, VirtualClock, prune_cancelled, segments, until,

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 
 from talkie import config
-from talkie.app import App, Factories
-from talkie.machine import Phase, Policy, backoff
-from talkie.system.credentials import load_api_key
+from talkie.shell.app import App, Factories
+from talkie.core.machine import Phase, Policy, backoff
+from talkie.config.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
 from tests.support.rig import PLAIN_AUDIO, NumberedMic, VirtualClock, seqs_of, until

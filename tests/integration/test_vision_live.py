@@ -9,8 +9,8 @@ import logging
 import pytest
 import simplejpeg
 
-from talkie.app import Factories
-from talkie.shell_vision import Vision
+from talkie.shell.app import Factories
+from talkie.shell.vision import Vision
 from talkie.vision import SyntheticSource, read_number
 from tests.integration.test_supervisor import KEY, answer, start_rig, stop_rig
 from tests.support.live_double import LiveDouble

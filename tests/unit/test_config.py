@@ -13,7 +13,7 @@ from hypothesis import given, settings as hyp_settings, strategies as st
 
 from talkie import config
 from talkie.config import ConfigError, KeyLines, Settings, describe, load
-from talkie.config_schema import (
+from talkie.config.schema import (
     DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, Bool, Choice, Device, Float, Int, LedPattern,
     ListOf, Path, Text,
 )

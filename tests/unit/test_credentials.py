@@ -2,7 +2,7 @@
 
 import logging
 
-from talkie.system.credentials import KeyProblem, Secret, load_api_key
+from talkie.config.credentials import KeyProblem, Secret, load_api_key
 
 KEY = "AIzaSy-test-0123456789abcdefghijklmnopq"
 

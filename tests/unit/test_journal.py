@@ -9,7 +9,7 @@ import os
 import pytest
 
 from talkie.system import logs
-from talkie.system.credentials import Secret
+from talkie.config.credentials import Secret
 from talkie.system.journal import TalkieJournalHandler, journal_wanted, priority
 
 

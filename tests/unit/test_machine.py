@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from talkie import machine as m
-from talkie.machine import Fault, Link, Phase, Policy, State
+from talkie.core import machine as m
+from talkie.core.machine import Fault, Link, Phase, Policy, State
 
 WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0, vision_mode="always")
 

@@ -1,6 +1,6 @@
 """The uplink outbox: order, replay after a drop, bounds, and counting what overflows."""
 
-from talkie.uplink import END, START, Kind, Outbox
+from talkie.core.outbox import END, START, Kind, Outbox
 
 
 def drain(box):

@@ -12,7 +12,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from talkie.system.credentials import KEY_PATH_HINT
+from talkie.config.credentials import KEY_PATH_HINT
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from talkie.live import errors, options
 from talkie.system import logs
-from talkie.system.credentials import KeyProblem, Secret
-from talkie.uplink import Item, Kind, Outbox
+from talkie.config.credentials import KeyProblem, Secret
+from talkie.core.outbox import Item, Kind, Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
     from talkie.live.resume import ResumeStore

@@ -1,7 +1,7 @@
 """The shell's care of the audio devices: open both streams, notice when they fail or stall, reopen
 them, say in the log what was lost, and tell the watchdog whether the audio path is alive.
 
-Part of the imperative shell (:mod:`talkie.app`): it reports through ``emit`` with state-machine events.
+Part of the imperative shell (:mod:`talkie.shell.app`): it reports through ``emit`` with state-machine events.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from talkie import machine as m
+from talkie.core import machine as m
 
 log = logging.getLogger("talkie")
 

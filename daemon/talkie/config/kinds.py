@@ -1,7 +1,7 @@
 """Kinds of config value: what a key accepts, how it is checked and how it is described.
 
 Each kind turns a raw TOML value into the setting's value or raises :class:`Invalid` with the words
-the error message needs (what is wrong, what is allowed). Used by :mod:`talkie.config_schema`.
+the error message needs (what is wrong, what is allowed). Used by :mod:`talkie.config.schema`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The shell's care of the camera: a streamer built from ``[vision]``, started and stopped as the state
 machine's ``Camera`` effects say, its faults logged once, and the privacy light kept in step.
 
-Part of the imperative shell (:mod:`talkie.app`); the camera's own code is :mod:`talkie.vision`.
+Part of the imperative shell (:mod:`talkie.shell.app`); the camera's own code is :mod:`talkie.vision`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from talkie.machine.state import ANY, Fault, Link, State, on
-from talkie.vocabulary import (
+from talkie.core.machine.state import ANY, Fault, Link, State, on
+from talkie.core.vocabulary import (
     AudioFailed, AudioRestored, ButtonDown, ButtonUp, Connect, DropTurn, Effect, EndTurn, Event,
     FinishPlayback, FlushPlayback, Heard, Hush, Interrupted, Log, ModelAudio, Phase, Play,
     PlaybackDrained, Said, Say, SendText, StartTurn, TurnComplete,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from talkie.system.credentials import KeyProblem, Secret
-from talkie.uplink import Outbox
+from talkie.config.credentials import KeyProblem, Secret
+from talkie.core.outbox import Outbox
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -99,7 +99,7 @@ def _default_resume(settings: Any) -> Any:
 
 
 def _default_vision(settings: Any, send: Any, log_fault: Any) -> Any:
-    from talkie.shell_vision import Vision
+    from talkie.shell.vision import Vision
 
     return Vision(settings, send, log_fault)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from talkie.config_kinds import (  # noqa: F401 - re-exported for talkie.config
+from talkie.config.kinds import (  # noqa: F401 - re-exported for talkie.config
     BCP47, Bool, Choice, Device, Float, Int, Invalid, Kind, ListOf, Path, Text, is_endpoint,
     suggest,
 )

@@ -5,7 +5,7 @@ telling the user where and what to fix, one line per problem::
 
     /etc/talkie/talkie.toml:14: [audio] chunk_ms: out of range; found 500; allowed 10 to 100
 
-What each key accepts lives in :mod:`talkie.config_schema`.  The config never
+What each key accepts lives in :mod:`talkie.config.schema`.  The config never
 holds the API key, and values of secret-looking keys are never echoed.
 """
 
@@ -19,8 +19,8 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any
 
-from talkie.config_lines import KeyLines
-from talkie.config_schema import (
+from talkie.config.lines import KeyLines
+from talkie.config.schema import (
     DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, AudioSettings, FieldSpec, FrozenMap,
     Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, SessionSettings, Settings, VisionSettings,
     suggest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from talkie import machine as m
+from talkie.core import machine as m
 
 
 class LinkEvents:

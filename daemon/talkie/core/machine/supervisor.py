@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from talkie.machine.state import (
+from talkie.core.machine.state import (
     ANY, HANDOVER, HOLD, IDLE_TIMER, RETRY, STABLE, Fault, Link, State, backoff, on,
 )
-from talkie.vocabulary import (
+from talkie.core.vocabulary import (
     CancelTimer, Connect, Disconnect, DropTurn, Effect, Event, FinishPlayback, FlushPlayback,
     ForgetSession, GoAway, LinkLost, Log, Phase, ReplayTurn, Reset, SessionOpened, Started,
     StartTimer, Timer,

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from talkie.vocabulary import Effect, Event, Phase
+from talkie.core.vocabulary import Effect, Event, Phase
 
 #: Timer names.
 RETRY, IDLE_TIMER, STABLE, HANDOVER, HOLD = "retry", "idle", "stable", "handover", "hold"

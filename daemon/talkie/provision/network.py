@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from talkie import config
-from talkie.config_kinds import Invalid, Text
-from talkie.config_lines import KeyLines
+from talkie.config.kinds import Invalid, Text
+from talkie.config.lines import KeyLines
 
 SECTION = "network"
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")

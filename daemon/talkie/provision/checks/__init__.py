@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable, TextIO
 
 from talkie import config
-from talkie.checks_audio import check_microphone, check_speaker
+from talkie.provision.checks.audio import check_microphone, check_speaker
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 BUTTON_WAIT_S = 15.0
@@ -204,8 +204,8 @@ class _Probe:
 async def check_api(report: Report, live: Any, *, env: Any = None) -> None:
     """Open a real Live session with the configured key and endpoint, then close it."""
     from talkie.live.link import LiveLink
-    from talkie.system.credentials import KeyProblem, load_api_key
-    from talkie.uplink import Outbox
+    from talkie.config.credentials import KeyProblem, load_api_key
+    from talkie.core.outbox import Outbox
 
     key = load_api_key(live.api_key_file, env=env)
     if isinstance(key, KeyProblem):

@@ -6,7 +6,7 @@ Run as root by talkie-firstboot.service before talkie.service, when the user has
 - ``talkie.toml`` is validated as it will be used: a staged copy in the config folder
   (``/etc/talkie``), so relative file references (``ca_file = "ca.pem"``) resolve against
   ``/etc/talkie`` exactly as they will for the daemon. An optional ``[network]`` section
-  (hostname, Wi-Fi, SSH key: :mod:`talkie.firstboot_network`) is checked too, applied to the
+  (hostname, Wi-Fi, SSH key: :mod:`talkie.provision.network`) is checked too, applied to the
   system and removed from the installed file and the boot copy. Valid: it replaces
   ``/etc/talkie/talkie.toml`` (0640 root:talkie) and the boot copy is renamed
   ``talkie.toml.installed`` (it holds no secret). Invalid: ``/etc/talkie`` is left as it was,
@@ -32,9 +32,9 @@ import tempfile
 from collections.abc import Sequence
 
 from talkie import config
-from talkie import firstboot_network as network
+from talkie.provision import network
 
-log = logging.getLogger("talkie.firstboot")
+log = logging.getLogger("talkie.provision.firstboot")
 
 BOOT_DIR = "/boot/firmware"
 ETC_DIR = "/etc/talkie"

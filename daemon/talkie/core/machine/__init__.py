@@ -1,14 +1,14 @@
 """The appliance's behaviour: a pure state machine.
 
 ``step(state, event) -> (state, effects)`` is the whole of talkie's conversation logic. It does no I/O,
-imports no adapter and knows nothing of asyncio: the shell (:mod:`talkie.app`) turns what the hardware
-and the network report into events (:mod:`talkie.vocabulary`), feeds them to :func:`step`, and carries
+imports no adapter and knows nothing of asyncio: the shell (:mod:`talkie.shell.app`) turns what the hardware
+and the network report into events (:mod:`talkie.core.vocabulary`), feeds them to :func:`step`, and carries
 out the effects it returns. Randomness (the back-off's jitter) and time (timers) come in as events.
 
-The state (:mod:`talkie.machine.state`) has two orthogonal parts, the **phase** the user sees on the
+The state (:mod:`talkie.core.machine.state`) has two orthogonal parts, the **phase** the user sees on the
 LED (idle, connecting, listening, thinking, speaking, reconnecting, error) and the **link** (down,
 opening, up), plus the :class:`Policy` it was configured with. A user turn is captured into the uplink's
-outbox (:mod:`talkie.uplink`) from the press on, whatever the link is doing; the outbox is sent in
+outbox (:mod:`talkie.core.outbox`) from the press on, whatever the link is doing; the outbox is sent in
 order once a session is up, so connecting on the first press, a reconnect or a goAway handover in the
 middle of a turn loses no word.
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from talkie.machine import supervisor, turns, voice  # noqa: F401 - they fill the handler table
-from talkie.machine.state import (  # noqa: F401 - the machine's public names
+from talkie.core.machine import supervisor, turns, voice  # noqa: F401 - they fill the handler table
+from talkie.core.machine.state import (  # noqa: F401 - the machine's public names
     HOLD, IDLE_TIMER, RETRY, Fault, Link, Policy, State, backoff, camera_wanted, handler_for,
 )
-from talkie.machine.supervisor import handover, safe_for_handover
-from talkie.vocabulary import *  # noqa: F401,F403 - re-exported: the machine's whole vocabulary
-from talkie.vocabulary import (
+from talkie.core.machine.supervisor import handover, safe_for_handover
+from talkie.core.vocabulary import *  # noqa: F401,F403 - re-exported: the machine's whole vocabulary
+from talkie.core.vocabulary import (
     ButtonDown, Camera, CancelTimer, Effect, Event, Phase, Show, StartTimer,
 )
 

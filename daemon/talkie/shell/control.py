@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from talkie import machine as m
+from talkie.core import machine as m
 from talkie.system.control import Refused
 
 #: Longest text a `say` may carry.
@@ -17,7 +17,7 @@ MAX_SAY = 2000
 
 
 class Commands:
-    """The control socket's view of an :class:`talkie.app.App`."""
+    """The control socket's view of an :class:`talkie.shell.app.App`."""
 
     def __init__(self, app: Any, clock=time.monotonic) -> None:
         self.app = app

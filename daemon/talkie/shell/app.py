@@ -2,13 +2,13 @@
 
 :class:`App` is the only module that knows every room. It builds the adapters from the settings
 (through :class:`Factories`, so tests can inject their own), runs them under one
-``asyncio.TaskGroup``, turns every adapter callback into a :mod:`talkie.machine` event, feeds it to
+``asyncio.TaskGroup``, turns every adapter callback into a :mod:`talkie.core.machine` event, feeds it to
 ``step`` and carries out the effects. Adapter callbacks from other threads have already been moved to
 the loop by the adapters (``call_soon_threadsafe``); everything here runs in the loop's thread.
 
 Around that core: systemd's notifications (READY once config, panel and audio are up, a STATUS in
 words at every change, a watchdog that pings only while the loop and the audio path are alive), the
-control socket (:mod:`talkie.shell_control`), and reload (SIGHUP).
+control socket (:mod:`talkie.shell.control`), and reload (SIGHUP).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from collections.abc import Callable
 import random
 from typing import Any
 
-from talkie import machine as m
-from talkie.shell_audio import AudioDevices
-from talkie.shell_link import LinkEvents
-from talkie.shell_factories import Factories, pending_bytes
-from talkie.system.credentials import KeyProblem, Secret
-from talkie.uplink import Outbox
+from talkie.core import machine as m
+from talkie.shell.audio import AudioDevices
+from talkie.shell.link import LinkEvents
+from talkie.shell.factories import Factories, pending_bytes
+from talkie.config.credentials import KeyProblem, Secret
+from talkie.core.outbox import Outbox
 
 log = logging.getLogger("talkie")
 
@@ -136,7 +136,7 @@ class App:
 
     def reload(self) -> None:
         """Read the config again (SIGHUP); a broken one is refused and the running one kept."""
-        from talkie import shell_reload
+        from talkie.shell import reload as shell_reload
 
         shell_reload.reload(self)
 
@@ -365,7 +365,7 @@ class App:
     async def _start_control(self) -> Any:
         if self.factories.control is None:
             return None
-        from talkie.shell_control import Commands
+        from talkie.shell.control import Commands
 
         server = self.factories.control(self.control_path, Commands(self))
         try:

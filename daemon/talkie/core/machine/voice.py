@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from talkie.machine.state import Phase, State, on
-from talkie.machine.turns import barge_in
-from talkie.vocabulary import EndTurn, Event, Log, SpeechEnded, SpeechStarted
+from talkie.core.machine.state import Phase, State, on
+from talkie.core.machine.turns import barge_in
+from talkie.core.vocabulary import EndTurn, Event, Log, SpeechEnded, SpeechStarted
 
 
 @on(Phase.SPEAKING, SpeechStarted)

@@ -1,5 +1,5 @@
 """The state machine's vocabulary: the phases the user sees, the events adapters report and the
-effects the shell carries out. Plain frozen values; no behaviour (that is :mod:`talkie.machine`)."""
+effects the shell carries out. Plain frozen values; no behaviour (that is :mod:`talkie.core.machine`)."""
 
 from __future__ import annotations
 

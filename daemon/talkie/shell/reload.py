@@ -28,11 +28,11 @@ def _changed(old: Any, new: Any) -> list[str]:
 def reload(app: Any) -> None:
     """Apply the config file at ``app.settings.source`` to the running ``app``."""
     from talkie import config
-    from talkie import machine as m
-    from talkie.app import policy_from
-    from talkie.shell_factories import pending_bytes
+    from talkie.core import machine as m
+    from talkie.shell.app import policy_from
+    from talkie.shell.factories import pending_bytes
     from talkie.system import logs
-    from talkie.system.credentials import load_api_key
+    from talkie.config.credentials import load_api_key
 
     source = app.settings.source
     try:
@@ -74,7 +74,7 @@ CHAIN_KEYS = ("barge_in", "echo", "echo_tail_ms", "vad_aggressiveness", "vad_sta
 
 
 def _apply_audio(app: Any, old: Any, new: Any) -> None:
-    from talkie.shell_factories import capture_block_ms
+    from talkie.shell.factories import capture_block_ms
 
     if app.audio is None:
         return

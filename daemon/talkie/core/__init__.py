@@ -1,0 +1,1 @@
+"""The pure core: the machine's vocabulary, the state machine and the outbox. No I/O."""

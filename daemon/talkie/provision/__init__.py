@@ -1,0 +1,1 @@
+"""One-shot commands that never run inside the daemon: first boot and the hardware self-test."""
