@@ -1,9 +1,9 @@
 """``talkie``: the command line (thin: it parses, then hands over).
 
-    talkie run [--config PATH]            the daemon
-    talkie config check [--config PATH]   validate a config and print the effective settings
-    talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
-    talkie firstboot [--boot DIR] [--etc DIR] [--owner-group G]   take config/key from /boot
+talkie run [--config PATH]            the daemon
+talkie config check [--config PATH]   validate a config and print the effective settings
+talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
+talkie firstboot [--boot DIR] [--etc DIR] [--owner-group G]   take config/key from /boot
 """
 
 from __future__ import annotations
@@ -26,40 +26,77 @@ def _parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="work with the config file")
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
     check = cfg_sub.add_parser("check", help="validate and print the effective settings")
-    check.add_argument("path", nargs="?", help="config file (default: --config or %s)"
-                       % config.DEFAULT_PATH)
+    check.add_argument(
+        "path", nargs="?", help="config file (default: --config or %s)" % config.DEFAULT_PATH
+    )
     check.add_argument("--config", dest="config_opt", default=None, help="config file")
-    ctl = sub.add_parser("ctl", help="ask the running daemon (status, press, say TEXT, ...)",
-                         description="Send one command to the running talkie over its control "
-                         "socket. Commands: status, press, release, talk, stop, say TEXT, reset, "
-                         "help. Exit 0 if done, 1 if talkie said no, 69 if talkie is unreachable.")
-    ctl.add_argument("ctl_command", metavar="COMMAND", help="status, press, release, talk, stop, "
-                     "say, reset or help")
+    ctl = sub.add_parser(
+        "ctl",
+        help="ask the running daemon (status, press, say TEXT, ...)",
+        description="Send one command to the running talkie over its control "
+        "socket. Commands: status, press, release, talk, stop, say TEXT, reset, "
+        "help. Exit 0 if done, 1 if talkie said no, 69 if talkie is unreachable.",
+    )
+    ctl.add_argument(
+        "ctl_command",
+        metavar="COMMAND",
+        help="status, press, release, talk, stop, say, reset or help",
+    )
     ctl.add_argument("ctl_text", metavar="TEXT", nargs="*", help="the text for say")
-    ctl.add_argument("--socket", dest="ctl_socket", default=None, metavar="PATH",
-                     help="control socket (default: $RUNTIME_DIRECTORY/control or "
-                     "/run/talkie/control)")
-    ctl.add_argument("--json", dest="ctl_json", action="store_true",
-                     help="print the raw JSON reply")
-    ctl.add_argument("--timeout", dest="ctl_timeout", type=float, default=5.0, metavar="S",
-                     help="seconds to wait for the answer (%(default)s)")
-    hw = sub.add_parser("check", help="hardware self-test: microphone, speaker, button, LED, "
-                        "API key", description="Test what talkie needs, one line per part: "
-                        "OK, FAIL (with what to do) or SKIP. Exit 0 if nothing failed, 1 if "
-                        "something did, 78 for a bad config.")
+    ctl.add_argument(
+        "--socket",
+        dest="ctl_socket",
+        default=None,
+        metavar="PATH",
+        help="control socket (default: $RUNTIME_DIRECTORY/control or /run/talkie/control)",
+    )
+    ctl.add_argument(
+        "--json", dest="ctl_json", action="store_true", help="print the raw JSON reply"
+    )
+    ctl.add_argument(
+        "--timeout",
+        dest="ctl_timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the answer (%(default)s)",
+    )
+    hw = sub.add_parser(
+        "check",
+        help="hardware self-test: microphone, speaker, button, LED, API key",
+        description="Test what talkie needs, one line per part: "
+        "OK, FAIL (with what to do) or SKIP. Exit 0 if nothing failed, 1 if "
+        "something did, 78 for a bad config.",
+    )
     hw.add_argument("--config", default=config.DEFAULT_PATH, help="config file (%(default)s)")
-    hw.add_argument("--no-input", action="store_true",
-                    help="do not ask for a button press (also skipped when stdin is no terminal)")
-    hw.add_argument("--seconds", type=_seconds, default=3.0,
-                    help="how long to record from the microphone (%(default)g s)")
-    fb = sub.add_parser("firstboot", help="install talkie.toml / talkie-api-key from the boot "
-                        "partition (run by talkie-firstboot.service)")
+    hw.add_argument(
+        "--no-input",
+        action="store_true",
+        help="do not ask for a button press (also skipped when stdin is no terminal)",
+    )
+    hw.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=3.0,
+        help="how long to record from the microphone (%(default)g s)",
+    )
+    fb = sub.add_parser(
+        "firstboot",
+        help="install talkie.toml / talkie-api-key from the boot "
+        "partition (run by talkie-firstboot.service)",
+    )
     fb.add_argument("--boot", default="/boot/firmware", help="boot partition (%(default)s)")
     fb.add_argument("--etc", default="/etc/talkie", help="config folder (%(default)s)")
-    fb.add_argument("--owner-group", default="talkie",
-                    help="group of the installed files, when run as root (%(default)s)")
-    fb.add_argument("--error-file", default="/run/talkie-firstboot-error",
-                    help="where a problem is left for the LED/status (%(default)s; '' for none)")
+    fb.add_argument(
+        "--owner-group",
+        default="talkie",
+        help="group of the installed files, when run as root (%(default)s)",
+    )
+    fb.add_argument(
+        "--error-file",
+        default="/run/talkie-firstboot-error",
+        help="where a problem is left for the LED/status (%(default)s; '' for none)",
+    )
     fb.add_argument("--verbose", action="store_true", help="also log debug lines")
     return parser
 
@@ -132,8 +169,13 @@ def _run(args: argparse.Namespace) -> int:
 def _ctl(args: argparse.Namespace) -> int:
     from talkie.system import control_client as control  # light: a plain socket, no asyncio
 
-    return control.ctl(args.ctl_command, args.ctl_text, path=args.ctl_socket,
-                       as_json=args.ctl_json, timeout=args.ctl_timeout)
+    return control.ctl(
+        args.ctl_command,
+        args.ctl_text,
+        path=args.ctl_socket,
+        as_json=args.ctl_json,
+        timeout=args.ctl_timeout,
+    )
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -64,8 +64,13 @@ class Capture:
         self._running = False
         self._gen = 0  # bumped by stop(): blocks posted by an earlier stream are dropped
 
-    def configure(self, *, device: str | int | None = None, block_ms: int | None = None,
-                  gain_db: float | None = None) -> None:
+    def configure(
+        self,
+        *,
+        device: str | int | None = None,
+        block_ms: int | None = None,
+        gain_db: float | None = None,
+    ) -> None:
         """Change settings: the gain at once, the device and block size from the next start()."""
         if gain_db is not None:
             self.gain_db = float(gain_db)
@@ -115,7 +120,9 @@ class Capture:
                 callback=self._callback,
             )
         except Exception as exc:
-            raise AudioError(f"cannot open input device {info.name!r} at {device_rate} Hz: {exc}") from exc
+            raise AudioError(
+                f"cannot open input device {info.name!r} at {device_rate} Hz: {exc}"
+            ) from exc
         self._stream = stream
         self._latency = float(stream.latency)
         self._running = True
@@ -157,8 +164,11 @@ class Capture:
         self._posted += 1
         adc = time_info.inputBufferAdcTime if time_info is not None else 0.0
         if not adc:  # the host API does not say: estimate it from the stream's latency
-            adc = (time_info.currentTime if time_info is not None else time.monotonic()) \
-                - self._latency - frames / self.device_rate
+            adc = (
+                (time_info.currentTime if time_info is not None else time.monotonic())
+                - self._latency
+                - frames / self.device_rate
+            )
         try:
             self._loop.call_soon_threadsafe(self._deliver, self._gen, bytes(indata), adc)
         except RuntimeError:  # loop closed: nothing will ever handle it
@@ -195,7 +205,7 @@ class Capture:
                 return
             self.block_time = first + i / self.rate
             self.blocks += 1
-            self._on_audio(buf[i:i + n].tobytes())
+            self._on_audio(buf[i : i + n].tobytes())
 
 
 def apply_gain(samples, factor: float):

@@ -39,18 +39,26 @@ def _speexdsp() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(name)
     except OSError as exc:
-        raise AudioError("echo cancellation needs libspeexdsp: install the libspeexdsp1 package, "
-                         "or set [audio] echo = \"half_duplex\"") from exc
+        raise AudioError(
+            "echo cancellation needs libspeexdsp: install the libspeexdsp1 package, "
+            'or set [audio] echo = "half_duplex"'
+        ) from exc
     vp, i, i16p = ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int16)
     lib.speex_echo_state_init.argtypes, lib.speex_echo_state_init.restype = [i, i], vp
     lib.speex_echo_ctl.argtypes, lib.speex_echo_ctl.restype = [vp, i, vp], i
-    lib.speex_echo_cancellation.argtypes, lib.speex_echo_cancellation.restype = [vp, i16p, i16p, i16p], None
+    lib.speex_echo_cancellation.argtypes, lib.speex_echo_cancellation.restype = (
+        [vp, i16p, i16p, i16p],
+        None,
+    )
     lib.speex_echo_state_reset.argtypes, lib.speex_echo_state_reset.restype = [vp], None
     lib.speex_echo_state_destroy.argtypes, lib.speex_echo_state_destroy.restype = [vp], None
     lib.speex_preprocess_state_init.argtypes, lib.speex_preprocess_state_init.restype = [i, i], vp
     lib.speex_preprocess_ctl.argtypes, lib.speex_preprocess_ctl.restype = [vp, i, vp], i
     lib.speex_preprocess_run.argtypes, lib.speex_preprocess_run.restype = [vp, i16p], i
-    lib.speex_preprocess_state_destroy.argtypes, lib.speex_preprocess_state_destroy.restype = [vp], None
+    lib.speex_preprocess_state_destroy.argtypes, lib.speex_preprocess_state_destroy.restype = (
+        [vp],
+        None,
+    )
     return lib
 
 
@@ -62,8 +70,15 @@ class SpeexEcho:
     speaker talks, and while the user talks too (double talk: less, so the user stays audible).
     """
 
-    def __init__(self, rate: int = 16000, frame: int = 160, filter_ms: int = 200, *,
-                 suppress_db: int = -40, suppress_active_db: int = -15) -> None:
+    def __init__(
+        self,
+        rate: int = 16000,
+        frame: int = 160,
+        filter_ms: int = 200,
+        *,
+        suppress_db: int = -40,
+        suppress_active_db: int = -15,
+    ) -> None:
         lib = _speexdsp()
         self.rate, self.frame = int(rate), int(frame)
         self.filter_taps = self.rate * int(filter_ms) // 1000
@@ -76,8 +91,11 @@ class SpeexEcho:
         value = ctypes.c_int(self.rate)
         lib.speex_echo_ctl(self._echo, _SET_SAMPLING_RATE, ctypes.byref(value))
         lib.speex_preprocess_ctl(self._pp, _PP_SET_ECHO_STATE, self._echo)
-        for request, v in ((_PP_SET_DENOISE, 0), (_PP_SET_ECHO_SUPPRESS, int(suppress_db)),
-                           (_PP_SET_ECHO_SUPPRESS_ACTIVE, int(suppress_active_db))):
+        for request, v in (
+            (_PP_SET_DENOISE, 0),
+            (_PP_SET_ECHO_SUPPRESS, int(suppress_db)),
+            (_PP_SET_ECHO_SUPPRESS_ACTIVE, int(suppress_active_db)),
+        ):
             value = ctypes.c_int(v)
             lib.speex_preprocess_ctl(self._pp, request, ctypes.byref(value))
         self._mic = np.zeros(self.frame, dtype=np.int16)

@@ -154,7 +154,9 @@ class Playback:
                 callback=self._callback,
             )
         except Exception as exc:
-            raise AudioError(f"cannot open output device {info.name!r} at {device_rate} Hz: {exc}") from exc
+            raise AudioError(
+                f"cannot open output device {info.name!r} at {device_rate} Hz: {exc}"
+            ) from exc
         self.latency = float(stream.latency)
         self._stream = stream
         try:
@@ -200,7 +202,11 @@ class Playback:
         if self._ring is not None:
             self._ring.flush()
         self._cancel_finish()
-        if was_playing and self._stream is not None and (self._cutting is None or self._cutting.done()):
+        if (
+            was_playing
+            and self._stream is not None
+            and (self._cutting is None or self._cutting.done())
+        ):
             self._cutting = self._loop.run_in_executor(None, self._cut)
 
     def _cut(self) -> None:
@@ -305,9 +311,9 @@ class Playback:
         if cap:
             at = self.history_written % cap
             first = min(frames, cap - at)
-            hist[at:at + first] = out[:first]
+            hist[at : at + first] = out[:first]
             if first < frames:
-                hist[:frames - first] = out[first:frames]
+                hist[: frames - first] = out[first:frames]
             dac = time_info.outputBufferDacTime
             if not dac:
                 dac = time_info.currentTime + self.latency

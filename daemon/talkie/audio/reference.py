@@ -22,12 +22,18 @@ from __future__ import annotations
 import numpy as np
 
 
-
 class EchoReference:
     """Reads aligned reference blocks at ``rate`` from a playback's history."""
 
-    def __init__(self, playback, rate: int = 16000, *, lead_ms: float = 20.0,
-                 resync_ms: float = 15.0, follow: float = 0.05) -> None:
+    def __init__(
+        self,
+        playback,
+        rate: int = 16000,
+        *,
+        lead_ms: float = 20.0,
+        resync_ms: float = 15.0,
+        follow: float = 0.05,
+    ) -> None:
         self.playback = playback
         self.rate = int(rate)
         self.lead_ms = float(lead_ms)
@@ -51,8 +57,11 @@ class EchoReference:
         dev_rate = self.playback.device_rate
         if dev_rate != self._dev_rate:
             self._dev_rate, self._next = dev_rate, None
-            self._fir = _lowpass(self.rate / dev_rate) if dev_rate > self.rate \
+            self._fir = (
+                _lowpass(self.rate / dev_rate)
+                if dev_rate > self.rate
                 else np.ones(1, dtype=np.float32)
+            )
         step = dev_rate / self.rate
         want = count + (adc_time - dac + self.lead_ms / 1000.0 - self.extra_delay_s) * dev_rate
         if self.estimator is not None:  # the envelope the echo delay is measured against
@@ -113,11 +122,11 @@ class EchoReference:
         if hi > lo:
             a, b = lo % cap, (hi - 1) % cap + 1
             if a < b:
-                out[lo - start:hi - start] = hist[a:b]
+                out[lo - start : hi - start] = hist[a:b]
             else:
                 split = cap - a
-                out[lo - start:lo - start + split] = hist[a:]
-                out[lo - start + split:hi - start] = hist[:b]
+                out[lo - start : lo - start + split] = hist[a:]
+                out[lo - start + split : hi - start] = hist[:b]
         return out
 
 
@@ -130,8 +139,15 @@ class DelayEstimator:
     Only frames where the reference was loud count. Cheap: 100 values a second, a few dot products.
     """
 
-    def __init__(self, *, window: int = 200, max_lag: int = 40, every: int = 25,
-                 confidence: float = 0.6, margin_frames: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = 200,
+        max_lag: int = 40,
+        every: int = 25,
+        confidence: float = 0.6,
+        margin_frames: int = 2,
+    ) -> None:
         self.window, self.max_lag, self.every = window, max_lag, every
         self.confidence, self.margin = confidence, margin_frames
         self.step_s = 0.02
@@ -168,12 +184,12 @@ class DelayEstimator:
             return None
         oldest = -(self._n % len(self._mic))  # put the rings in time order, oldest first
         mic_env, ref_env = np.roll(self._mic, oldest), np.roll(self._ref, oldest)
-        mic = mic_env[self.max_lag:]
+        mic = mic_env[self.max_lag :]
         loud = ref_env > 30.0  # s16 power of -60 dBFS and up
         best, best_lag = -1.0, 0
         for lag in range(self.max_lag + 1):
-            ref = ref_env[self.max_lag - lag:len(ref_env) - lag]
-            use = loud[self.max_lag - lag:len(ref_env) - lag]
+            ref = ref_env[self.max_lag - lag : len(ref_env) - lag]
+            use = loud[self.max_lag - lag : len(ref_env) - lag]
             if use.sum() < self.window // 4:
                 continue
             a, b = mic[use] - mic[use].mean(), ref[use] - ref[use].mean()

@@ -69,9 +69,9 @@ class Ring:
             return 0
         start = self._w % self.capacity
         first = min(n, self.capacity - start)
-        self._buf[start:start + first] = samples[:first]
+        self._buf[start : start + first] = samples[:first]
         if first < n:
-            self._buf[:n - first] = samples[first:n]
+            self._buf[: n - first] = samples[first:n]
         self._w += n  # publish only after the data is in place
         return n
 
@@ -95,8 +95,8 @@ class Ring:
             return 0
         start = r % self.capacity
         first = min(n, self.capacity - start)
-        out[:first] = self._buf[start:start + first]
+        out[:first] = self._buf[start : start + first]
         if first < n:
-            out[first:n] = self._buf[:n - first]
+            out[first:n] = self._buf[: n - first]
         self._r = r + n
         return n

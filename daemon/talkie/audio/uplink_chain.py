@@ -35,12 +35,21 @@ HANGOVER_FRAMES = 30
 class MicChain:
     """One microphone's processing; ``push`` each capture block (s16le mono 16 kHz)."""
 
-    def __init__(self, *, on_chunk: Callable[[bytes], None],
-                 on_speech: Callable[[bool], None] = lambda started: None,
-                 echo: str = "off", barge_in: bool = False, gate: Any = None,
-                 canceller: Any = None, reference: Any = None, chunk_ms: int = 20,
-                 preroll_ms: int = 300, rate: int = 16000,
-                 speaker_busy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        *,
+        on_chunk: Callable[[bytes], None],
+        on_speech: Callable[[bool], None] = lambda started: None,
+        echo: str = "off",
+        barge_in: bool = False,
+        gate: Any = None,
+        canceller: Any = None,
+        reference: Any = None,
+        chunk_ms: int = 20,
+        preroll_ms: int = 300,
+        rate: int = 16000,
+        speaker_busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         if echo == "aec" and (canceller is None or reference is None):
             raise ValueError('echo = "aec" needs a canceller and a reference')
         if barge_in and gate is None:
@@ -82,7 +91,7 @@ class MicChain:
         pos = 0
         if self._carried:  # complete the frame left over from the last block
             take = min(self.frame - self._carried, len(samples))
-            self._carry[self._carried:self._carried + take] = samples[:take]
+            self._carry[self._carried : self._carried + take] = samples[:take]
             self._carried += take
             pos = take
             if self._carried < self.frame:
@@ -90,7 +99,7 @@ class MicChain:
             self._carried = 0
             self._frame(self._carry, t - (self.frame - take) / self.rate)
         while pos + self.frame <= len(samples):
-            self._frame(samples[pos:pos + self.frame], t + pos / self.rate)
+            self._frame(samples[pos : pos + self.frame], t + pos / self.rate)
             pos += self.frame
         rest = len(samples) - pos
         if rest:
@@ -112,9 +121,9 @@ class MicChain:
             return []
         cap = len(self._ring)
         end = self._ring_written % cap
-        tail = np.concatenate((self._ring[end:], self._ring[:end]))[cap - n:]
+        tail = np.concatenate((self._ring[end:], self._ring[:end]))[cap - n :]
         size = len(self.chunk)
-        return [tail[i:i + size].tobytes() for i in range(0, n, size)]
+        return [tail[i : i + size].tobytes() for i in range(0, n, size)]
 
     # ---- internals
 
@@ -143,8 +152,11 @@ class MicChain:
             self.gate.reset()
             return
         aec = self.echo == "aec"
-        decision = self.gate.feed(mic if out is None else out, ref_db if aec else -120.0,
-                                  level_db(mic) if aec and ref_db > FAR_DB else -120.0)
+        decision = self.gate.feed(
+            mic if out is None else out,
+            ref_db if aec else -120.0,
+            level_db(mic) if aec and ref_db > FAR_DB else -120.0,
+        )
         if decision:
             self.on_speech(decision == START)
 
@@ -170,17 +182,17 @@ class MicChain:
         at = self._ring_written % cap
         n = len(out)
         if at + n <= cap:
-            self._ring[at:at + n] = out
+            self._ring[at : at + n] = out
         else:
             split = cap - at
             self._ring[at:] = out[:split]
-            self._ring[:n - split] = out[split:]
+            self._ring[: n - split] = out[split:]
         self._ring_written += n
         size = len(self.chunk)
         pos = 0
         while pos < n:
             take = min(size - self._filled, n - pos)
-            self.chunk[self._filled:self._filled + take] = out[pos:pos + take]
+            self.chunk[self._filled : self._filled + take] = out[pos : pos + take]
             self._filled += take
             pos += take
             if self._filled == size:

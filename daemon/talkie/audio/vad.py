@@ -51,11 +51,23 @@ def level_db(frame: np.ndarray) -> float:
 class SpeechGate:
     """Feed it 10 ms frames; it says when the user's speech starts and ends."""
 
-    def __init__(self, rate: int = 16000, *, aggressiveness: int = 3, start_frames: int = 2,
-                 window_frames: int = 3, end_ms: int = 700, min_level_db: float = -55.0,
-                 snr_db: float = 9.0, guard_db: float = 15.0, start_residual_db: float = 0.0,
-                 learn_db: float = 0.2, residual_floor_db: float = -30.0,
-                 far_min_level_db: float = -42.0, removed_db: float = 6.0) -> None:
+    def __init__(
+        self,
+        rate: int = 16000,
+        *,
+        aggressiveness: int = 3,
+        start_frames: int = 2,
+        window_frames: int = 3,
+        end_ms: int = 700,
+        min_level_db: float = -55.0,
+        snr_db: float = 9.0,
+        guard_db: float = 15.0,
+        start_residual_db: float = 0.0,
+        learn_db: float = 0.2,
+        residual_floor_db: float = -30.0,
+        far_min_level_db: float = -42.0,
+        removed_db: float = 6.0,
+    ) -> None:
         import webrtcvad
 
         if not 1 <= start_frames <= window_frames:
@@ -95,8 +107,12 @@ class SpeechGate:
             self.noise_db = out_db  # the first sound heard is the room's
         need = max(self.min_level_db, self.noise_db + self.snr_db)
         if ref_db > FAR_DB:
-            need = max(need, ref_db + self.residual_gain_db + self.guard_db, self.far_min_level_db,
-                       mic_db - self.removed_db)
+            need = max(
+                need,
+                ref_db + self.residual_gain_db + self.guard_db,
+                self.far_min_level_db,
+                mic_db - self.removed_db,
+            )
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         said = self._vad.is_speech(out.tobytes(), self.rate)
         speech = out_db >= need and said
@@ -108,14 +124,18 @@ class SpeechGate:
                 if seen > self.residual_gain_db:  # up quickly, not at once (a missed word)
                     self.residual_gain_db = min(seen, self.residual_gain_db + RISE_DB)
                 else:  # but never trusted below the floor: cancellation is not that steady
-                    self.residual_gain_db = max(seen, self.residual_floor_db,
-                                                self.residual_gain_db - self.learn_db)
+                    self.residual_gain_db = max(
+                        seen, self.residual_floor_db, self.residual_gain_db - self.learn_db
+                    )
             # noise floor (a minimum follower): falls fast, rises slowly; gated-off frames
             # (digital silence from the echo suppressor) say nothing about the room's noise
             if out_db > SILENCE_DB:
                 step = -1.0 if out_db < self.noise_db else 0.05
-                self.noise_db = max(out_db, self.noise_db + step) if step < 0 else \
-                    min(out_db, self.noise_db + step)
+                self.noise_db = (
+                    max(out_db, self.noise_db + step)
+                    if step < 0
+                    else min(out_db, self.noise_db + step)
+                )
         return speech
 
     def feed(self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0) -> int:

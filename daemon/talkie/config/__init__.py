@@ -21,14 +21,37 @@ from typing import Any
 
 from talkie.config.lines import KeyLines
 from talkie.config.schema import (
-    DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, AudioSettings, FieldSpec, FrozenMap,
-    Invalid, LedPattern, LiveSettings, LogSettings, PanelSettings, Path, SessionSettings, Settings, VisionSettings,
+    DEFAULT_PATTERNS,
+    PATTERN_FIELDS,
+    SECTIONS,
+    AudioSettings,
+    FieldSpec,
+    FrozenMap,
+    Invalid,
+    LedPattern,
+    LiveSettings,
+    LogSettings,
+    PanelSettings,
+    Path,
+    SessionSettings,
+    Settings,
+    VisionSettings,
     suggest,
 )
 
 __all__ = [
-    "DEFAULT_PATH", "EX_CONFIG", "ConfigError", "load", "describe", "Settings",
-    "LiveSettings", "AudioSettings", "PanelSettings", "SessionSettings", "VisionSettings", "LogSettings",
+    "DEFAULT_PATH",
+    "EX_CONFIG",
+    "ConfigError",
+    "load",
+    "describe",
+    "Settings",
+    "LiveSettings",
+    "AudioSettings",
+    "PanelSettings",
+    "SessionSettings",
+    "VisionSettings",
+    "LogSettings",
     "LedPattern",
     "DEFAULT_PATTERNS",
 ]
@@ -39,8 +62,10 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 _SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
 _API_KEY_NAMES = {"api_key", "apikey", "key", "gemini_api_key", "google_api_key"}
-_KEY_HINT = ("the API key never goes in this file: put it in /etc/talkie/api-key "
-             "or set api_key_file to a file that holds it")
+_KEY_HINT = (
+    "the API key never goes in this file: put it in /etc/talkie/api-key "
+    "or set api_key_file to a file that holds it"
+)
 
 
 class ConfigError(Exception):
@@ -55,8 +80,14 @@ class ConfigError(Exception):
 
 # ------------------------------------------------------------ line locator
 # ------------------------------------------------------- showing values
-_TYPE_NAMES = {bool: "boolean", int: "integer", float: "float", str: "string",
-               list: "array", dict: "table"}
+_TYPE_NAMES = {
+    bool: "boolean",
+    int: "integer",
+    float: "float",
+    str: "string",
+    list: "array",
+    dict: "table",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -100,8 +131,12 @@ def _found(name: str, value: Any, typed: bool = False, item: int | None = None) 
 
 def _why(err: OSError) -> str:
     """A short reason for an OSError, e.g. "no such file"."""
-    reasons = {FileNotFoundError: "no such file", PermissionError: "permission denied",
-               IsADirectoryError: "is a directory", NotADirectoryError: "not a directory"}
+    reasons = {
+        FileNotFoundError: "no such file",
+        PermissionError: "permission denied",
+        IsADirectoryError: "is a directory",
+        NotADirectoryError: "not a directory",
+    }
     return reasons.get(type(err), (err.strerror or str(err)).lower())
 
 
@@ -115,20 +150,25 @@ class _Checker:
         self.problems: list[tuple[int, str]] = []
         self.files: dict[str, bytes] = {}
 
-    def report(self, path: tuple[str, ...], text: str, line: int | None = None,
-               label: str = "") -> None:
+    def report(
+        self, path: tuple[str, ...], text: str, line: int | None = None, label: str = ""
+    ) -> None:
         """Add a problem at the line of ``path``, labelled "[section] key"."""
         line = line or self.lines.find(path)
         label = label or (f"[{'.'.join(path[:-1])}] {path[-1]}" if len(path) > 1 else path[0])
         self.problems.append((line, f"{self.source}:{line}: {label}: {text}"))
 
-    def unknown(self, path: tuple[str, ...], key: str, value: Any,
-                allowed: Iterable[str], noun: str = "key") -> None:
+    def unknown(
+        self, path: tuple[str, ...], key: str, value: Any, allowed: Iterable[str], noun: str = "key"
+    ) -> None:
         """Report an unknown key, with the nearest valid name or the section
         it belongs in, and the allowed names."""
         allowed = sorted(allowed)
-        home = [s for s, (_, fields) in SECTIONS.items()
-                if len(path) == 1 and s != path[0] and key in {f.name for f in fields}]
+        home = [
+            s
+            for s, (_, fields) in SECTIONS.items()
+            if len(path) == 1 and s != path[0] and key in {f.name for f in fields}
+        ]
         near = suggest(key, allowed)
         if key.lower().replace("-", "_") in _API_KEY_NAMES:
             hint = f" ({_KEY_HINT})"
@@ -139,8 +179,13 @@ class _Checker:
         shown = "; found a value (not shown)" if _is_secret(key, value) else ""
         self.report(path + (key,), f"unknown {noun}{hint}{shown}; allowed: {', '.join(allowed)}")
 
-    def table(self, path: tuple[str, ...], table: dict, fields: Iterable[FieldSpec],
-              extra: Iterable[str] = ()) -> dict[str, Any]:
+    def table(
+        self,
+        path: tuple[str, ...],
+        table: dict,
+        fields: Iterable[FieldSpec],
+        extra: Iterable[str] = (),
+    ) -> dict[str, Any]:
         """Check the keys of one table; return {name: checked value} for the
         valid ones (the dataclass supplies defaults for the rest)."""
         specs = {spec.name: spec for spec in fields}
@@ -176,15 +221,21 @@ class _Checker:
         default pattern of that LED state."""
         path, out = ("panel", "patterns"), dict(DEFAULT_PATTERNS)
         if not isinstance(value, dict):
-            self.report(path, f"wrong type; found {_found('patterns', value, True)}; "
-                        "allowed [panel.patterns.NAME] sections")
+            self.report(
+                path,
+                f"wrong type; found {_found('patterns', value, True)}; "
+                "allowed [panel.patterns.NAME] sections",
+            )
             return DEFAULT_PATTERNS
         for state, table in value.items():
             if state not in DEFAULT_PATTERNS:
                 self.unknown(path, state, table, DEFAULT_PATTERNS, noun="LED state")
             elif not isinstance(table, dict):
-                self.report(path + (state,), f"wrong type; found {_found(state, table, True)}; "
-                            'allowed a table like { kind = "blink", color = [1.0, 0.0, 0.0] }')
+                self.report(
+                    path + (state,),
+                    f"wrong type; found {_found(state, table, True)}; "
+                    'allowed a table like { kind = "blink", color = [1.0, 0.0, 0.0] }',
+                )
             else:
                 values = self.table(path + (state,), table, PATTERN_FIELDS)
                 out[state] = dataclasses.replace(DEFAULT_PATTERNS[state], **values)
@@ -199,17 +250,22 @@ def _instruction_text(check: _Checker) -> dict[str, str]:
     try:
         return {"system_instruction_text": data.decode("utf-8-sig").strip()}
     except UnicodeDecodeError:
-        check.report(("live", "system_instruction_file"), "not UTF-8 text; "
-                     "allowed a readable UTF-8 text file")
+        check.report(
+            ("live", "system_instruction_file"),
+            "not UTF-8 text; allowed a readable UTF-8 text file",
+        )
         return {}
 
 
 def _check_ca(check: _Checker, live: LiveSettings) -> None:
     data = check.files.get("ca_file")
     if data is not None and not (b"-----BEGIN" in data and b"CERTIFICATE-----" in data):
-        check.report(("live", "ca_file"), f"not a PEM certificate bundle; found {live.ca_file}"
-                     ' (no "-----BEGIN CERTIFICATE-----" line); allowed a PEM file of CA '
-                     "certificates")
+        check.report(
+            ("live", "ca_file"),
+            f"not a PEM certificate bundle; found {live.ca_file}"
+            ' (no "-----BEGIN CERTIFICATE-----" line); allowed a PEM file of CA '
+            "certificates",
+        )
 
 
 def _exclusive(check: _Checker, section: str, obj: Any, first: str, second: str) -> None:
@@ -217,8 +273,11 @@ def _exclusive(check: _Checker, section: str, obj: Any, first: str, second: str)
     a, b = getattr(obj, first), getattr(obj, second)
     if a not in (None, "") and b not in (None, ""):
         where = check.lines.find((section, first))
-        check.report((section, second), f"cannot be combined with {first} (line {where}); "
-                     f"found {_found(second, b)}; allowed only one of {first} and {second}")
+        check.report(
+            (section, second),
+            f"cannot be combined with {first} (line {where}); "
+            f"found {_found(second, b)}; allowed only one of {first} and {second}",
+        )
 
 
 def _check_rules(check: _Checker, settings: Settings) -> None:
@@ -229,24 +288,37 @@ def _check_rules(check: _Checker, settings: Settings) -> None:
     _check_ca(check, live)
     trigger, target = live.compression_trigger_tokens, live.compression_target_tokens
     if trigger is not None and target is not None and target >= trigger:
-        check.report(("live", "compression_target_tokens"),
-                     f"must be less than compression_trigger_tokens; found {target}; "
-                     f"allowed less than {trigger}")
+        check.report(
+            ("live", "compression_target_tokens"),
+            f"must be less than compression_trigger_tokens; found {target}; "
+            f"allowed less than {trigger}",
+        )
     audio = settings.audio
     if audio.vad_start_frames > audio.vad_window_frames:
-        check.report(("audio", "vad_start_frames"), f"more than vad_window_frames; found "
-                     f"{audio.vad_start_frames}; allowed 1 to {audio.vad_window_frames}")
+        check.report(
+            ("audio", "vad_start_frames"),
+            f"more than vad_window_frames; found "
+            f"{audio.vad_start_frames}; allowed 1 to {audio.vad_window_frames}",
+        )
     located = check.lines.lines.get  # the led_pins line, else the led line, else [panel]
     pins_at = located(("panel", "led_pins")) or located(("panel", "led"))
     need = 3 if panel.led == "rgb" else 1
     if panel.led != "none" and len(panel.led_pins) != need:
         allowed = "3 pins (red, green, blue), e.g. [5, 6, 13]" if need == 3 else "1 pin, e.g. [27]"
-        check.report(("panel", "led_pins"), f'wrong number of pins for led = "{panel.led}"; '
-                     f"found {_toml(panel.led_pins)}; allowed {allowed}", pins_at)
+        check.report(
+            ("panel", "led_pins"),
+            f'wrong number of pins for led = "{panel.led}"; '
+            f"found {_toml(panel.led_pins)}; allowed {allowed}",
+            pins_at,
+        )
     if panel.button and panel.led != "none" and panel.button_pin in panel.led_pins:
-        check.report(("panel", "led_pins"), f"pin {panel.button_pin} is also button_pin; "
-                     f"found {_toml(panel.led_pins)}; allowed pins other than "
-                     f"{panel.button_pin}", pins_at)
+        check.report(
+            ("panel", "led_pins"),
+            f"pin {panel.button_pin} is also button_pin; "
+            f"found {_toml(panel.led_pins)}; allowed pins other than "
+            f"{panel.button_pin}",
+            pins_at,
+        )
 
 
 # ------------------------------------------------------------ public API
@@ -260,22 +332,25 @@ def _parse(source: str) -> tuple[dict, KeyLines]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise ConfigError(f"{source}:{line}: invalid TOML: not UTF-8 text "
-                          f"(byte 0x{raw[err.start]:02x})") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{source}:{line}: invalid TOML: not UTF-8 text (byte 0x{raw[err.start]:02x})"
+        ) from None
     try:
         return tomllib.loads(text), KeyLines(text)
     except tomllib.TOMLDecodeError as err:
         detail = str(err)
         at = re.search(r" \(at line (\d+), column \d+\)$", detail)
         if at:
-            line, detail = int(at.group(1)), detail[:at.start()]
+            line, detail = int(at.group(1)), detail[: at.start()]
         else:
             line = text.count("\n") + (0 if text.endswith("\n") else 1) or 1
             detail = detail.replace("(at end of document)", "at the end of the file")
-        detail = re.sub(r"\(((?:'[^']*',? ?)+)\)",
-                        lambda m: "[" + ".".join(re.findall(r"'([^']*)'", m.group(1))) + "]",
-                        detail)
+        detail = re.sub(
+            r"\(((?:'[^']*',? ?)+)\)",
+            lambda m: "[" + ".".join(re.findall(r"'([^']*)'", m.group(1))) + "]",
+            detail,
+        )
         raise ConfigError(f"{source}:{line}: invalid TOML: {detail}") from None
 
 
@@ -294,8 +369,11 @@ def load(path: str | os.PathLike) -> Settings:
         if name not in SECTIONS:
             _unknown_top(check, name, value)
         elif not isinstance(value, dict):
-            check.report((name,), f"wrong type; found {_found(name, value, True)}; "
-                         f"allowed a [{name}] section", label=f"[{name}]")
+            check.report(
+                (name,),
+                f"wrong type; found {_found(name, value, True)}; allowed a [{name}] section",
+                label=f"[{name}]",
+            )
     built: dict[str, Any] = {}
     for name, (cls, fields) in SECTIONS.items():
         table = doc.get(name) if isinstance(doc.get(name), dict) else {}
@@ -322,8 +400,9 @@ def _unknown_top(check: _Checker, name: str, value: Any) -> None:
     if isinstance(value, dict):
         near = suggest(name, list(SECTIONS))
         hint = f" (did you mean [{near}]?)" if near else ""
-        check.report((name,), f"unknown section{hint}; allowed: {', '.join(sections)}",
-                     label=f"[{name}]")
+        check.report(
+            (name,), f"unknown section{hint}; allowed: {', '.join(sections)}", label=f"[{name}]"
+        )
         return
     home = [s for s, (_, fields) in SECTIONS.items() if name in {f.name for f in fields}]
     hint = f"; it belongs in [{home[0]}]: move it below the [{home[0]}] line" if home else ""
@@ -342,8 +421,10 @@ def describe(settings: Settings) -> str:
         obj = getattr(settings, name)
         out += ["", f"[{name}]"] + [_describe_key(f, getattr(obj, f.name)) for f in fields]
         if name == "live" and settings.live.system_instruction_file:
-            out.append(f"# (system_instruction_file: {len(settings.live.system_instruction_text)}"
-                       " characters of instruction)")
+            out.append(
+                f"# (system_instruction_file: {len(settings.live.system_instruction_text)}"
+                " characters of instruction)"
+            )
         if name == "panel":
             for state, pattern in settings.panel.patterns.items():
                 out += ["", f"[panel.patterns.{state}]"]

@@ -62,7 +62,9 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def load_api_key(api_key_file: str = "", env: Mapping[str, str] | None = None) -> Secret | KeyProblem:
+def load_api_key(
+    api_key_file: str = "", env: Mapping[str, str] | None = None
+) -> Secret | KeyProblem:
     """Find the API key (see the module docstring for the order)."""
     env = os.environ if env is None else env
     tried: list[str] = []

@@ -22,8 +22,9 @@ class Invalid(Exception):
     its 1-based position) and ``typed`` whether to show the value's TOML type.
     """
 
-    def __init__(self, what: str, allowed: str, value: Any, *,
-                 typed: bool = False, item: int | None = None) -> None:
+    def __init__(
+        self, what: str, allowed: str, value: Any, *, typed: bool = False, item: int | None = None
+    ) -> None:
         super().__init__(what)
         self.what, self.allowed, self.value = what, allowed, value
         self.typed, self.item = typed, item
@@ -94,8 +95,7 @@ class Float(_Range):
     """A TOML float or integer (stored as float), optionally bounded."""
 
     def __init__(self, low: float | None = None, high: float | None = None) -> None:
-        super().__init__(None if low is None else float(low),
-                         None if high is None else float(high))
+        super().__init__(None if low is None else float(low), None if high is None else float(high))
 
     def check(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -107,8 +107,13 @@ class Text(Kind):
     """A string, optionally non-empty or matching ``valid`` (empty is always
     accepted unless ``nonempty``)."""
 
-    def __init__(self, expect: str = "a string (in quotes)", *, nonempty: bool = False,
-                 valid: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        expect: str = "a string (in quotes)",
+        *,
+        nonempty: bool = False,
+        valid: Callable[[str], bool] | None = None,
+    ) -> None:
         self.expect, self.nonempty, self.valid = expect, nonempty, valid
 
     def check(self, value: Any) -> str:
@@ -125,8 +130,9 @@ class Path(Text):
     """A file path; config.load() resolves it relative to the config file's
     folder and, when ``must_exist``, checks that it can be read."""
 
-    def __init__(self, expect: str = 'a file path, or "" for none', *,
-                 must_exist: bool = False) -> None:
+    def __init__(
+        self, expect: str = 'a file path, or "" for none', *, must_exist: bool = False
+    ) -> None:
         super().__init__(expect)
         self.must_exist = must_exist
 
@@ -170,8 +176,15 @@ class Device(Kind):
 class ListOf(Kind):
     """A TOML array of ``item`` values, stored as a tuple."""
 
-    def __init__(self, item: Kind, expect: str, *, min_len: int = 1,
-                 max_len: int | None = None, unique: bool = True) -> None:
+    def __init__(
+        self,
+        item: Kind,
+        expect: str,
+        *,
+        min_len: int = 1,
+        max_len: int | None = None,
+        unique: bool = True,
+    ) -> None:
         self.item, self.expect = item, expect
         self.min_len, self.max_len, self.unique = min_len, max_len, unique
 
@@ -203,4 +216,3 @@ def is_endpoint(url: str) -> bool:
 
 
 BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
-

@@ -78,10 +78,10 @@ class KeyLines:
                 self._string()
             else:
                 self.pos += 1
-        parsed: Any = tomllib.loads(self.text[start:self.pos].strip() + " = 0")
+        parsed: Any = tomllib.loads(self.text[start : self.pos].strip() + " = 0")
         parts: list[str] = []
         while isinstance(parsed, dict):
-            (name, parsed), = parsed.items()
+            ((name, parsed),) = parsed.items()
             parts.append(name)
         return tuple(parts)
 
@@ -95,7 +95,7 @@ class KeyLines:
             self.pos += 2 if quote == '"' and text[self.pos] == "\\" else 1
         self.pos += len(closing)
         extra = 0  # """a"""" ends with a quote that belongs to the content
-        while len(closing) == 3 and extra < 2 and text[self.pos:self.pos + 1] == quote:
+        while len(closing) == 3 and extra < 2 and text[self.pos : self.pos + 1] == quote:
             self.pos, extra = self.pos + 1, extra + 1
 
     def _value(self, path: tuple[str, ...] | None) -> None:

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from talkie.config.kinds import (  # noqa: F401 - re-exported for talkie.config
-    BCP47, Bool, Choice, Device, Float, Int, Invalid, Kind, ListOf, Path, Text, is_endpoint,
+    BCP47,
+    Bool,
+    Choice,
+    Device,
+    Float,
+    Int,
+    Invalid,
+    Kind,
+    ListOf,
+    Path,
+    Text,
+    is_endpoint,
     suggest,
 )
 
@@ -55,16 +66,18 @@ class LedPattern:
 WHITE, GREEN, BLUE = (1.0, 1.0, 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 CYAN, YELLOW, RED = (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0)
 
-DEFAULT_PATTERNS = FrozenMap({
-    "starting": LedPattern("pulse", WHITE, 1.0, 0.5, 0.5),
-    "idle": LedPattern("solid", GREEN, 0.15),
-    "connecting": LedPattern("blink", BLUE, 1.0, 0.1, 0.1),
-    "listening": LedPattern("solid", BLUE, 1.0),
-    "thinking": LedPattern("pulse", CYAN, 1.0, 0.4, 0.4),
-    "speaking": LedPattern("solid", WHITE, 0.6),
-    "reconnecting": LedPattern("blink", YELLOW, 1.0, 0.2, 0.8),
-    "error": LedPattern("blink", RED, 1.0, 0.15, 0.15),
-})
+DEFAULT_PATTERNS = FrozenMap(
+    {
+        "starting": LedPattern("pulse", WHITE, 1.0, 0.5, 0.5),
+        "idle": LedPattern("solid", GREEN, 0.15),
+        "connecting": LedPattern("blink", BLUE, 1.0, 0.1, 0.1),
+        "listening": LedPattern("solid", BLUE, 1.0),
+        "thinking": LedPattern("pulse", CYAN, 1.0, 0.4, 0.4),
+        "speaking": LedPattern("solid", WHITE, 0.6),
+        "reconnecting": LedPattern("blink", YELLOW, 1.0, 0.2, 0.8),
+        "error": LedPattern("blink", RED, 1.0, 0.15, 0.15),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -213,19 +226,36 @@ SENSITIVITY = Choice("", "high", "low")
 LIVE_FIELDS = (
     F("model", Text("a non-empty model name", nonempty=True), "Gemini Live model name"),
     F("api_version", Choice("v1alpha", "v1beta", "v1"), "API version of the endpoint"),
-    F("endpoint", Text('"" (Google) or a URL like https://host[:port] or wss://host[:port]/path',
-                       valid=is_endpoint), "private endpoint URL; \"\" = Google's"),
-    F("ca_file", Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True),
-      "CA bundle trusted for a private endpoint"),
-    F("api_key_file", Path('a file path, or "" for the systemd credential / environment'),
-      "file holding the API key (read at start-up, never shown)"),
+    F(
+        "endpoint",
+        Text(
+            '"" (Google) or a URL like https://host[:port] or wss://host[:port]/path',
+            valid=is_endpoint,
+        ),
+        'private endpoint URL; "" = Google\'s',
+    ),
+    F(
+        "ca_file",
+        Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True),
+        "CA bundle trusted for a private endpoint",
+    ),
+    F(
+        "api_key_file",
+        Path('a file path, or "" for the systemd credential / environment'),
+        "file holding the API key (read at start-up, never shown)",
+    ),
     F("voice", Text('a voice name like "Puck", or "" for the model default'), "prebuilt voice"),
-    F("language_code", Text('a BCP-47 code like "en-US", or "" for automatic',
-                            valid=BCP47.fullmatch), "speech language"),
+    F(
+        "language_code",
+        Text('a BCP-47 code like "en-US", or "" for automatic', valid=BCP47.fullmatch),
+        "speech language",
+    ),
     F("system_instruction", Text(), "system instruction text"),
-    F("system_instruction_file", Path('a readable UTF-8 text file, or "" for none',
-                                      must_exist=True),
-      "file holding the system instruction"),
+    F(
+        "system_instruction_file",
+        Path('a readable UTF-8 text file, or "" for none', must_exist=True),
+        "file holding the system instruction",
+    ),
     F("temperature", Float(0, 2), "sampling temperature; unset = model default"),
     F("top_p", Float(0, 1), "nucleus sampling; unset = model default"),
     F("top_k", Int(1), "top-k sampling; unset = model default"),
@@ -234,23 +264,34 @@ LIVE_FIELDS = (
     F("presence_penalty", Float(-2, 2), "unset = model default"),
     F("frequency_penalty", Float(-2, 2), "unset = model default"),
     F("seed", Int(), "sampling seed; unset = random"),
-    F("response_modalities", ListOf(Choice("AUDIO", "TEXT", upper=True),
-                                    'an array of "AUDIO" and/or "TEXT", e.g. ["AUDIO"]',
-                                    max_len=2), "what the model replies with"),
+    F(
+        "response_modalities",
+        ListOf(
+            Choice("AUDIO", "TEXT", upper=True),
+            'an array of "AUDIO" and/or "TEXT", e.g. ["AUDIO"]',
+            max_len=2,
+        ),
+        "what the model replies with",
+    ),
     F("input_transcription", Bool(), "transcribe what you say"),
     F("output_transcription", Bool(), "transcribe what the model says"),
     F("thinking_budget", Int(-1, 32768), "-1 = dynamic, 0 = off; unset = model default"),
-    F("thinking_level", Choice("", "minimal", "low", "medium", "high"),
-      '"" = model default'),
+    F("thinking_level", Choice("", "minimal", "low", "medium", "high"), '"" = model default'),
     F("automatic_activity_detection", Bool(), "false = push-to-talk"),
     F("start_sensitivity", SENSITIVITY, "speech start sensitivity (automatic mode)"),
     F("end_sensitivity", SENSITIVITY, "speech end sensitivity (automatic mode)"),
     F("prefix_padding_ms", Int(0, 5000), "automatic mode; unset = model default"),
     F("silence_duration_ms", Int(0, 10000), "automatic mode; unset = model default"),
-    F("activity_handling", Choice("interrupts", "no_interruption"),
-      "whether speaking interrupts the model"),
-    F("turn_coverage", Choice("only_activity", "all_input", "audio_activity_and_all_video"),
-      "which input counts towards a turn"),
+    F(
+        "activity_handling",
+        Choice("interrupts", "no_interruption"),
+        "whether speaking interrupts the model",
+    ),
+    F(
+        "turn_coverage",
+        Choice("only_activity", "all_input", "audio_activity_and_all_video"),
+        "which input counts towards a turn",
+    ),
     F("compression", Bool(), "context window compression (long sessions)"),
     F("compression_trigger_tokens", Int(1000), "compress above this; unset = server default"),
     F("compression_target_tokens", Int(100), "compress down to this; unset = server default"),
@@ -259,18 +300,25 @@ LIVE_FIELDS = (
 )
 
 AUDIO_FIELDS = (
-    F("input_device", Device(), "microphone; \"\" = system default"),
-    F("output_device", Device(), "speaker; \"\" = system default"),
+    F("input_device", Device(), 'microphone; "" = system default'),
+    F("output_device", Device(), 'speaker; "" = system default'),
     F("chunk_ms", Int(10, 100), "uplink chunk length in milliseconds"),
     F("input_gain_db", Float(-20, 30), "microphone gain in dB"),
     F("volume", Float(0, 1), "playback gain"),
     F("pending_s", Float(10, 300), "most audio kept while the link is down (seconds)"),
     F("barge_in", Bool(), "your voice stops the answer and starts a turn (the button always does)"),
-    F("echo", Choice("aec", "half_duplex", "off"),
-      "echo control: aec = cancel the speaker's sound in the microphone; half_duplex = ignore the "
-      "microphone while the speaker plays; off = none (headphones)"),
+    F(
+        "echo",
+        Choice("aec", "half_duplex", "off"),
+        "echo control: aec = cancel the speaker's sound in the microphone; half_duplex = ignore the "
+        "microphone while the speaker plays; off = none (headphones)",
+    ),
     F("echo_tail_ms", Int(50, 500), "longest echo the canceller models (delay + reverb), in ms"),
-    F("vad_aggressiveness", Int(0, 3), "voice detector: 0 = most sensitive, 3 = least easily fooled"),
+    F(
+        "vad_aggressiveness",
+        Int(0, 3),
+        "voice detector: 0 = most sensitive, 3 = least easily fooled",
+    ),
     F("vad_start_frames", Int(1, 20), "speech starts after this many voiced 10 ms frames ..."),
     F("vad_window_frames", Int(1, 20), "... among the last this many"),
     F("vad_end_ms", Int(200, 5000), "speech ends after this much silence (ms)"),
@@ -284,40 +332,67 @@ PANEL_FIELDS = (
     F("bounce_s", Float(0, 1), "button debounce time (seconds)"),
     F("hold_s", Float(0.2, 30), "a press this long is a long hold (seconds)"),
     F("led", Choice("none", "plain", "pwm", "rgb"), "kind of status LED"),
-    F("led_pins", ListOf(PIN, "an array of BCM pins 0 to 27: 1 pin, or 3 (red, green, blue)",
-                         max_len=3), "BCM pins of the LED"),
+    F(
+        "led_pins",
+        ListOf(PIN, "an array of BCM pins 0 to 27: 1 pin, or 3 (red, green, blue)", max_len=3),
+        "BCM pins of the LED",
+    ),
     F("led_active_high", Bool(), "false = LED on when the pin is low"),
     F("keyboard", Choice("auto", "off"), "auto = keyboard + terminal LED on a tty"),
 )
 
 PATTERN_FIELDS = (
     F("kind", Choice("off", "solid", "blink", "pulse"), "what the LED does"),
-    F("color", ListOf(Float(0, 1), "an array of 3 numbers 0.0 to 1.0 (red, green, blue)",
-                      min_len=3, max_len=3, unique=False), "RGB LEDs only"),
+    F(
+        "color",
+        ListOf(
+            Float(0, 1),
+            "an array of 3 numbers 0.0 to 1.0 (red, green, blue)",
+            min_len=3,
+            max_len=3,
+            unique=False,
+        ),
+        "RGB LEDs only",
+    ),
     F("brightness", Float(0, 1), "0.0 to 1.0 (plain LED: on when > 0)"),
     F("on_s", Float(0.02, 10), "blink: time on; pulse: fade-in time"),
     F("off_s", Float(0.02, 10), "blink: time off; pulse: fade-out time"),
 )
 
 SESSION_FIELDS = (
-    F("idle_disconnect_s", Float(0, 86400),
-      "close the Live session after this long without a conversation; 0 = keep it open"),
+    F(
+        "idle_disconnect_s",
+        Float(0, 86400),
+        "close the Live session after this long without a conversation; 0 = keep it open",
+    ),
     F("connect_at_start", Bool(), "open a session at start and keep one open"),
     F("reset_hold_s", Float(0, 300), "hold the button this long for a fresh conversation; 0 = off"),
-    F("error_retry_s", Float(10, 3600),
-      "after an error only you can fix (bad key, unknown model), try again this often"),
-    F("state_dir", Path('a folder, or "" for $STATE_DIRECTORY or /var/lib/talkie'),
-      "where the conversation's resumption handle is kept"),
+    F(
+        "error_retry_s",
+        Float(10, 3600),
+        "after an error only you can fix (bad key, unknown model), try again this often",
+    ),
+    F(
+        "state_dir",
+        Path('a folder, or "" for $STATE_DIRECTORY or /var/lib/talkie'),
+        "where the conversation's resumption handle is kept",
+    ),
 )
 
 VISION_FIELDS = (
-    F("mode", Choice("off", "while_talking", "conversation", "always"),
-      "when the camera is sampled"),
+    F(
+        "mode",
+        Choice("off", "while_talking", "conversation", "always"),
+        "when the camera is sampled",
+    ),
     F("fps", Float(0.2, 5), "frames per second sent while the camera is on"),
     F("max_side", Int(64, 2048), "longest side of a frame in pixels"),
     F("quality", Int(10, 100), "JPEG quality"),
-    F("camera", Choice("picamera2", "synthetic"),
-      "picamera2 = the Pi camera (or a USB webcam through libcamera); synthetic = a test card"),
+    F(
+        "camera",
+        Choice("picamera2", "synthetic"),
+        "picamera2 = the Pi camera (or a USB webcam through libcamera); synthetic = a test card",
+    ),
     F("indicator_pin", PIN, "BCM pin of an LED lit while the camera is on; unset = none"),
     F("retry_s", Float(5, 3600), "after a camera fault, try again this often (seconds)"),
 )

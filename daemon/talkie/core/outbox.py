@@ -46,8 +46,13 @@ END = Item(Kind.ACTIVITY_END)
 class Outbox:
     """Ordered, bounded, replayable queue of a user's turns."""
 
-    def __init__(self, max_audio_bytes: int, *, on_ready: Callable[[], None] = lambda: None,
-                 on_overflow: Callable[[int], None] = lambda dropped: None) -> None:
+    def __init__(
+        self,
+        max_audio_bytes: int,
+        *,
+        on_ready: Callable[[], None] = lambda: None,
+        on_overflow: Callable[[int], None] = lambda dropped: None,
+    ) -> None:
         self.max_audio_bytes = max_audio_bytes
         self.on_ready = on_ready
         self.on_overflow = on_overflow

@@ -271,7 +271,25 @@ class Log(Effect):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    ButtonDown, ButtonUp, ButtonHeld, SessionOpened, LinkLost, ModelAudio, Interrupted,
-    TurnComplete, PlaybackDrained, Heard, Said, Timer, Say, Hush, Reset, AudioFailed,
-    AudioRestored, GoAway, Started, SpeechStarted, SpeechEnded,
+    ButtonDown,
+    ButtonUp,
+    ButtonHeld,
+    SessionOpened,
+    LinkLost,
+    ModelAudio,
+    Interrupted,
+    TurnComplete,
+    PlaybackDrained,
+    Heard,
+    Said,
+    Timer,
+    Say,
+    Hush,
+    Reset,
+    AudioFailed,
+    AudioRestored,
+    GoAway,
+    Started,
+    SpeechStarted,
+    SpeechEnded,
 )

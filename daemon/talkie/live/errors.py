@@ -39,13 +39,16 @@ def _close_failure(code: int | None, message: str, model: str) -> Failure:
     if code in (1007, 1008) and _about_key(text):
         return Failure(f"API key rejected: put a valid key in {KEY_PATH_HINT}", fatal=True)
     if code == 1008 and ("not found" in low or "model" in low):
-        return Failure(f"model {model!r} is not available for Live ({text}): "
-                       "set [live] model to a Live model", fatal=True)
+        return Failure(
+            f"model {model!r} is not available for Live ({text}): set [live] model to a Live model",
+            fatal=True,
+        )
     if code == 1008:
         return Failure(f"refused by Gemini (1008: {text})", fatal=True)
     if code == 1007:
-        return Failure(f"Gemini rejected a setting (1007: {text}): check [live] in the config",
-                       fatal=True)
+        return Failure(
+            f"Gemini rejected a setting (1007: {text}): check [live] in the config", fatal=True
+        )
     return Failure(f"closed by the server ({code}: {text})")
 
 
@@ -62,11 +65,14 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
     if isinstance(exc, ws_errors.InvalidStatus):
         status = exc.response.status_code
         if status in (401, 403):
-            return Failure(f"API key rejected (HTTP {status}): put a valid key in {KEY_PATH_HINT}",
-                           fatal=True)
+            return Failure(
+                f"API key rejected (HTTP {status}): put a valid key in {KEY_PATH_HINT}", fatal=True
+            )
         if status == 404:
-            return Failure("the Live endpoint was not found (HTTP 404): "
-                           "check [live] endpoint and api_version", fatal=True)
+            return Failure(
+                "the Live endpoint was not found (HTTP 404): check [live] endpoint and api_version",
+                fatal=True,
+            )
         return Failure(f"the service answered HTTP {status}")
     if isinstance(exc, ws_errors.ConnectionClosed):
         frame = exc.rcvd
@@ -74,11 +80,17 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
             return Failure("connection dropped")
         return _close_failure(frame.code, frame.reason, model)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return Failure(f"the endpoint's TLS certificate is not trusted ({exc.verify_message}): "
-                       "check [live] endpoint and ca_file", fatal=True)
+        return Failure(
+            f"the endpoint's TLS certificate is not trusted ({exc.verify_message}): "
+            "check [live] endpoint and ca_file",
+            fatal=True,
+        )
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return Failure(f"no answer from the service within {timeout_s:g} s" if timeout_s
-                       else "the service did not answer in time")
+        return Failure(
+            f"no answer from the service within {timeout_s:g} s"
+            if timeout_s
+            else "the service did not answer in time"
+        )
     if isinstance(exc, socket.gaierror):
         return Failure(f"cannot resolve the service's address ({exc.strerror})")
     if isinstance(exc, ConnectionRefusedError):

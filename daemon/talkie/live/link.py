@@ -53,8 +53,14 @@ class Listener(Protocol):
 class LiveLink:
     """A reusable connector: each ``run()`` is one session."""
 
-    def __init__(self, live: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Listener,
-                 resume: ResumeStore | None = None):
+    def __init__(
+        self,
+        live: Any,
+        key: Secret | KeyProblem,
+        outbox: Outbox,
+        listener: Listener,
+        resume: ResumeStore | None = None,
+    ):
         self.live = live
         self.key = key
         self.outbox = outbox
@@ -72,8 +78,11 @@ class LiveLink:
 
     def configure(self, live: Any, key: Secret | KeyProblem) -> None:
         """New settings and key (a reload): they apply from the next session on."""
-        if (live.endpoint, live.api_version, live.ca_file) != \
-                (self.live.endpoint, self.live.api_version, self.live.ca_file) or key != self.key:
+        if (live.endpoint, live.api_version, live.ca_file) != (
+            self.live.endpoint,
+            self.live.api_version,
+            self.live.ca_file,
+        ) or key != self.key:
             self._client = None
         self.live, self.key = live, key
 
@@ -119,8 +128,10 @@ class LiveLink:
         return None
 
     def _start_afresh(self, why: str) -> None:
-        log.warning("the previous conversation could not be resumed (%s); starting a fresh one",
-                    self._redact(why))
+        log.warning(
+            "the previous conversation could not be resumed (%s); starting a fresh one",
+            self._redact(why),
+        )
         if self.resume is not None:
             self.resume.clear()
 
@@ -128,8 +139,9 @@ class LiveLink:
         if ended is None:
             self.listener.lost("closed by the server", False)
             return
-        failure = errors.classify(ended, model=self.live.model,
-                                  timeout_s=self.live.connect_timeout_s)
+        failure = errors.classify(
+            ended, model=self.live.model, timeout_s=self.live.connect_timeout_s
+        )
         self.listener.lost(self._redact(failure.reason), failure.fatal)
 
     def _redact(self, text: str) -> str:
@@ -140,8 +152,9 @@ class LiveLink:
             from google import genai
 
             logs.guard_secret(self.key.reveal())
-            self._client = genai.Client(api_key=self.key.reveal(),
-                                        http_options=options.http_options(self.live))
+            self._client = genai.Client(
+                api_key=self.key.reveal(), http_options=options.http_options(self.live)
+            )
         return self._client
 
     async def _serve(self, handle: str | None) -> None:
@@ -155,7 +168,8 @@ class LiveLink:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
                     session = await stack.enter_async_context(
-                        client.aio.live.connect(model=self.live.model, config=config))
+                        client.aio.live.connect(model=self.live.model, config=config)
+                    )
             self._opened = True
             self._session = session
             stack.callback(setattr, self, "_session", None)
@@ -266,7 +280,11 @@ class LiveLink:
         if content.model_turn is not None:
             for part in content.model_turn.parts or ():
                 blob = part.inline_data
-                if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/pcm"):
+                if (
+                    blob is not None
+                    and blob.data
+                    and (blob.mime_type or "").startswith("audio/pcm")
+                ):
                     self.listener.audio(blob.data)
         if content.interrupted:
             self.listener.interrupted()

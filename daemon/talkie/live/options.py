@@ -22,8 +22,11 @@ _COVERAGE = {
 }
 _START_SENSITIVITY = {"high": "START_SENSITIVITY_HIGH", "low": "START_SENSITIVITY_LOW"}
 _END_SENSITIVITY = {"high": "END_SENSITIVITY_HIGH", "low": "END_SENSITIVITY_LOW"}
-_RESOLUTION = {"low": "MEDIA_RESOLUTION_LOW", "medium": "MEDIA_RESOLUTION_MEDIUM",
-               "high": "MEDIA_RESOLUTION_HIGH"}
+_RESOLUTION = {
+    "low": "MEDIA_RESOLUTION_LOW",
+    "medium": "MEDIA_RESOLUTION_MEDIUM",
+    "high": "MEDIA_RESOLUTION_HIGH",
+}
 
 #: websockets keepalive: a ping every 20 s, and a generous timeout so a busy uplink does not
 #: close its own connection (a self-inflicted 1011).
@@ -60,12 +63,17 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
         ),
         session_resumption=types.SessionResumptionConfig(**_unset_none(handle=handle)),
     )
-    fields.update(_unset_none(
-        temperature=live.temperature, top_p=live.top_p, top_k=live.top_k,
-        max_output_tokens=live.max_output_tokens, seed=live.seed,
-        media_resolution=_RESOLUTION.get(live.media_resolution),
-        system_instruction=live.system_instruction_text or None,
-    ))
+    fields.update(
+        _unset_none(
+            temperature=live.temperature,
+            top_p=live.top_p,
+            top_k=live.top_k,
+            max_output_tokens=live.max_output_tokens,
+            seed=live.seed,
+            media_resolution=_RESOLUTION.get(live.media_resolution),
+            system_instruction=live.system_instruction_text or None,
+        )
+    )
     if live.input_transcription:
         fields["input_audio_transcription"] = types.AudioTranscriptionConfig()
     if live.output_transcription:
@@ -73,7 +81,8 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
     speech = _unset_none(language_code=live.language_code)
     if live.voice:
         speech["voice_config"] = types.VoiceConfig(
-            prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice))
+            prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice)
+        )
     if speech:
         fields["speech_config"] = types.SpeechConfig(**speech)
     if live.thinking_budget is not None:
@@ -87,9 +96,11 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
             **_unset_none(trigger_tokens=live.compression_trigger_tokens),
         )
     # Settings the Live config only takes through its (deprecated) nested generation config.
-    extra = _unset_none(candidate_count=live.candidate_count,
-                        presence_penalty=live.presence_penalty,
-                        frequency_penalty=live.frequency_penalty)
+    extra = _unset_none(
+        candidate_count=live.candidate_count,
+        presence_penalty=live.presence_penalty,
+        frequency_penalty=live.frequency_penalty,
+    )
     if extra:
         fields["generation_config"] = types.GenerationConfig(**extra)
     return types.LiveConnectConfig(**fields)

@@ -51,8 +51,13 @@ def default_path(env: Mapping[str, str] = os.environ) -> str:
 class ResumeStore:
     """The newest resumable handle, with the time it was saved; persisted unless ``path`` is None."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, max_age_s: float = MAX_AGE_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        max_age_s: float = MAX_AGE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self.max_age_s = max_age_s
         self.clock = clock
@@ -99,17 +104,26 @@ class ResumeStore:
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError) as exc:
-            log.warning("cannot read the resumption state %s (%s): starting a fresh conversation",
-                        self.path, _why(exc))
+            log.warning(
+                "cannot read the resumption state %s (%s): starting a fresh conversation",
+                self.path,
+                _why(exc),
+            )
             return
         try:
             data = json.loads(text)
             handle, saved_at = data["handle"], data["saved_at"]
-            if not isinstance(handle, str) or not handle or isinstance(saved_at, bool) \
-                    or not isinstance(saved_at, (int, float)):
+            if (
+                not isinstance(handle, str)
+                or not handle
+                or isinstance(saved_at, bool)
+                or not isinstance(saved_at, (int, float))
+            ):
                 raise TypeError("wrong types")
         except (ValueError, TypeError, KeyError):
-            log.warning("the resumption state %s is corrupt: starting a fresh conversation", self.path)
+            log.warning(
+                "the resumption state %s is corrupt: starting a fresh conversation", self.path
+            )
             return
         self._handle, self.saved_at = handle, float(saved_at)
 
@@ -120,16 +134,21 @@ class ResumeStore:
         tmp: str | None = None
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                       dir=self.path.parent)  # mode 0600
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )  # mode 0600
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             os.replace(tmp, self.path)
             tmp = None
         except OSError as exc:
             if not self._write_failed:
-                log.warning("cannot save the resumption state in %s (%s): a restart will start a "
-                            "fresh conversation", self.path, _why(exc))
+                log.warning(
+                    "cannot save the resumption state in %s (%s): a restart will start a "
+                    "fresh conversation",
+                    self.path,
+                    _why(exc),
+                )
             self._write_failed = True
             return False
         finally:

@@ -35,8 +35,9 @@ class Panel:
     `reason` says why GPIO is not used ("" for a GPIO panel).
     """
 
-    def __init__(self, kind: str, settings: Any, *, button: Any = None, led: Any = None,
-                 reason: str = "") -> None:
+    def __init__(
+        self, kind: str, settings: Any, *, button: Any = None, led: Any = None, reason: str = ""
+    ) -> None:
         self.kind = kind
         self.settings = settings
         self.button = button
@@ -78,10 +79,17 @@ class Panel:
         return f"<Panel kind={self.kind!r} button={self.button!r} led={self.led!r}>"
 
 
-def open_panel(settings: "PanelSettings", *, loop: asyncio.AbstractEventLoop,
-               on_press: Callable[[], Any], on_release: Callable[[], Any],
-               on_hold: Callable[[], Any], pin_factory: Any = None, stdin: Any = None,
-               stream: Any = None) -> Panel:
+def open_panel(
+    settings: "PanelSettings",
+    *,
+    loop: asyncio.AbstractEventLoop,
+    on_press: Callable[[], Any],
+    on_release: Callable[[], Any],
+    on_hold: Callable[[], Any],
+    pin_factory: Any = None,
+    stdin: Any = None,
+    stream: Any = None,
+) -> Panel:
     """Open the panel described by `settings` (see module doc). Never raises for GPIO trouble.
 
     on_press / on_release / on_hold are zero-argument callables, always run in `loop`'s
@@ -103,18 +111,28 @@ def open_panel(settings: "PanelSettings", *, loop: asyncio.AbstractEventLoop,
                 from talkie.panel.button import GpioButton
 
                 button = GpioButton(
-                    settings.button_pin, loop=loop, on_press=on_press,
-                    on_release=on_release, on_hold=on_hold,
-                    pull_up=settings.button_pull_up, bounce_s=settings.bounce_s,
-                    hold_s=settings.hold_s, pin_factory=pin_factory)
+                    settings.button_pin,
+                    loop=loop,
+                    on_press=on_press,
+                    on_release=on_release,
+                    on_hold=on_hold,
+                    pull_up=settings.button_pull_up,
+                    bounce_s=settings.bounce_s,
+                    hold_s=settings.hold_s,
+                    pin_factory=pin_factory,
+                )
             except Exception as exc:
                 reason = describe_gpio_error(exc, (settings.button_pin,), caught)
         if not reason and want_led:
             try:
                 from talkie.panel.leds import GpioLed
 
-                led = GpioLed(settings.led, tuple(settings.led_pins),
-                              active_high=settings.led_active_high, pin_factory=pin_factory)
+                led = GpioLed(
+                    settings.led,
+                    tuple(settings.led_pins),
+                    active_high=settings.led_active_high,
+                    pin_factory=pin_factory,
+                )
             except Exception as exc:
                 led_reason = describe_gpio_error(exc, tuple(settings.led_pins), caught)
                 if button is None:
@@ -126,19 +144,36 @@ def open_panel(settings: "PanelSettings", *, loop: asyncio.AbstractEventLoop,
     if not reason:
         log.info("panel: GPIO%s", _describe_gpio(settings, button, led))
         return Panel("gpio", settings, button=button, led=led)
-    return _fallback(settings, reason, loop=loop, on_press=on_press, on_release=on_release,
-                     on_hold=on_hold, stdin=stdin, stream=stream)
+    return _fallback(
+        settings,
+        reason,
+        loop=loop,
+        on_press=on_press,
+        on_release=on_release,
+        on_hold=on_hold,
+        stdin=stdin,
+        stream=stream,
+    )
 
 
-def _fallback(settings: Any, reason: str, *, loop: asyncio.AbstractEventLoop,
-              on_press: Callable[[], Any], on_release: Callable[[], Any],
-              on_hold: Callable[[], Any], stdin: Any, stream: Any) -> Panel:
+def _fallback(
+    settings: Any,
+    reason: str,
+    *,
+    loop: asyncio.AbstractEventLoop,
+    on_press: Callable[[], Any],
+    on_release: Callable[[], Any],
+    on_hold: Callable[[], Any],
+    stdin: Any,
+    stream: Any,
+) -> Panel:
     import sys
 
     stdin = sys.stdin if stdin is None else stdin
     if settings.keyboard != "auto":
-        log.warning("no GPIO (%s): no push-to-talk button (keyboard = %r)", reason,
-                    settings.keyboard)
+        log.warning(
+            "no GPIO (%s): no push-to-talk button (keyboard = %r)", reason, settings.keyboard
+        )
         return Panel("none", settings, reason=reason)
     if not is_tty(stdin):
         log.warning("no GPIO (%s): no push-to-talk button (stdin is not a terminal)", reason)
@@ -146,9 +181,14 @@ def _fallback(settings: Any, reason: str, *, loop: asyncio.AbstractEventLoop,
     button = None
     if settings.button:
         try:
-            button = KeyboardButton(stdin, loop=loop, on_press=on_press,
-                                    on_release=on_release, on_hold=on_hold,
-                                    hold_s=settings.hold_s)
+            button = KeyboardButton(
+                stdin,
+                loop=loop,
+                on_press=on_press,
+                on_release=on_release,
+                on_hold=on_hold,
+                hold_s=settings.hold_s,
+            )
         except Exception as exc:  # e.g. termios refuses the terminal
             log.warning("no GPIO (%s): no keyboard push-to-talk either: %s", reason, exc)
             return Panel("none", settings, reason=reason)
@@ -160,8 +200,9 @@ def _fallback(settings: Any, reason: str, *, loop: asyncio.AbstractEventLoop,
     return Panel("keyboard", settings, button=button, led=led, reason=reason)
 
 
-def describe_gpio_error(exc: BaseException, pins: tuple[int, ...],
-                        caught: list | tuple = ()) -> str:
+def describe_gpio_error(
+    exc: BaseException, pins: tuple[int, ...], caught: list | tuple = ()
+) -> str:
     """One line saying why GPIO cannot be used, with the fix when we know it."""
     try:
         from gpiozero.exc import BadPinFactory, GPIOPinInUse
@@ -171,19 +212,27 @@ def describe_gpio_error(exc: BaseException, pins: tuple[int, ...],
     details = [str(w.message) for w in caught] + [str(exc)]
     text = " ".join(details).lower()
     if ".lgd-nfy" in text:
-        return ("lgpio cannot create its notify pipe in the working directory: run from a "
-                "writable directory or set LG_WD (e.g. LG_WD=/run/talkie)")
+        return (
+            "lgpio cannot create its notify pipe in the working directory: run from a "
+            "writable directory or set LG_WD (e.g. LG_WD=/run/talkie)"
+        )
     if isinstance(exc, PermissionError) or "permission" in text or "can not open gpiochip" in text:
-        return (f"no permission to use {where}: run as a user in the 'gpio' group "
-                "(access to /dev/gpiochip*)")
+        return (
+            f"no permission to use {where}: run as a user in the 'gpio' group "
+            "(access to /dev/gpiochip*)"
+        )
     if isinstance(exc, GPIOPinInUse):
         return f"{where} is already used by another part of talkie: check the [panel] pins"
     if "busy" in text:
-        return (f"{where} is busy: another process (a second talkie?) holds it; stop it or "
-                "choose other pins in [panel]")
+        return (
+            f"{where} is busy: another process (a second talkie?) holds it; stop it or "
+            "choose other pins in [panel]"
+        )
     if isinstance(exc, BadPinFactory):
-        return ("no pin factory: not a Raspberry Pi, or python3-lgpio is missing; "
-                "GPIOZERO_PIN_FACTORY=mock simulates pins")
+        return (
+            "no pin factory: not a Raspberry Pi, or python3-lgpio is missing; "
+            "GPIOZERO_PIN_FACTORY=mock simulates pins"
+        )
     return f"{where} cannot be opened: {type(exc).__name__}: {exc}"
 
 

@@ -19,19 +19,31 @@ class GpioButton:
     dropped. close() releases the pin (it can be opened again at once).
     """
 
-    def __init__(self, pin: int, *, loop: asyncio.AbstractEventLoop,
-                 on_press: Callable[[], Any], on_release: Callable[[], Any],
-                 on_hold: Callable[[], Any] | None = None, pull_up: bool = True,
-                 bounce_s: float | None = 0.02, hold_s: float = 2.0,
-                 pin_factory: Any = None) -> None:
+    def __init__(
+        self,
+        pin: int,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        on_press: Callable[[], Any],
+        on_release: Callable[[], Any],
+        on_hold: Callable[[], Any] | None = None,
+        pull_up: bool = True,
+        bounce_s: float | None = 0.02,
+        hold_s: float = 2.0,
+        pin_factory: Any = None,
+    ) -> None:
         from gpiozero import Button
 
         self.pin = pin
         self._loop = loop
         self._closed = False
         self._device = Button(
-            pin, pull_up=pull_up, bounce_time=bounce_s if bounce_s else None,
-            hold_time=hold_s, pin_factory=pin_factory)
+            pin,
+            pull_up=pull_up,
+            bounce_time=bounce_s if bounce_s else None,
+            hold_time=hold_s,
+            pin_factory=pin_factory,
+        )
         # Plain zero-argument closures: gpiozero introspects handlers and would pass the
         # Button to a callable that accepts one argument.
         self._device.when_pressed = lambda: self._forward(on_press)

@@ -25,9 +25,9 @@ from talkie.panel.leds import Look, look_of
 
 log = logging.getLogger(__name__)
 
-FIRST_RELEASE_S = 0.7   # SPACE released if no autorepeat starts within this
+FIRST_RELEASE_S = 0.7  # SPACE released if no autorepeat starts within this
 REPEAT_RELEASE_S = 0.25  # ... or if autorepeat stops for this long
-_MIN_FRAME_S = 0.1      # fastest terminal animation step
+_MIN_FRAME_S = 0.1  # fastest terminal animation step
 
 
 def _fileno(stream: Any) -> int:
@@ -53,11 +53,18 @@ class KeyboardButton:
     loop timer). feed() is the byte-level logic, public so tests can drive it directly.
     """
 
-    def __init__(self, stdin: Any = None, *, loop: asyncio.AbstractEventLoop,
-                 on_press: Callable[[], Any], on_release: Callable[[], Any],
-                 on_hold: Callable[[], Any] | None = None, hold_s: float | None = 2.0,
-                 first_release_s: float = FIRST_RELEASE_S,
-                 repeat_release_s: float = REPEAT_RELEASE_S) -> None:
+    def __init__(
+        self,
+        stdin: Any = None,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        on_press: Callable[[], Any],
+        on_release: Callable[[], Any],
+        on_hold: Callable[[], Any] | None = None,
+        hold_s: float | None = 2.0,
+        first_release_s: float = FIRST_RELEASE_S,
+        repeat_release_s: float = REPEAT_RELEASE_S,
+    ) -> None:
         self._fd = _fileno(sys.stdin if stdin is None else stdin)
         self._loop = loop
         self._on_press, self._on_release, self._on_hold = on_press, on_release, on_hold
@@ -98,7 +105,7 @@ class KeyboardButton:
     def feed(self, data: bytes) -> None:
         """Handle bytes read from the terminal."""
         for i in range(len(data)):
-            byte = data[i:i + 1]
+            byte = data[i : i + 1]
             if byte == b"\n" and self._prev == b"\r":
                 pass  # CR LF is one ENTER
             elif byte in (b"\r", b"\n"):
@@ -227,8 +234,7 @@ class TerminalLed:
     Showing the same (name, pattern) again does nothing. Methods run in the loop thread.
     """
 
-    def __init__(self, stream: TextIO | None = None, *,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, stream: TextIO | None = None, *, loop: asyncio.AbstractEventLoop) -> None:
         self._stream = sys.stderr if stream is None else stream
         self._loop = loop
         self.tty = is_tty(self._stream)

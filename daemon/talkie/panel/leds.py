@@ -70,8 +70,9 @@ def pwm_frames(peak: float, on_s: float, off_s: float, *, fade: bool) -> Iterato
     return itertools.cycle(frames)
 
 
-def open_led_device(kind: str, pins: tuple[int, ...], *, active_high: bool = True,
-                    pin_factory: Any = None) -> tuple[Any, str]:
+def open_led_device(
+    kind: str, pins: tuple[int, ...], *, active_high: bool = True, pin_factory: Any = None
+) -> tuple[Any, str]:
     """Open the gpiozero device for an LED; returns (device, effective kind).
 
     "pwm" falls back to a plain LED and "rgb" to an on/off RGBLED when the pin factory has no
@@ -93,12 +94,16 @@ def open_led_device(kind: str, pins: tuple[int, ...], *, active_high: bool = Tru
             return PWMLED(pins[0], active_high=active_high, pin_factory=pin_factory), "pwm"
         return RGBLED(*pins, active_high=active_high, pin_factory=pin_factory), "rgb"
     except PinPWMUnsupported:
-        log.warning("LED on GPIO%s: the pin factory has no PWM; using it as an on/off LED",
-                    ",".join(str(p) for p in pins))
+        log.warning(
+            "LED on GPIO%s: the pin factory has no PWM; using it as an on/off LED",
+            ",".join(str(p) for p in pins),
+        )
     if kind == "pwm":
         return LED(pins[0], active_high=active_high, pin_factory=pin_factory), "plain"
-    return (RGBLED(*pins, active_high=active_high, pwm=False, pin_factory=pin_factory),
-            "rgb-digital")
+    return (
+        RGBLED(*pins, active_high=active_high, pwm=False, pin_factory=pin_factory),
+        "rgb-digital",
+    )
 
 
 def apply_look(device: Any, kind: str, look: Look) -> None:
@@ -156,11 +161,13 @@ class GpioLed:
     releases its pins.
     """
 
-    def __init__(self, kind: str, pins: tuple[int, ...], *, active_high: bool = True,
-                 pin_factory: Any = None) -> None:
+    def __init__(
+        self, kind: str, pins: tuple[int, ...], *, active_high: bool = True, pin_factory: Any = None
+    ) -> None:
         self.pins = tuple(pins)
         self.device, self.kind = open_led_device(
-            kind, self.pins, active_high=active_high, pin_factory=pin_factory)
+            kind, self.pins, active_high=active_high, pin_factory=pin_factory
+        )
         self._cond = threading.Condition()
         self._wanted: Look | None = None
         self._wanted_seq = 0
@@ -190,7 +197,8 @@ class GpioLed:
         """Wait until the worker has applied the latest show(); True if it has (for tests)."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._closing or self._applied_seq == self._wanted_seq, timeout)
+                lambda: self._closing or self._applied_seq == self._wanted_seq, timeout
+            )
 
     def close(self) -> None:
         """Stop the worker, turn the LED off and release the pins. Idempotent."""
@@ -213,8 +221,7 @@ class GpioLed:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(
-                    lambda: self._closing or self._applied_seq != self._wanted_seq)
+                self._cond.wait_for(lambda: self._closing or self._applied_seq != self._wanted_seq)
                 if self._closing:
                     return
                 look, seq = self._wanted, self._wanted_seq
@@ -224,8 +231,9 @@ class GpioLed:
             except Exception:
                 if not self._failed_once:
                     self._failed_once = True
-                    log.exception("LED on GPIO%s: cannot show %s",
-                                  ",".join(str(p) for p in self.pins), look)
+                    log.exception(
+                        "LED on GPIO%s: cannot show %s", ",".join(str(p) for p in self.pins), look
+                    )
             with self._cond:
                 self._applied_seq = seq
                 self._cond.notify_all()

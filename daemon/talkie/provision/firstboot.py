@@ -142,16 +142,23 @@ def _install_config(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     with contextlib.suppress(OSError):  # an error note from an earlier, rejected attempt
         os.unlink(os.path.join(boot, CONFIG_NAME + ".error.txt"))
     _fsync_dir(boot)
-    log.info("installed %s from the boot partition as %s (the boot copy is now %s.installed)",
-             CONFIG_NAME, os.path.join(etc, CONFIG_NAME), CONFIG_NAME)
+    log.info(
+        "installed %s from the boot partition as %s (the boot copy is now %s.installed)",
+        CONFIG_NAME,
+        os.path.join(etc, CONFIG_NAME),
+        CONFIG_NAME,
+    )
     if net is not None:
         # The system whose /etc holds the config folder ("/" for /etc/talkie).
         root = os.path.dirname(os.path.dirname(os.path.abspath(etc)))
         try:
             network.apply(net, root, lambda done: log.info("[network]: %s", done))
         except OSError as err:
-            raise _Problem(f"{source}: [network]: installed talkie.toml, but cannot write "
-                           f"{err.filename}: {err.strerror or err}", 1) from None
+            raise _Problem(
+                f"{source}: [network]: installed talkie.toml, but cannot write "
+                f"{err.filename}: {err.strerror or err}",
+                1,
+            ) from None
 
 
 def _line_of(problem: str) -> int:
@@ -164,8 +171,10 @@ def _reject(boot: str, problems: Sequence[str]) -> None:
     """Keep the bad file aside with the reason next to it, where the user will look."""
     os.replace(os.path.join(boot, CONFIG_NAME), os.path.join(boot, CONFIG_NAME + ".rejected"))
     with open(os.path.join(boot, CONFIG_NAME + ".error.txt"), "w", encoding="utf-8") as fh:
-        fh.write("talkie did not install talkie.toml from the boot partition (it was renamed "
-                 "talkie.toml.rejected):\n")
+        fh.write(
+            "talkie did not install talkie.toml from the boot partition (it was renamed "
+            "talkie.toml.rejected):\n"
+        )
         fh.writelines(problem + "\n" for problem in problems)
         fh.write("Fix the file, name it talkie.toml again and reboot.\n")
     _fsync_dir(boot)
@@ -183,14 +192,20 @@ def _install_key(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
         what = "is empty" if key == "" else "is not a single line of text (one API key)"
         os.replace(source, source + ".rejected")
         _fsync_dir(boot)
-        raise _Problem(f"{source}: {what}; renamed it {KEY_NAME}.rejected; put just the key in "
-                       f"{KEY_NAME} and reboot", EX_DATAERR)
+        raise _Problem(
+            f"{source}: {what}; renamed it {KEY_NAME}.rejected; put just the key in "
+            f"{KEY_NAME} and reboot",
+            EX_DATAERR,
+        )
     _ensure_etc(etc, ids)
     _write_atomic(os.path.join(etc, "api-key"), (key + "\n").encode(), ids)
     os.unlink(source)  # FAT has no secure delete: the bytes stay in free clusters for a while
     _fsync_dir(boot)
-    log.info("installed the API key from the boot partition as %s and removed %s",
-             os.path.join(etc, "api-key"), source)
+    log.info(
+        "installed the API key from the boot partition as %s and removed %s",
+        os.path.join(etc, "api-key"),
+        source,
+    )
 
 
 def _report(error_file: str, problems: list[str]) -> None:
@@ -207,12 +222,15 @@ def _report(error_file: str, problems: list[str]) -> None:
         log.warning("cannot write %s: %s", error_file, err.strerror or err)
 
 
-def run(boot: str = BOOT_DIR, etc: str = ETC_DIR, group: str = "talkie",
-        error_file: str = ERROR_FILE) -> int:
+def run(
+    boot: str = BOOT_DIR, etc: str = ETC_DIR, group: str = "talkie", error_file: str = ERROR_FILE
+) -> int:
     """Handle what is on the boot partition; the exit status."""
-    steps = [(name, step) for name, step in ((CONFIG_NAME, _install_config),
-                                             (KEY_NAME, _install_key))
-             if os.path.isfile(os.path.join(boot, name))]
+    steps = [
+        (name, step)
+        for name, step in ((CONFIG_NAME, _install_config), (KEY_NAME, _install_key))
+        if os.path.isfile(os.path.join(boot, name))
+    ]
     if not steps:
         log.debug("nothing to do: no %s or %s in %s", CONFIG_NAME, KEY_NAME, boot)
         return 0
@@ -230,15 +248,25 @@ def run(boot: str = BOOT_DIR, etc: str = ETC_DIR, group: str = "talkie",
             status = status or 1
             where = err.filename or os.path.join(boot, name)
             problems.append(f"{where}: {err.strerror or err}")
-            log.error("cannot install %s from the boot partition: %s: %s", name, where,
-                      err.strerror or err)
+            log.error(
+                "cannot install %s from the boot partition: %s: %s",
+                name,
+                where,
+                err.strerror or err,
+            )
     _report(error_file, problems)
     return status
 
 
-def main(boot: str = BOOT_DIR, etc: str = ETC_DIR, group: str = "talkie",
-         error_file: str = ERROR_FILE, verbose: bool = False) -> int:
+def main(
+    boot: str = BOOT_DIR,
+    etc: str = ETC_DIR,
+    group: str = "talkie",
+    error_file: str = ERROR_FILE,
+    verbose: bool = False,
+) -> int:
     """Entry point of ``talkie firstboot``: logs to stderr (the journal under systemd)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="talkie firstboot: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="talkie firstboot: %(message)s"
+    )
     return run(boot, etc, group, error_file)

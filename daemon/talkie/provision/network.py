@@ -32,8 +32,10 @@ from talkie.config.lines import KeyLines
 SECTION = "network"
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_SSH_KEY = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
-                      r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( .*)?")
+_SSH_KEY = re.compile(
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
+    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( .*)?"
+)
 
 
 def _psk(value: str) -> bool:
@@ -48,15 +50,21 @@ def _ssid(value: str) -> bool:
 
 
 FIELDS = {
-    "hostname": Text('a host name: letters, digits and "-", at most 63, e.g. "kitchen-talkie"',
-                     valid=_HOSTNAME.fullmatch),
-    "wifi_country": Text('a two-letter country code in capitals, e.g. "GB", "US", "DE"',
-                         valid=_COUNTRY.fullmatch),
+    "hostname": Text(
+        'a host name: letters, digits and "-", at most 63, e.g. "kitchen-talkie"',
+        valid=_HOSTNAME.fullmatch,
+    ),
+    "wifi_country": Text(
+        'a two-letter country code in capitals, e.g. "GB", "US", "DE"', valid=_COUNTRY.fullmatch
+    ),
     "wifi_ssid": Text("a network name of 1 to 32 bytes", valid=_ssid),
-    "wifi_password": Text('8 to 63 printable ASCII characters, 64 hex digits, or "" for an '
-                          "open network", valid=_psk),
-    "ssh_authorized_key": Text('one public key line, e.g. "ssh-ed25519 AAAA... me@laptop"',
-                               valid=lambda v: bool(_SSH_KEY.fullmatch(v.strip()))),
+    "wifi_password": Text(
+        '8 to 63 printable ASCII characters, 64 hex digits, or "" for an open network', valid=_psk
+    ),
+    "ssh_authorized_key": Text(
+        'one public key line, e.g. "ssh-ed25519 AAAA... me@laptop"',
+        valid=lambda v: bool(_SSH_KEY.fullmatch(v.strip())),
+    ),
 }
 
 
@@ -108,8 +116,11 @@ def check(source: str, text: str) -> Network | None:
     net = Network(**values)
     if not problems:
         if net.wifi_ssid and not net.wifi_country:
-            report("wifi_ssid", 'needs wifi_country (the Wi-Fi radio stays off without it); '
-                   'allowed with wifi_country = "GB" or your country\'s code')
+            report(
+                "wifi_ssid",
+                "needs wifi_country (the Wi-Fi radio stays off without it); "
+                'allowed with wifi_country = "GB" or your country\'s code',
+            )
         for key in ("wifi_password", "wifi_country"):
             if getattr(net, key) and not net.wifi_ssid:
                 report(key, "needs wifi_ssid; allowed only together with wifi_ssid")
@@ -170,16 +181,22 @@ def apply(net: Network, root: str, done: Callable[[str], None]) -> None:
             security = f'\tpsk="{net.wifi_password}"\n'  # wpa_supplicant reads up to the last '"'
         else:
             security = "\tkey_mgmt=NONE\n"
-        conf = ("# Written by talkie firstboot from [network] in talkie.toml on the boot partition.\n"
-                "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\n"
-                f"country={net.wifi_country}\n\nnetwork={{\n\tssid={net.wifi_ssid.encode().hex()}\n"
-                f"{security}\tscan_ssid=1\n}}\n")
+        conf = (
+            "# Written by talkie firstboot from [network] in talkie.toml on the boot partition.\n"
+            "ctrl_interface=DIR=/run/wpa_supplicant GROUP=netdev\n"
+            f"country={net.wifi_country}\n\nnetwork={{\n\tssid={net.wifi_ssid.encode().hex()}\n"
+            f"{security}\tscan_ssid=1\n}}\n"
+        )
         _write(os.path.join(root, "etc/wpa_supplicant/wpa_supplicant-wlan0.conf"), conf, 0o600)
-        done(f"Wi-Fi network {net.wifi_ssid!r}, country {net.wifi_country} "
-                    "(/etc/wpa_supplicant/wpa_supplicant-wlan0.conf, 0600)")
+        done(
+            f"Wi-Fi network {net.wifi_ssid!r}, country {net.wifi_country} "
+            "(/etc/wpa_supplicant/wpa_supplicant-wlan0.conf, 0600)"
+        )
         if os.path.exists(os.path.join(root, "usr/sbin/NetworkManager")):
-            done("warning: this system's Wi-Fi is managed by NetworkManager, which does not "
-                        "read that file: on Raspberry Pi OS set Wi-Fi in Raspberry Pi Imager")
+            done(
+                "warning: this system's Wi-Fi is managed by NetworkManager, which does not "
+                "read that file: on Raspberry Pi OS set Wi-Fi in Raspberry Pi Imager"
+            )
     if net.ssh_authorized_key:
         ssh = os.path.join(root, "root/.ssh")
         os.makedirs(ssh, mode=0o700, exist_ok=True)

@@ -38,22 +38,31 @@ FIRSTBOOT_ERROR = "/run/talkie-firstboot-error"
 def policy_from(settings: Any) -> m.Policy:
     """The supervisor's rules from the ``[session]`` settings."""
     session = settings.session
-    return m.Policy(idle_disconnect_s=session.idle_disconnect_s,
-                    connect_at_start=session.connect_at_start,
-                    reset_hold_s=session.reset_hold_s, error_retry_s=session.error_retry_s,
-                    vision_mode=settings.vision.mode, barge_in=settings.audio.barge_in)
+    return m.Policy(
+        idle_disconnect_s=session.idle_disconnect_s,
+        connect_at_start=session.connect_at_start,
+        reset_hold_s=session.reset_hold_s,
+        error_retry_s=session.error_retry_s,
+        vision_mode=settings.vision.mode,
+        barge_in=settings.audio.barge_in,
+    )
 
 
 class App:
     """talkie running: one instance per daemon."""
 
-    def __init__(self, settings: Any, key: Secret | KeyProblem, *,
-                 factories: Factories | None = None,
-                 on_show: Callable[[m.Phase, str], None] = lambda phase, status: None,
-                 control_path: str | None = None,
-                 call_later: Callable[[float, Callable[[], None]], Any] | None = None,
-                 jitter: Callable[[], float] = random.random,
-                 firstboot_error: str = FIRSTBOOT_ERROR) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        key: Secret | KeyProblem,
+        *,
+        factories: Factories | None = None,
+        on_show: Callable[[m.Phase, str], None] = lambda phase, status: None,
+        control_path: str | None = None,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        jitter: Callable[[], float] = random.random,
+        firstboot_error: str = FIRSTBOOT_ERROR,
+    ) -> None:
         self.settings = settings
         self.key = key
         self.factories = factories or Factories()
@@ -82,7 +91,9 @@ class App:
         self._tg: asyncio.TaskGroup | None = None
         self._event_name = ""
         self._released_at: float | None = None
-        self.outbox = Outbox(pending_bytes(settings), on_ready=self._wake_link, on_overflow=self._outbox_overflow)
+        self.outbox = Outbox(
+            pending_bytes(settings), on_ready=self._wake_link, on_overflow=self._outbox_overflow
+        )
         self.notifier: Any = self.factories.notifier()
         self.resume: Any = self.factories.resume(settings)
         self.link: Any = None
@@ -91,7 +102,8 @@ class App:
         self.vision: Any = None
         self.chain: Any = None
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
-            m.Connect: self._connect, m.Disconnect: self._disconnect,
+            m.Connect: self._connect,
+            m.Disconnect: self._disconnect,
             m.StartTurn: self._start_turn,
             m.EndTurn: self._end_turn,
             m.ReplayTurn: lambda e: self.outbox.replay(),
@@ -102,8 +114,10 @@ class App:
             m.Play: self._play,
             m.FlushPlayback: lambda e: self.playback.flush(),
             m.FinishPlayback: lambda e: self.playback.finish(),
-            m.StartTimer: self._start_timer, m.CancelTimer: self._cancel_timer,
-            m.Show: self._show, m.Log: self._log,
+            m.StartTimer: self._start_timer,
+            m.CancelTimer: self._cancel_timer,
+            m.Show: self._show,
+            m.Log: self._log,
         }
 
     @property
@@ -148,16 +162,26 @@ class App:
         control = None
         try:
             self.panel.show("starting")
-            self.link = f.link(self.settings, self.key, self.outbox,
-                               LinkEvents(self.emit, self.jitter), self.resume)
-            playback = f.playback(self.settings, loop=loop,
-                                  on_drained=lambda: self.emit(m.PlaybackDrained()))
-            self.chain = f.mic_chain(self.settings, playback, on_chunk=self.outbox.push_audio,
-                                     on_speech=self._speech)
+            self.link = f.link(
+                self.settings,
+                self.key,
+                self.outbox,
+                LinkEvents(self.emit, self.jitter),
+                self.resume,
+            )
+            playback = f.playback(
+                self.settings, loop=loop, on_drained=lambda: self.emit(m.PlaybackDrained())
+            )
+            self.chain = f.mic_chain(
+                self.settings, playback, on_chunk=self.outbox.push_audio, on_speech=self._speech
+            )
             capture = f.capture(self.settings, loop=loop, on_audio=self._mic)
             self.audio = AudioDevices(capture, playback, self.emit)
-            self.vision = f.vision(self.settings, self.link.send_video,
-                                   lambda text: self._log(m.Log("warning", text, key="vision")))
+            self.vision = f.vision(
+                self.settings,
+                self.link.send_video,
+                lambda text: self._log(m.Log("warning", text, key="vision")),
+            )
             self.audio.open()
             self._read_notice()
             self._show(m.Show(self.state.phase, self.state.status))
@@ -166,8 +190,10 @@ class App:
             control = await self._start_control()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                tasks = [tg.create_task(self._dispatch_loop(), name="dispatch"),
-                         tg.create_task(self.audio.watch(), name="audio-watch")]
+                tasks = [
+                    tg.create_task(self._dispatch_loop(), name="dispatch"),
+                    tg.create_task(self.audio.watch(), name="audio-watch"),
+                ]
                 heartbeat = self._heartbeat()
                 if heartbeat is not None:
                     tasks.append(tg.create_task(heartbeat.run(), name="watchdog"))
@@ -218,8 +244,12 @@ class App:
 
     def _fields(self, **more: Any) -> dict[str, Any]:
         """Structured fields for the journal."""
-        return {"talkie_state": self.state.phase.value, "talkie_event": self._event_name,
-                "talkie_session": self.sessions, **more}
+        return {
+            "talkie_state": self.state.phase.value,
+            "talkie_event": self._event_name,
+            "talkie_session": self.sessions,
+            **more,
+        }
 
     # ---- effects
 
@@ -231,8 +261,9 @@ class App:
             return
         closing, self._closing = self._closing, None
         self._link_events = LinkEvents(self.emit, self.jitter)
-        self._link_task = self._tg.create_task(self._session(closing, self._link_events),
-                                               name="live-session")
+        self._link_task = self._tg.create_task(
+            self._session(closing, self._link_events), name="live-session"
+        )
 
     async def _session(self, closing: asyncio.Task[None] | None, events: LinkEvents) -> None:
         if closing is not None:
@@ -262,7 +293,9 @@ class App:
         self.outbox.end_turn()
 
     def _mic(self, pcm: bytes) -> None:
-        self.chain.push(pcm, getattr(self.audio.capture, "block_time", None) if self.audio else None)
+        self.chain.push(
+            pcm, getattr(self.audio.capture, "block_time", None) if self.audio else None
+        )
 
     def _speech(self, started: bool) -> None:
         self.emit(m.SpeechStarted() if started else m.SpeechEnded())
@@ -271,8 +304,11 @@ class App:
         if self._released_at is not None:
             waited = (asyncio.get_running_loop().time() - self._released_at) * 1000
             self._released_at = None
-            log.info("answer started %.0f ms after the release", waited,
-                     extra=self._fields(talkie_latency_ms=round(waited)))
+            log.info(
+                "answer started %.0f ms after the release",
+                waited,
+                extra=self._fields(talkie_latency_ms=round(waited)),
+            )
         self.playback.play(effect.pcm)
 
     def _start_timer(self, effect: m.StartTimer) -> None:
@@ -312,9 +348,12 @@ class App:
             return
         if lines:
             self.notice = "; ".join(lines)
-            log.error("first boot could not install everything from the boot partition: %s "
-                      "(talkie runs with the settings it had; fix the file there and reboot)",
-                      self.notice, extra=self._fields())
+            log.error(
+                "first boot could not install everything from the boot partition: %s "
+                "(talkie runs with the settings it had; fix the file there and reboot)",
+                self.notice,
+                extra=self._fields(),
+            )
 
     def _log(self, effect: m.Log) -> None:
         if effect.transcript and not self.settings.log.transcripts:
@@ -329,17 +368,23 @@ class App:
         log.log(logging.getLevelName(effect.level.upper()), "%s", effect.message, extra=extra)
 
     def _outbox_overflow(self, dropped: int) -> None:
-        log.warning("uplink buffer full (%g s): microphone audio dropped (%d bytes so far)",
-                    self.settings.audio.pending_s, dropped)
+        log.warning(
+            "uplink buffer full (%g s): microphone audio dropped (%d bytes so far)",
+            self.settings.audio.pending_s,
+            dropped,
+        )
 
     # ---- helpers
 
     def _open_panel(self) -> Any:
         loop = asyncio.get_running_loop()
-        return self.factories.panel(self.settings, loop=loop,
-                                    on_press=lambda: self.emit(m.ButtonDown()),
-                                    on_release=lambda: self.emit(m.ButtonUp()),
-                                    on_hold=lambda: self.emit(m.ButtonHeld()))
+        return self.factories.panel(
+            self.settings,
+            loop=loop,
+            on_press=lambda: self.emit(m.ButtonDown()),
+            on_release=lambda: self.emit(m.ButtonUp()),
+            on_hold=lambda: self.emit(m.ButtonHeld()),
+        )
 
     def _wake_link(self) -> None:
         if self.link is not None:
@@ -371,7 +416,8 @@ class App:
         try:
             await server.start()
         except Exception as exc:  # noqa: BLE001 - no socket is no reason not to talk
-            log.warning("control socket unavailable (%s): `talkie ctl` will not reach this daemon",
-                        exc)
+            log.warning(
+                "control socket unavailable (%s): `talkie ctl` will not reach this daemon", exc
+            )
             return None
         return server

@@ -22,17 +22,24 @@ RETRY_S = 5.0
 STALL_S = 3.0
 
 #: Counters that mean audio was lost; each increase is logged (once per check).
-COUNTERS = (("capture", "overflows", "microphone blocks dropped (event loop too slow)"),
-            ("capture", "xruns", "microphone overruns reported by the device"),
-            ("playback", "overflows", "speaker samples dropped (playback buffer full)"),
-            ("playback", "underruns", "speaker underruns (audio arrived too slowly)"))
+COUNTERS = (
+    ("capture", "overflows", "microphone blocks dropped (event loop too slow)"),
+    ("capture", "xruns", "microphone overruns reported by the device"),
+    ("playback", "overflows", "speaker samples dropped (playback buffer full)"),
+    ("playback", "underruns", "speaker underruns (audio arrived too slowly)"),
+)
 
 
 class AudioDevices:
     """Capture and playback, opened and watched together."""
 
-    def __init__(self, capture: Any, playback: Any, emit: Callable[[m.Event], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        capture: Any,
+        playback: Any,
+        emit: Callable[[m.Event], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capture = capture
         self.playback = playback
         self.emit = emit

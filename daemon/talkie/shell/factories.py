@@ -39,9 +39,13 @@ def capture_block_ms(audio: Any) -> int:
 def _default_capture(settings: Any, **kw: Any) -> Any:
     from talkie.audio.capture import Capture
 
-    return Capture(settings.audio.input_device, rate=INPUT_RATE,
-                   block_ms=capture_block_ms(settings.audio),
-                   gain_db=settings.audio.input_gain_db, **kw)
+    return Capture(
+        settings.audio.input_device,
+        rate=INPUT_RATE,
+        block_ms=capture_block_ms(settings.audio),
+        gain_db=settings.audio.input_gain_db,
+        **kw,
+    )
 
 
 def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
@@ -69,23 +73,38 @@ def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
     if audio.barge_in:
         from talkie.audio.vad import SpeechGate
 
-        gate = SpeechGate(INPUT_RATE, aggressiveness=audio.vad_aggressiveness,
-                          start_frames=audio.vad_start_frames,
-                          window_frames=audio.vad_window_frames, end_ms=audio.vad_end_ms)
-    return MicChain(echo=echo, barge_in=audio.barge_in, gate=gate, canceller=canceller,
-                    reference=reference, chunk_ms=audio.chunk_ms, preroll_ms=audio.preroll_ms,
-                    rate=INPUT_RATE, speaker_busy=lambda: playback.busy, **kw)
+        gate = SpeechGate(
+            INPUT_RATE,
+            aggressiveness=audio.vad_aggressiveness,
+            start_frames=audio.vad_start_frames,
+            window_frames=audio.vad_window_frames,
+            end_ms=audio.vad_end_ms,
+        )
+    return MicChain(
+        echo=echo,
+        barge_in=audio.barge_in,
+        gate=gate,
+        canceller=canceller,
+        reference=reference,
+        chunk_ms=audio.chunk_ms,
+        preroll_ms=audio.preroll_ms,
+        rate=INPUT_RATE,
+        speaker_busy=lambda: playback.busy,
+        **kw,
+    )
 
 
 def _default_playback(settings: Any, **kw: Any) -> Any:
     from talkie.audio.playback import Playback
 
-    return Playback(settings.audio.output_device, rate=OUTPUT_RATE, volume=settings.audio.volume,
-                    **kw)
+    return Playback(
+        settings.audio.output_device, rate=OUTPUT_RATE, volume=settings.audio.volume, **kw
+    )
 
 
-def _default_link(settings: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Any,
-                  resume: Any) -> Any:
+def _default_link(
+    settings: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Any, resume: Any
+) -> Any:
     from talkie.live.link import LiveLink
 
     return LiveLink(settings.live, key, outbox, listener, resume)

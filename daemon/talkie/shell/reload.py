@@ -69,8 +69,17 @@ def _apply_panel(app: Any, old: Any, new: Any) -> None:
 
 
 #: [audio] keys the microphone chain is built from.
-CHAIN_KEYS = ("barge_in", "echo", "echo_tail_ms", "vad_aggressiveness", "vad_start_frames",
-              "vad_window_frames", "vad_end_ms", "preroll_ms", "chunk_ms")
+CHAIN_KEYS = (
+    "barge_in",
+    "echo",
+    "echo_tail_ms",
+    "vad_aggressiveness",
+    "vad_start_frames",
+    "vad_window_frames",
+    "vad_end_ms",
+    "preroll_ms",
+    "chunk_ms",
+)
 
 
 def _apply_audio(app: Any, old: Any, new: Any) -> None:
@@ -81,10 +90,14 @@ def _apply_audio(app: Any, old: Any, new: Any) -> None:
     app.audio.playback.volume = new.volume
     app.audio.capture.configure(gain_db=new.input_gain_db)
     if any(getattr(old, k) != getattr(new, k) for k in CHAIN_KEYS):
-        app.chain = app.factories.mic_chain(app.settings, app.audio.playback,
-                                            on_chunk=app.outbox.push_audio, on_speech=app._speech)
-    if (old.input_device, old.output_device, capture_block_ms(old)) != \
-            (new.input_device, new.output_device, capture_block_ms(new)):
+        app.chain = app.factories.mic_chain(
+            app.settings, app.audio.playback, on_chunk=app.outbox.push_audio, on_speech=app._speech
+        )
+    if (old.input_device, old.output_device, capture_block_ms(old)) != (
+        new.input_device,
+        new.output_device,
+        capture_block_ms(new),
+    ):
         log.info("audio devices changed: reopening them")
         app.audio.close()
         app.audio.capture.configure(device=new.input_device, block_ms=capture_block_ms(new))

@@ -22,8 +22,15 @@ def _source(vision: Any) -> Any:
 class Vision:
     """The camera for one App: ``want(on)`` follows the machine, ``close()`` at shutdown."""
 
-    def __init__(self, settings: Any, send: Callable[[bytes], Any], log_fault: Callable[[str], None],
-                 *, pin_factory: Any = None, make_source: Callable[[Any], Any] = _source) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        send: Callable[[bytes], Any],
+        log_fault: Callable[[str], None],
+        *,
+        pin_factory: Any = None,
+        make_source: Callable[[Any], Any] = _source,
+    ) -> None:
         self.settings = settings.vision
         self.send = send
         self.log_fault = log_fault
@@ -52,8 +59,10 @@ class Vision:
         was = self.wanted
         self.want(False)
         self.streamer = None
-        if self.indicator is not None and settings.vision.indicator_pin != \
-                self.settings.indicator_pin:
+        if (
+            self.indicator is not None
+            and settings.vision.indicator_pin != self.settings.indicator_pin
+        ):
             self.indicator.close()
             self.indicator = None
         self.settings = settings.vision
@@ -76,14 +85,23 @@ class Vision:
         from talkie.vision import VisionStreamer
 
         v = self.settings
-        return VisionStreamer(self.make_source(v), self.send, fps=v.fps,
-                              size=(v.max_side, v.max_side * 3 // 4), max_side=v.max_side,
-                              quality=v.quality, retry_s=v.retry_s, on_fault=self._fault,
-                              on_active=self._active)
+        return VisionStreamer(
+            self.make_source(v),
+            self.send,
+            fps=v.fps,
+            size=(v.max_side, v.max_side * 3 // 4),
+            max_side=v.max_side,
+            quality=v.quality,
+            retry_s=v.retry_s,
+            on_fault=self._fault,
+            on_active=self._active,
+        )
 
     def _fault(self, message: str) -> None:
-        self.log_fault(f"camera: {message}; talking goes on without it "
-                       f"(trying again every {self.settings.retry_s:g} s while it is wanted)")
+        self.log_fault(
+            f"camera: {message}; talking goes on without it "
+            f"(trying again every {self.settings.retry_s:g} s while it is wanted)"
+        )
 
     def _active(self, on: bool) -> None:
         log.info("camera %s", "on" if on else "off")

@@ -30,7 +30,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from talkie.system.control_client import (  # noqa: F401 - re-exported: one protocol, two sides
-    DEFAULT_PATH, EX_OK, EX_REFUSED, EX_UNAVAILABLE, default_socket_path,
+    DEFAULT_PATH,
+    EX_OK,
+    EX_REFUSED,
+    EX_UNAVAILABLE,
+    default_socket_path,
 )
 
 log = logging.getLogger("talkie.control")
@@ -100,9 +104,15 @@ def _bad_character(text: str) -> str | None:
 class ControlServer:
     """The daemon's end of the control socket. ``async with ControlServer(path, commands): ...``"""
 
-    def __init__(self, path: str | os.PathLike[str], commands: Commands, *,
-                 group: str | None = "talkie", mode: int = 0o660,
-                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        commands: Commands,
+        *,
+        group: str | None = "talkie",
+        mode: int = 0o660,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
         self.path = os.fspath(path)
         self.commands = commands
         self.group = group
@@ -136,8 +146,9 @@ class ControlServer:
             try:
                 sock.bind(self.path)
             except OSError as exc:
-                raise ControlError(f"cannot create the control socket {self.path}: "
-                                   f"{exc.strerror or exc}") from exc
+                raise ControlError(
+                    f"cannot create the control socket {self.path}: {exc.strerror or exc}"
+                ) from exc
             self._inode = os.stat(self.path).st_ino
             os.chmod(self.path, self.mode)  # before listen(): nobody can connect in between
             self._chown(self.path)
@@ -174,8 +185,9 @@ class ControlServer:
         except FileExistsError:
             return
         except OSError as exc:
-            raise ControlError(f"cannot create {parent} for the control socket: "
-                               f"{exc.strerror or exc}") from exc
+            raise ControlError(
+                f"cannot create {parent} for the control socket: {exc.strerror or exc}"
+            ) from exc
         self._chown(parent)
 
     async def _remove_stale(self) -> None:
@@ -193,8 +205,10 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            raise ControlError(f"another talkie is already serving {self.path}; "
-                               "stop it first (systemctl stop talkie)")
+            raise ControlError(
+                f"another talkie is already serving {self.path}; "
+                "stop it first (systemctl stop talkie)"
+            )
         log.debug("removing stale control socket %s", self.path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
@@ -206,8 +220,12 @@ class ControlServer:
             gid = grp.getgrnam(self.group).gr_gid
             os.chown(path, -1, gid)
         except (KeyError, OSError) as exc:
-            log.debug("control: %s left in its own group (group %s: %s)", path, self.group,
-                      exc if isinstance(exc, OSError) else "no such group")
+            log.debug(
+                "control: %s left in its own group (group %s: %s)",
+                path,
+                self.group,
+                exc if isinstance(exc, OSError) else "no such group",
+            )
 
     def _unlink(self) -> None:
         """Remove our socket, but not one that another daemon has put there since."""

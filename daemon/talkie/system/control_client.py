@@ -29,13 +29,13 @@ def default_socket_path(env: Mapping[str, str] = os.environ) -> str:
     return os.path.join(runtime, "control") if runtime else DEFAULT_PATH
 
 
-
 class Unreachable(Exception):
     """No answer from the daemon; ``str(exc)`` says why, which socket, and what to do."""
 
 
-def request(line: str, path: str | os.PathLike[str] | None = None, *,
-            timeout: float = 5.0) -> dict[str, Any]:
+def request(
+    line: str, path: str | os.PathLike[str] | None = None, *, timeout: float = 5.0
+) -> dict[str, Any]:
     """Send one request line to the daemon and return its JSON reply (a plain blocking socket).
 
     Raises :class:`Unreachable` when the socket is missing, refused, not ours to use, or silent.
@@ -57,11 +57,14 @@ def request(line: str, path: str | os.PathLike[str] | None = None, *,
                     break
                 reply += chunk
         except TimeoutError as exc:
-            raise Unreachable(f"no answer from talkie at {where} within {timeout:g} s: is it "
-                              "stuck? (systemctl status talkie; journalctl -u talkie)") from exc
+            raise Unreachable(
+                f"no answer from talkie at {where} within {timeout:g} s: is it "
+                "stuck? (systemctl status talkie; journalctl -u talkie)"
+            ) from exc
         except OSError as exc:
-            raise Unreachable(f"lost the connection to talkie at {where}: "
-                              f"{exc.strerror or exc}") from exc
+            raise Unreachable(
+                f"lost the connection to talkie at {where}: {exc.strerror or exc}"
+            ) from exc
     if not reply.strip():
         raise Unreachable(f"talkie at {where} closed the connection without answering")
     try:
@@ -79,13 +82,17 @@ def _cannot_reach(where: str, exc: OSError) -> str:
     elif exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):
         why, hint = "connection refused", "is the service running? (systemctl status talkie)"
     elif exc.errno in (errno.EACCES, errno.EPERM):
-        why, hint = "permission denied", ("add yourself to the talkie group "
-                                          "(sudo usermod -aG talkie $USER, then log in again)")
+        why, hint = (
+            "permission denied",
+            ("add yourself to the talkie group (sudo usermod -aG talkie $USER, then log in again)"),
+        )
     elif isinstance(exc, TimeoutError):
         why, hint = "timed out", "is it stuck? (systemctl status talkie)"
     else:
-        why, hint = (exc.strerror or str(exc)).lower(), "is the service running? " \
-            "(systemctl status talkie)"
+        why, hint = (
+            (exc.strerror or str(exc)).lower(),
+            "is the service running? (systemctl status talkie)",
+        )
     return f"cannot reach talkie at {where} ({why}): {hint}"
 
 
@@ -114,9 +121,16 @@ def format_reply(reply: Mapping[str, Any]) -> list[str]:
     return lines or ["ok"]
 
 
-def ctl(command: str, text: list[str] | tuple[str, ...] = (), *,
-        path: str | os.PathLike[str] | None = None, as_json: bool = False, timeout: float = 5.0,
-        out: TextIO | None = None, err: TextIO | None = None) -> int:
+def ctl(
+    command: str,
+    text: list[str] | tuple[str, ...] = (),
+    *,
+    path: str | os.PathLike[str] | None = None,
+    as_json: bool = False,
+    timeout: float = 5.0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``talkie ctl COMMAND [TEXT...]``: ask, print, and return the exit status (0, 1 or 69)."""
     out = out or sys.stdout
     err = err or sys.stderr

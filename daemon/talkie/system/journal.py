@@ -82,11 +82,16 @@ class TalkieJournalHandler(logging.Handler):
     the handler run before formatting, so a redacting filter sees the record first.
     """
 
-    def __init__(self, level: int = logging.NOTSET, sender_function: Sender | None = None,
-                 identifier: str = IDENTIFIER) -> None:
+    def __init__(
+        self,
+        level: int = logging.NOTSET,
+        sender_function: Sender | None = None,
+        identifier: str = IDENTIFIER,
+    ) -> None:
         super().__init__(level)
         if sender_function is None:
             from systemd import journal  # noqa: PLC0415  (lazy: optional dependency)
+
             sender_function = journal.send
         self.sender = sender_function
         self.identifier = identifier
@@ -102,7 +107,12 @@ class TalkieJournalHandler(logging.Handler):
                 LOGGER=record.name,
                 THREAD_NAME=record.threadName or "",
             )
-            self.sender(message, CODE_FILE=record.pathname or "", CODE_LINE=int(record.lineno or 0),
-                        CODE_FUNC=record.funcName or "", **fields)
+            self.sender(
+                message,
+                CODE_FILE=record.pathname or "",
+                CODE_LINE=int(record.lineno or 0),
+                CODE_FUNC=record.funcName or "",
+                **fields,
+            )
         except Exception:  # noqa: BLE001  (logging's own error path: report on stderr, go on)
             self.handleError(record)

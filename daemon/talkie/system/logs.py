@@ -11,13 +11,22 @@ from typing import Any, TextIO
 
 from talkie.system.journal import TalkieJournalHandler, journal_wanted
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 ROOT = "talkie"
 
 
-def setup(level: str = "info", stream: TextIO | None = None, journal: bool | None = None, *,
-          journal_sender: Callable[..., Any] | None = None) -> logging.Logger:
+def setup(
+    level: str = "info",
+    stream: TextIO | None = None,
+    journal: bool | None = None,
+    *,
+    journal_sender: Callable[..., Any] | None = None,
+) -> logging.Logger:
     """Route the ``talkie`` loggers at ``level``; return the root of the tree.
 
     ``journal``: True -> native journal entries (:class:`TalkieJournalHandler`, with
@@ -52,8 +61,14 @@ def setup(level: str = "info", stream: TextIO | None = None, journal: bool | Non
 
 #: Third-party loggers that see the Live handshake; websockets.client logs request headers
 #: (x-goog-api-key among them) at DEBUG.
-HANDSHAKE_LOGGERS = ("websockets.client", "websockets", "google_genai", "google_genai.live",
-                     "google_genai._api_client", "httpx")
+HANDSHAKE_LOGGERS = (
+    "websockets.client",
+    "websockets",
+    "google_genai",
+    "google_genai.live",
+    "google_genai._api_client",
+    "httpx",
+)
 
 
 class Redactor(logging.Filter):
@@ -101,6 +116,10 @@ class TreeRedaction(logging.Filter):
             if isinstance(redactor, Redactor) and redactor.secret:
                 redactor.filter(record)
                 for name, value in list(vars(record).items()):
-                    if name.startswith("talkie_") and isinstance(value, str) and redactor.secret in value:
+                    if (
+                        name.startswith("talkie_")
+                        and isinstance(value, str)
+                        and redactor.secret in value
+                    ):
                         setattr(record, name, value.replace(redactor.secret, "***"))
         return True

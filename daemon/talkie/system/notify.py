@@ -109,8 +109,12 @@ class Notifier:
             self.dropped += 1
             if not self._failed:
                 self._failed = True
-                log.debug("notify: could not tell systemd %r via %s: %s",
-                          message.split("\n", 1)[0], target, exc)
+                log.debug(
+                    "notify: could not tell systemd %r via %s: %s",
+                    message.split("\n", 1)[0],
+                    target,
+                    exc,
+                )
 
 
 class Heartbeat:
@@ -123,9 +127,13 @@ class Heartbeat:
     ``WatchdogSec=``); when it passes again it says so once and pings again.
     """
 
-    def __init__(self, notifier: Notifier, alive: Callable[[], AliveResult] | None = None,
-                 interval: float | None = None,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        alive: Callable[[], AliveResult] | None = None,
+        interval: float | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.notifier = notifier
         self.alive = alive or (lambda: True)
         self.interval = notifier.watchdog_interval() if interval is None else interval

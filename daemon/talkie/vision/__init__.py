@@ -16,6 +16,18 @@ from talkie.vision.picamera import Picamera2Source
 from talkie.vision.source import CameraError, Frame, FrameSource, SyntheticSource, read_number
 from talkie.vision.streamer import VisionStreamer
 
-__all__ = ["CameraError", "Frame", "FrameSource", "SyntheticSource", "read_number",
-           "Picamera2Source", "Pacer", "FPS_MIN", "FPS_MAX", "FPS_DEFAULT", "encode", "MIME_TYPE",
-           "VisionStreamer"]
+__all__ = [
+    "CameraError",
+    "Frame",
+    "FrameSource",
+    "SyntheticSource",
+    "read_number",
+    "Picamera2Source",
+    "Pacer",
+    "FPS_MIN",
+    "FPS_MAX",
+    "FPS_DEFAULT",
+    "encode",
+    "MIME_TYPE",
+    "VisionStreamer",
+]

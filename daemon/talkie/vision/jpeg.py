@@ -17,6 +17,7 @@ MIME_TYPE = "image/jpeg"
 
 def _import_simplejpeg():
     import simplejpeg  # imported lazily: only the vision path needs it
+
     return simplejpeg
 
 
@@ -82,5 +83,6 @@ def encode(rgb: np.ndarray, *, max_side: int = 768, quality: int = 75) -> bytes:
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16, got {max_side}")
     small = np.ascontiguousarray(downscale(rgb, max_side))
-    return _import_simplejpeg().encode_jpeg(small, quality=quality, colorspace="RGB",
-                                            colorsubsampling="420")
+    return _import_simplejpeg().encode_jpeg(
+        small, quality=quality, colorspace="RGB", colorsubsampling="420"
+    )

@@ -29,8 +29,12 @@ class Pacer:
     ``delivered`` add up over all of them.
     """
 
-    def __init__(self, fps: float = FPS_DEFAULT, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        fps: float = FPS_DEFAULT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         if not FPS_MIN <= fps <= FPS_MAX:
             raise ValueError(f"fps out of range; found {fps}; allowed {FPS_MIN} to {FPS_MAX}")
         self.fps = fps

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 NO_SUPPORT = "no camera support (python3-picamera2 is not installed)"
 NO_CAMERA = "no camera found (is it enabled? `rpicam-hello --list-cameras`)"
-BUSY = ("camera busy: another program uses it (stop it, e.g. an rpicam-* command "
-        "or another camera service)")
+BUSY = (
+    "camera busy: another program uses it (stop it, e.g. an rpicam-* command "
+    "or another camera service)"
+)
 
 
 def _import_picamera2():
@@ -59,8 +61,9 @@ class Picamera2Source:
     Frames are numbered from 0 over the life of the object (across reopens).
     """
 
-    def __init__(self, camera_num: int = 0, *, frame_rate: float = 10.0,
-                 timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, camera_num: int = 0, *, frame_rate: float = 10.0, timeout_s: float = 2.0
+    ) -> None:
         self.camera_num = camera_num
         self.frame_rate = frame_rate
         self.timeout_s = timeout_s
@@ -98,7 +101,9 @@ class Picamera2Source:
                 controls["FrameDurationLimits"] = (period_us, period_us)
             config = cam.create_video_configuration(
                 main={"size": tuple(size), "format": "BGR888" if rpi else "MJPEG"},
-                buffer_count=3, controls=controls)
+                buffer_count=3,
+                controls=controls,
+            )
             cam.configure(config)
             cam.start()
         except Exception as exc:  # noqa: BLE001
@@ -114,8 +119,9 @@ class Picamera2Source:
             job = self._cam.capture_array("main", wait=False)
             rgb = job.get_result(timeout=self.timeout_s)
         except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
-            raise CameraError(f"capture failed: no frame from the camera in "
-                              f"{self.timeout_s:g} s") from exc
+            raise CameraError(
+                f"capture failed: no frame from the camera in {self.timeout_s:g} s"
+            ) from exc
         except Exception as exc:  # noqa: BLE001
             raise CameraError(f"capture failed: {_reason(exc)}") from exc
         rgb = np.asarray(rgb)

@@ -58,11 +58,22 @@ _GLYPH_ROWS = {
     "9": ("01110", "10001", "10001", "01111", "00001", "00010", "01100"),
 }
 GLYPHS = np.array([[[c == "1" for c in row] for row in _GLYPH_ROWS[str(d)]] for d in range(10)])
-DIGITS = 7                      # numbers are drawn zero-padded, modulo 10**DIGITS
-_PANEL_COLS = DIGITS * 6 + 1    # font pixels across the panel: 5 per glyph + 1 gap, + 1 margin
-_PANEL_ROWS = 9                 # 7 + a margin above and below
-_BARS = np.array([[235, 235, 235], [235, 235, 16], [16, 235, 235], [16, 235, 16],
-                  [235, 16, 235], [235, 16, 16], [16, 16, 235], [40, 40, 40]], dtype=np.uint8)
+DIGITS = 7  # numbers are drawn zero-padded, modulo 10**DIGITS
+_PANEL_COLS = DIGITS * 6 + 1  # font pixels across the panel: 5 per glyph + 1 gap, + 1 margin
+_PANEL_ROWS = 9  # 7 + a margin above and below
+_BARS = np.array(
+    [
+        [235, 235, 235],
+        [235, 235, 16],
+        [16, 235, 235],
+        [16, 235, 16],
+        [235, 16, 235],
+        [235, 16, 16],
+        [16, 16, 235],
+        [40, 40, 40],
+    ],
+    dtype=np.uint8,
+)
 
 
 def _panel_geometry(height: int, width: int) -> tuple[float, float, float]:
@@ -75,8 +86,8 @@ def _panel_geometry(height: int, width: int) -> tuple[float, float, float]:
 def _panel_mask(number: int) -> np.ndarray:
     """The panel in font pixels (rows x cols), True where a digit is lit."""
     mask = np.zeros((_PANEL_ROWS, _PANEL_COLS), dtype=bool)
-    for i, ch in enumerate(f"{number % 10 ** DIGITS:0{DIGITS}d}"):
-        mask[1:8, 1 + 6 * i:6 + 6 * i] = GLYPHS[int(ch)]
+    for i, ch in enumerate(f"{number % 10**DIGITS:0{DIGITS}d}"):
+        mask[1:8, 1 + 6 * i : 6 + 6 * i] = GLYPHS[int(ch)]
     return mask
 
 
@@ -88,7 +99,9 @@ def render(number: int, size: tuple[int, int]) -> np.ndarray:
     rgb = np.empty((height, width, 3), dtype=np.uint8)
     rgb[:] = _BARS[xs % len(_BARS)][None, :, :]
     rgb[..., 2] //= 2
-    rgb[..., 2] += (np.arange(height, dtype=np.uint16) * 100 // max(1, height)).astype(np.uint8)[:, None]
+    rgb[..., 2] += (np.arange(height, dtype=np.uint16) * 100 // max(1, height)).astype(np.uint8)[
+        :, None
+    ]
     x0, y0, unit = _panel_geometry(height, width)
     left, top = int(round(x0)), int(round(y0))
     right, bottom = int(round(x0 + unit * _PANEL_COLS)), int(round(y0 + unit * _PANEL_ROWS))
@@ -113,7 +126,7 @@ def read_number(rgb: np.ndarray) -> int:
             for c in range(5):
                 cy = int(y0 + (1 + r + 0.5) * unit)
                 cx = int(x0 + (1 + 6 * i + c + 0.5) * unit)
-                bits[r, c] = grey[cy - half:cy + half + 1, cx - half:cx + half + 1].mean() > 128
+                bits[r, c] = grey[cy - half : cy + half + 1, cx - half : cx + half + 1].mean() > 128
         value = value * 10 + int(np.argmin((GLYPHS != bits).sum(axis=(1, 2))))
     return value
 
@@ -129,9 +142,15 @@ class SyntheticSource:
     ``CameraError(open_error)``. ``opens``/``closes`` count the calls that took effect.
     """
 
-    def __init__(self, fps: float = 30.0, clock: Callable[[], float] = time.monotonic, *,
-                 fail_after: int | None = None, fail_open: int = 0,
-                 open_error: str = "camera busy: another program uses it") -> None:
+    def __init__(
+        self,
+        fps: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        fail_after: int | None = None,
+        fail_open: int = 0,
+        open_error: str = "camera busy: another program uses it",
+    ) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
         self.fps = fps

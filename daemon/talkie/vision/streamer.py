@@ -47,13 +47,21 @@ class VisionStreamer:
     encode times.
     """
 
-    def __init__(self, source: FrameSource, send: Callable[[bytes], Awaitable[bool] | bool], *,
-                 fps: float = 2.0, size: tuple[int, int] = (768, 768), max_side: int = 768,
-                 quality: int = 75, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 on_fault: Callable[[str], None],
-                 on_active: Callable[[bool], None] = lambda on: None,
-                 retry_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        send: Callable[[bytes], Awaitable[bool] | bool],
+        *,
+        fps: float = 2.0,
+        size: tuple[int, int] = (768, 768),
+        max_side: int = 768,
+        quality: int = 75,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_fault: Callable[[str], None],
+        on_active: Callable[[bool], None] = lambda on: None,
+        retry_s: float = 30.0,
+    ) -> None:
         if not (len(size) == 2 and all(int(v) >= 16 for v in size)):
             raise ValueError(f"size must be (width, height) of at least 16 px, got {size}")
         if not 1 <= quality <= 100 or max_side < 16 or retry_s <= 0:
@@ -119,10 +127,16 @@ class VisionStreamer:
     def stats(self) -> dict[str, float]:
         """The counters, for status and benches."""
         ms = sorted(self.encode_ms)
-        return {"sent": self.sent, "skipped_same": self.skipped_same,
-                "skipped_late": self.skipped_late, "dropped_no_session": self.dropped_no_session,
-                "no_frame": self.no_frame, "faults": self.faults, "opens": self.opens,
-                "encode_ms_p95": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))] if ms else 0.0}
+        return {
+            "sent": self.sent,
+            "skipped_same": self.skipped_same,
+            "skipped_late": self.skipped_late,
+            "dropped_no_session": self.dropped_no_session,
+            "no_frame": self.no_frame,
+            "faults": self.faults,
+            "opens": self.opens,
+            "encode_ms_p95": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))] if ms else 0.0,
+        }
 
     # -- the loop's task ---------------------------------------------------------------------
 
@@ -181,8 +195,11 @@ class VisionStreamer:
 
     async def _fault(self, exc: Exception) -> None:
         """Report (once per message), close the source, wait ``retry_s`` before the next open."""
-        message = str(exc) if isinstance(exc, CameraError) else (
-            f"capture failed: {type(exc).__name__}: {exc}")
+        message = (
+            str(exc)
+            if isinstance(exc, CameraError)
+            else (f"capture failed: {type(exc).__name__}: {exc}")
+        )
         self.faults += 1
         if message not in self._reported:
             self._reported.add(message)

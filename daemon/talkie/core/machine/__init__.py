@@ -23,19 +23,39 @@ from dataclasses import replace
 
 from talkie.core.machine import supervisor, turns, voice  # noqa: F401 - they fill the handler table
 from talkie.core.machine.state import (  # noqa: F401 - the machine's public names
-    HOLD, IDLE_TIMER, RETRY, Fault, Link, Policy, State, backoff, camera_wanted, handler_for,
+    HOLD,
+    IDLE_TIMER,
+    RETRY,
+    Fault,
+    Link,
+    Policy,
+    State,
+    backoff,
+    camera_wanted,
+    handler_for,
 )
 from talkie.core.machine.supervisor import handover, safe_for_handover
 from talkie.core.vocabulary import *  # noqa: F401,F403 - re-exported: the machine's whole vocabulary
 from talkie.core.vocabulary import (
-    ButtonDown, Camera, CancelTimer, Effect, Event, Phase, Show, StartTimer,
+    ButtonDown,
+    Camera,
+    CancelTimer,
+    Effect,
+    Event,
+    Phase,
+    Show,
+    StartTimer,
 )
 
 
 def _warm_idle(s: State) -> bool:
     """A session is open and nobody is talking: the idle-close clock runs."""
-    return (s.phase is Phase.IDLE and s.link is Link.UP and s.policy.idle_disconnect_s > 0
-            and not s.policy.connect_at_start)
+    return (
+        s.phase is Phase.IDLE
+        and s.link is Link.UP
+        and s.policy.idle_disconnect_s > 0
+        and not s.policy.connect_at_start
+    )
 
 
 def _derived(before: State, new: State, event: Event) -> tuple[State, list[Effect]]:
@@ -52,8 +72,12 @@ def _derived(before: State, new: State, event: Event) -> tuple[State, list[Effec
         effects.append(StartTimer(IDLE_TIMER, new.policy.idle_disconnect_s))
     elif _warm_idle(before) and not _warm_idle(new):
         effects.append(CancelTimer(IDLE_TIMER))
-    if isinstance(event, ButtonDown) and new.held and not before.held \
-            and new.policy.reset_hold_s > 0:
+    if (
+        isinstance(event, ButtonDown)
+        and new.held
+        and not before.held
+        and new.policy.reset_hold_s > 0
+    ):
         effects.append(StartTimer(HOLD, new.policy.reset_hold_s))
     elif before.held and not new.held:
         effects.append(CancelTimer(HOLD))

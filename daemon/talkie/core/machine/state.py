@@ -107,7 +107,8 @@ def camera_wanted(s: State) -> bool:
         return s.held and s.phase in (Phase.LISTENING, Phase.CONNECTING, Phase.RECONNECTING)
     if mode == "conversation":
         return s.phase not in (Phase.IDLE, Phase.ERROR) or (
-            s.phase is Phase.IDLE and s.link is not Link.DOWN)
+            s.phase is Phase.IDLE and s.link is not Link.DOWN
+        )
     if mode == "always":
         return s.link is not Link.DOWN
     return False

@@ -7,9 +7,30 @@ from dataclasses import replace
 
 from talkie.core.machine.state import ANY, Fault, Link, State, on
 from talkie.core.vocabulary import (
-    AudioFailed, AudioRestored, ButtonDown, ButtonUp, Connect, DropTurn, Effect, EndTurn, Event,
-    FinishPlayback, FlushPlayback, Heard, Hush, Interrupted, Log, ModelAudio, Phase, Play,
-    PlaybackDrained, Said, Say, SendText, StartTurn, TurnComplete,
+    AudioFailed,
+    AudioRestored,
+    ButtonDown,
+    ButtonUp,
+    Connect,
+    DropTurn,
+    Effect,
+    EndTurn,
+    Event,
+    FinishPlayback,
+    FlushPlayback,
+    Heard,
+    Hush,
+    Interrupted,
+    Log,
+    ModelAudio,
+    Phase,
+    Play,
+    PlaybackDrained,
+    Said,
+    Say,
+    SendText,
+    StartTurn,
+    TurnComplete,
 )
 
 
@@ -175,8 +196,10 @@ def _say(s: State, e: Event):
     effects: list[Effect] = [SendText(e.text), Log("info", f"asked: {e.text}", transcript=True)]
     if s.link is Link.UP:
         return replace(s, phase=Phase.THINKING), effects
-    return replace(s, phase=Phase.CONNECTING, link=Link.OPENING, attempt=0), \
-        [*connect_unless_open(s), *effects]
+    return replace(s, phase=Phase.CONNECTING, link=Link.OPENING, attempt=0), [
+        *connect_unless_open(s),
+        *effects,
+    ]
 
 
 @on((Phase.SPEAKING, Phase.THINKING), Hush)
@@ -192,8 +215,15 @@ def _hush(s: State, e: Event):
 def _audio_failed(s: State, e: Event):
     assert isinstance(e, AudioFailed)
     return (
-        replace(s, phase=Phase.ERROR, fault=Fault.AUDIO, reason=e.reason, turn_done=False,
-                muted=False, held=s.held and not s.voice),  # a turn the voice held is dropped
+        replace(
+            s,
+            phase=Phase.ERROR,
+            fault=Fault.AUDIO,
+            reason=e.reason,
+            turn_done=False,
+            muted=False,
+            held=s.held and not s.voice,
+        ),  # a turn the voice held is dropped
         [DropTurn(), FlushPlayback(), Log("error", e.reason, key="audio")],
     )
 

@@ -30,9 +30,36 @@ BUTTON_WAIT_S = 15.0
 LED_S = 2.0
 API_GRACE_S = 5.0  # beyond [live] connect_timeout_s
 #: BCM GPIO number -> physical pin of the 40-pin header (for wiring hints).
-HEADER_PIN = {2: 3, 3: 5, 4: 7, 14: 8, 15: 10, 17: 11, 18: 12, 27: 13, 22: 15, 23: 16, 24: 18,
-              10: 19, 9: 21, 25: 22, 11: 23, 8: 24, 7: 26, 0: 27, 1: 28, 5: 29, 6: 31, 12: 32,
-              13: 33, 19: 35, 16: 36, 26: 37, 20: 38, 21: 40}
+HEADER_PIN = {
+    2: 3,
+    3: 5,
+    4: 7,
+    14: 8,
+    15: 10,
+    17: 11,
+    18: 12,
+    27: 13,
+    22: 15,
+    23: 16,
+    24: 18,
+    10: 19,
+    9: 21,
+    25: 22,
+    11: 23,
+    8: 24,
+    7: 26,
+    0: 27,
+    1: 28,
+    5: 29,
+    6: 31,
+    12: 32,
+    13: 33,
+    19: 35,
+    16: 36,
+    26: 37,
+    20: 38,
+    21: 40,
+}
 
 
 class Report:
@@ -99,9 +126,15 @@ def _pin_hint(pin: int) -> str:
     return f"GPIO{pin} (header pin {header})" if header else f"GPIO{pin}"
 
 
-async def check_panel(report: Report, panel_settings: Any, *, ask_skip: str | None,
-                      pin_factory: Any = None, wait_s: float = BUTTON_WAIT_S,
-                      led_s: float = LED_S) -> None:
+async def check_panel(
+    report: Report,
+    panel_settings: Any,
+    *,
+    ask_skip: str | None,
+    pin_factory: Any = None,
+    wait_s: float = BUTTON_WAIT_S,
+    led_s: float = LED_S,
+) -> None:
     """Open the GPIO button and LED like the daemon; ask for a press; blink the LED."""
     from talkie.panel import open_panel
 
@@ -112,8 +145,14 @@ async def check_panel(report: Report, panel_settings: Any, *, ask_skip: str | No
         report.skip('button and LED: none configured ([panel] button = false, led = "none")')
         return
     pressed = asyncio.Event()
-    panel = open_panel(ps, loop=asyncio.get_running_loop(), on_press=pressed.set,
-                       on_release=lambda: None, on_hold=lambda: None, pin_factory=pin_factory)
+    panel = open_panel(
+        ps,
+        loop=asyncio.get_running_loop(),
+        on_press=pressed.set,
+        on_release=lambda: None,
+        on_hold=lambda: None,
+        pin_factory=pin_factory,
+    )
     try:
         if panel.kind != "gpio":
             if panel.reason.startswith("no pin factory"):  # not a Pi: nothing to test here
@@ -133,14 +172,17 @@ async def check_panel(report: Report, panel_settings: Any, *, ask_skip: str | No
         panel.close()
 
 
-async def _check_button(report: Report, panel: Any, ps: Any, pressed: asyncio.Event,
-                        ask_skip: str | None, wait_s: float) -> None:
+async def _check_button(
+    report: Report, panel: Any, ps: Any, pressed: asyncio.Event, ask_skip: str | None, wait_s: float
+) -> None:
     pin = ps.button_pin
     what = f"button on GPIO{pin}"
     other = "3.3 V (button_pull_up = false)" if not ps.button_pull_up else "GND"
     if panel.button.is_pressed:
-        report.fail(f"{what}: reads as pressed while nobody presses it: check that it connects"
-                    f" {_pin_hint(pin)} to {other} only when pushed, and [panel] button_pull_up")
+        report.fail(
+            f"{what}: reads as pressed while nobody presses it: check that it connects"
+            f" {_pin_hint(pin)} to {other} only when pushed, and [panel] button_pull_up"
+        )
         return
     if ask_skip:
         report.skip(f"{what}: not asked ({ask_skip})")
@@ -151,8 +193,10 @@ async def _check_button(report: Report, panel: Any, ps: Any, pressed: asyncio.Ev
         async with asyncio.timeout(wait_s):
             await pressed.wait()
     except TimeoutError:
-        report.fail(f"{what}: no press within {wait_s:g} s: check that the button connects"
-                    f" {_pin_hint(pin)} to {other}, and [panel] button_pin")
+        report.fail(
+            f"{what}: no press within {wait_s:g} s: check that the button connects"
+            f" {_pin_hint(pin)} to {other}, and [panel] button_pin"
+        )
         return
     report.ok(f"{what}: pressed")
 
@@ -160,8 +204,9 @@ async def _check_button(report: Report, panel: Any, ps: Any, pressed: asyncio.Ev
 async def _check_led(report: Report, panel: Any, ps: Any, led_s: float) -> None:
     pins = ",".join(str(p) for p in ps.led_pins)
     if panel.led is None:
-        report.fail(f"LED on GPIO{pins}: cannot be opened (see the message above): check"
-                    " [panel] led_pins")
+        report.fail(
+            f"LED on GPIO{pins}: cannot be opened (see the message above): check [panel] led_pins"
+        )
         return
     if ps.led == "rgb":
         report.ok(f"RGB LED on GPIO{pins}: red, green, blue for {led_s:g} s (look at it)")
@@ -231,11 +276,17 @@ async def check_api(report: Report, live: Any, *, env: Any = None) -> None:
         ms = round((probe.opened_at - started) * 1000)
         report.ok(f"API key (from {key.source}) accepted by {where} ({live.model}, {ms} ms)")
     elif probe.reason.startswith("API key "):  # "API key rejected: put a valid key in ..."
-        report.fail(f"API key (from {key.source}): {probe.reason[len('API key '):]}")
+        report.fail(f"API key (from {key.source}): {probe.reason[len('API key ') :]}")
     else:
-        fix = "" if probe.fatal else (
-            ": check the network connection" if not live.endpoint
-            else ": check [live] endpoint and that the server is running")
+        fix = (
+            ""
+            if probe.fatal
+            else (
+                ": check the network connection"
+                if not live.endpoint
+                else ": check [live] endpoint and that the server is running"
+            )
+        )
         report.fail(f"Live session ({live.model} at {where}): {probe.reason}{fix}")
 
 
@@ -268,34 +319,63 @@ async def check_camera(report: Report, vision: Any) -> None:
         if frame is None:
             report.fail("camera: no frame within 2 s: check its cable (`rpicam-hello`)")
             return
-        jpeg = await asyncio.to_thread(encode, frame.rgb, max_side=vision.max_side,
-                                       quality=vision.quality)
+        jpeg = await asyncio.to_thread(
+            encode, frame.rgb, max_side=vision.max_side, quality=vision.quality
+        )
         height, width = frame.rgb.shape[:2]
-        report.ok(f"camera ({vision.camera}): a {width}x{height} frame, "
-                  f"{len(jpeg) // 1024} KB as JPEG")
+        report.ok(
+            f"camera ({vision.camera}): a {width}x{height} frame, {len(jpeg) // 1024} KB as JPEG"
+        )
     except CameraError as exc:
         report.fail(f'camera: {exc}: connect a camera, or set [vision] mode = "off"')
     finally:
         await asyncio.to_thread(source.close)
 
 
-async def run_checks(settings: Any, report: Report, *, seconds: float = 3.0,
-                     ask_skip: str | None = None, pin_factory: Any = None, env: Any = None,
-                     button_wait_s: float = BUTTON_WAIT_S, led_s: float = LED_S) -> None:
+async def run_checks(
+    settings: Any,
+    report: Report,
+    *,
+    seconds: float = 3.0,
+    ask_skip: str | None = None,
+    pin_factory: Any = None,
+    env: Any = None,
+    button_wait_s: float = BUTTON_WAIT_S,
+    led_s: float = LED_S,
+) -> None:
     """Every check after the config, in order.  ``ask_skip``: why not to ask the person for
     anything (None = ask).  Must run in an asyncio loop."""
     await _guarded(report, "microphone", check_microphone(report, settings.audio, seconds))
     await _guarded(report, "speaker", check_speaker(report, settings.audio))
-    await _guarded(report, "button and LED", check_panel(
-        report, settings.panel, ask_skip=ask_skip, pin_factory=pin_factory,
-        wait_s=button_wait_s, led_s=led_s))
+    await _guarded(
+        report,
+        "button and LED",
+        check_panel(
+            report,
+            settings.panel,
+            ask_skip=ask_skip,
+            pin_factory=pin_factory,
+            wait_s=button_wait_s,
+            led_s=led_s,
+        ),
+    )
     await _guarded(report, "camera", check_camera(report, settings.vision))
     await _guarded(report, "API key", check_api(report, settings.live, env=env))
 
 
-def main(path: str, *, no_input: bool = False, seconds: float = 3.0, out: TextIO | None = None,
-         err: TextIO | None = None, stdin: Any = None, pin_factory: Any = None, env: Any = None,
-         button_wait_s: float = BUTTON_WAIT_S, led_s: float = LED_S) -> int:
+def main(
+    path: str,
+    *,
+    no_input: bool = False,
+    seconds: float = 3.0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    stdin: Any = None,
+    pin_factory: Any = None,
+    env: Any = None,
+    button_wait_s: float = BUTTON_WAIT_S,
+    led_s: float = LED_S,
+) -> int:
     """Run ``talkie check`` on the config at ``path``; returns the exit status."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -307,12 +387,20 @@ def main(path: str, *, no_input: bool = False, seconds: float = 3.0, out: TextIO
         return config.EX_CONFIG
     report = Report(out)
     report.ok(f"config {settings.source}")
-    ask_skip = ("--no-input" if no_input
-                else None if _is_tty(stdin) else "stdin is not a terminal")
+    ask_skip = "--no-input" if no_input else None if _is_tty(stdin) else "stdin is not a terminal"
     try:
-        asyncio.run(run_checks(settings, report, seconds=seconds, ask_skip=ask_skip,
-                               pin_factory=pin_factory, env=env, button_wait_s=button_wait_s,
-                               led_s=led_s))
+        asyncio.run(
+            run_checks(
+                settings,
+                report,
+                seconds=seconds,
+                ask_skip=ask_skip,
+                pin_factory=pin_factory,
+                env=env,
+                button_wait_s=button_wait_s,
+                led_s=led_s,
+            )
+        )
     except KeyboardInterrupt:  # Ctrl-C: the adapters were closed by their finally blocks
         report.fail("interrupted: the remaining checks did not run")
         return 130

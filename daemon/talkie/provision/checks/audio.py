@@ -52,8 +52,12 @@ def measure(samples: Any, rate: int = MIC_RATE) -> Level:
     return Level(len(x) / rate, dbfs(peak), dbfs(rms), clipped)
 
 
-def tone(seconds: float = TONE_S, rate: int = SPEAKER_RATE, freq: float = TONE_HZ,
-         level: float = TONE_LEVEL) -> bytes:
+def tone(
+    seconds: float = TONE_S,
+    rate: int = SPEAKER_RATE,
+    freq: float = TONE_HZ,
+    level: float = TONE_LEVEL,
+) -> bytes:
     """A sine tone with 10 ms fades (no clicks), as s16le mono PCM."""
     import numpy as np
 
@@ -63,7 +67,7 @@ def tone(seconds: float = TONE_S, rate: int = SPEAKER_RATE, freq: float = TONE_H
     if fade:
         ramp = np.linspace(0.0, 1.0, fade)
         wave[:fade] *= ramp
-        wave[n - fade:] *= ramp[::-1]
+        wave[n - fade :] *= ramp[::-1]
     return np.round(wave * 32767).astype("<i2").tobytes()
 
 
@@ -99,8 +103,14 @@ async def check_microphone(report: Any, audio: Any, seconds: float) -> None:
         if got[0] >= need:
             enough.set()
 
-    capture = Capture(audio.input_device, loop=loop, on_audio=on_audio, rate=MIC_RATE,
-                      block_ms=audio.chunk_ms, gain_db=audio.input_gain_db)
+    capture = Capture(
+        audio.input_device,
+        loop=loop,
+        on_audio=on_audio,
+        rate=MIC_RATE,
+        block_ms=audio.chunk_ms,
+        gain_db=audio.input_gain_db,
+    )
     try:
         capture.start()
     except AudioError as exc:
@@ -128,25 +138,34 @@ def report_level(report: Any, level: Level, seconds: float, glitches: int = 0) -
     """The "recorded" line: OK with the levels, or FAIL with what to do."""
     what = f"recorded {seconds:g} s"
     if level.seconds == 0:
-        report.fail(f"{what}: no audio arrived from the microphone in {seconds + STALL_GRACE_S:g} s:"
-                    " is another program using it? check `arecord -l` and [audio] input_device")
+        report.fail(
+            f"{what}: no audio arrived from the microphone in {seconds + STALL_GRACE_S:g} s:"
+            " is another program using it? check `arecord -l` and [audio] input_device"
+        )
         return
     if level.seconds < seconds * 0.95:
-        report.fail(f"recorded only {level.seconds:.1f} of {seconds:g} s: the microphone stalls"
-                    f" ({glitches} glitches): check its USB cable and power supply")
+        report.fail(
+            f"recorded only {level.seconds:.1f} of {seconds:g} s: the microphone stalls"
+            f" ({glitches} glitches): check its USB cable and power supply"
+        )
         return
     if level.peak_dbfs < SILENCE_DBFS:
-        report.fail(f"{what}: silence (below {SILENCE_DBFS:g} dBFS): is the microphone muted?"
-                    " check `alsamixer` / [audio] input_gain_db")
+        report.fail(
+            f"{what}: silence (below {SILENCE_DBFS:g} dBFS): is the microphone muted?"
+            " check `alsamixer` / [audio] input_gain_db"
+        )
         return
     levels = f"level {level.peak_dbfs:.0f} dBFS peak, {level.rms_dbfs:.0f} dBFS average"
     if level.clipped > CLIP_LIMIT:
-        report.fail(f"{what}: {levels}, clipping ({level.clipped} samples at full scale): lower"
-                    " the microphone's gain in `alsamixer` or [audio] input_gain_db")
+        report.fail(
+            f"{what}: {levels}, clipping ({level.clipped} samples at full scale): lower"
+            " the microphone's gain in `alsamixer` or [audio] input_gain_db"
+        )
         return
     clipping = "no clipping" if not level.clipped else f"{level.clipped} samples at full scale"
-    quiet = (", quiet (speak up, or raise [audio] input_gain_db)"
-             if level.peak_dbfs < QUIET_DBFS else "")
+    quiet = (
+        ", quiet (speak up, or raise [audio] input_gain_db)" if level.peak_dbfs < QUIET_DBFS else ""
+    )
     report.ok(f"{what}: {levels}, {clipping}{quiet}")
 
 
@@ -156,8 +175,13 @@ async def check_speaker(report: Any, audio: Any) -> None:
     from talkie.audio.playback import Playback
 
     drained = asyncio.Event()
-    playback = Playback(audio.output_device, loop=asyncio.get_running_loop(),
-                        on_drained=drained.set, rate=SPEAKER_RATE, volume=audio.volume)
+    playback = Playback(
+        audio.output_device,
+        loop=asyncio.get_running_loop(),
+        on_drained=drained.set,
+        rate=SPEAKER_RATE,
+        volume=audio.volume,
+    )
     try:
         playback.start()
     except AudioError as exc:
@@ -170,12 +194,16 @@ async def check_speaker(report: Any, audio: Any) -> None:
             async with asyncio.timeout(TONE_S + STALL_GRACE_S):
                 await drained.wait()
         except TimeoutError:
-            report.fail(f"speaker: {device_label(playback.device_info)}: the tone did not play"
-                        f" out within {TONE_S + STALL_GRACE_S:g} s: is another program using it?"
-                        " check `aplay -l` and [audio] output_device")
+            report.fail(
+                f"speaker: {device_label(playback.device_info)}: the tone did not play"
+                f" out within {TONE_S + STALL_GRACE_S:g} s: is another program using it?"
+                " check `aplay -l` and [audio] output_device"
+            )
             return
     finally:
         playback.stop()
     mute = " (but [audio] volume = 0: you will hear nothing)" if audio.volume <= 0 else ""
-    report.ok(f"speaker: {device_label(playback.device_info)}; played a {TONE_S:g} s"
-              f" {TONE_HZ:g} Hz tone (listen for it){mute}")
+    report.ok(
+        f"speaker: {device_label(playback.device_info)}; played a {TONE_S:g} s"
+        f" {TONE_HZ:g} Hz tone (listen for it){mute}"
+    )
