@@ -17,11 +17,15 @@ import pytest
 
 from talkie import config
 from talkie.shell.app import App, Factories
-from talkie.core.machine import Phase, Policy, backoff
+from talkie.core.machine import Phase, backoff
+from talkie.shell.policy import policy_from
 from talkie.config.credentials import load_api_key
 from tests.support.daemon import BUTTON, Shows, led_states, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
 from tests.support.rig import PLAIN_AUDIO, NumberedMic, VirtualClock, seqs_of, until
+
+#: The machine's rules under the shipped settings.
+SHIPPED = policy_from(config.Settings())
 
 pytestmark = pytest.mark.audio
 KEY = "AIzaSy-supervisor-0123456789"
@@ -240,7 +244,7 @@ def test_setup_never_answered_times_out_and_retries_on_the_schedule(tmp_path, pu
             await rig.until_idle()
             assert_exactly_once(double, spoken)
             waits = [d for d in rig.clock.requested if d not in (60.0, 300.0)]
-            assert waits == [backoff(1, random.Random(SEED).random(), Policy())]
+            assert waits == [backoff(1, random.Random(SEED).random(), SHIPPED)]
             await stop_rig(rig)
 
     run(main())
@@ -295,8 +299,8 @@ def test_connection_refused_for_20_s_then_back(tmp_path, pulse):
             assert_exactly_once(double, spoken)
             jitter = random.Random(SEED)
             waits = [d for d in rig.clock.requested if d not in (60.0, 300.0)]
-            assert waits == [backoff(n, jitter.random(), Policy()) for n in range(1, len(waits) + 1)]
-            assert attempts == len(waits) - 1 and max(waits) <= Policy().backoff_cap_s
+            assert waits == [backoff(n, jitter.random(), SHIPPED) for n in range(1, len(waits) + 1)]
+            assert attempts == len(waits) - 1 and max(waits) <= SHIPPED.backoff_cap_s
             await stop_rig(rig)
         assert "reconnecting" in led_states(rig.factory)
 

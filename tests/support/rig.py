@@ -47,6 +47,7 @@ class NumberedMic:
         self.next_seq = 0
         self.running = False
         self.overflows = self.xruns = 0
+        self.block_time = 0.0  # no recording clock: chunks carry only their numbers
 
     def start(self) -> None:
         self.running = True

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from talkie.audio.echo import SpeexEcho
+from talkie.audio.ring import Ring
 from talkie.audio.reference import DelayEstimator, EchoReference
 from talkie.audio.uplink_chain import MicChain
 from talkie.audio.vad import END, START, SpeechGate
@@ -178,18 +179,17 @@ def test_without_echo_control_the_device_hears_its_own_voice_and_with_it_does_no
 
 
 class FakePlayback:
+    """What the reference reads of a playback: its history ring and its latest DAC stamp."""
+
     def __init__(self, rate):
         self.device_rate = rate
-        self.history = np.zeros(2 * rate, np.int16)
-        self.history_written = 0
+        self.history = Ring(2 * rate)
         self.dac_stamp = None
 
     def played(self, x, dac):
-        cap = len(self.history)
-        for k, v in enumerate(x):
-            self.history[(self.history_written + k) % cap] = v
-        self.dac_stamp = (self.history_written, dac)
-        self.history_written += len(x)
+        at = self.history.written
+        self.history.push(np.asarray(x, dtype=np.int16))
+        self.dac_stamp = (at, dac)
 
 
 def test_the_reference_is_what_was_played_lead_ms_after_the_microphone_instant():

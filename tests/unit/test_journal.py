@@ -9,6 +9,7 @@ import os
 import pytest
 
 from talkie.system import logs
+from talkie.config import credentials
 from talkie.config.credentials import Secret
 from talkie.system.journal import TalkieJournalHandler, journal_wanted, priority
 
@@ -26,7 +27,7 @@ class Capture:
 @pytest.fixture
 def clean_logging():
     """Restore the talkie tree and the handshake loggers after a test that sets them up."""
-    names = ("talkie", *logs.HANDSHAKE_LOGGERS)
+    names = ("talkie", *credentials.HANDSHAKE_LOGGERS)
     saved = {n: (list(logging.getLogger(n).handlers), list(logging.getLogger(n).filters),
                  logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
     yield
@@ -188,7 +189,7 @@ def test_secret_never_reaches_the_journal(clean_logging):
     key = Secret("AIzaSy-very-secret-key-0123456789", "test")
     capture = Capture()
     logs.setup("debug", journal=True, journal_sender=capture)
-    logs.guard_secret(key.reveal())
+    credentials.guard_secret(key.reveal())
 
     # on a child logger (the Redactor sits on "talkie"; the handler applies it to the whole tree)
     child = logging.getLogger("talkie.live.link")
@@ -214,6 +215,6 @@ def test_secret_never_reaches_stderr_lines(clean_logging):
     secret = "sk-another-secret-value"
     stream = io.StringIO()
     logs.setup("debug", stream=stream, journal=False)
-    logs.guard_secret(secret)
+    credentials.guard_secret(secret)
     logging.getLogger("talkie.live").warning("key=%s", secret)
     assert secret not in stream.getvalue() and "key=***" in stream.getvalue()

@@ -10,8 +10,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from talkie.config import Settings
 from talkie.core import machine as m
-from talkie.core.machine import Fault, Link, Phase, Policy, State
+from talkie.core.machine import Fault, Link, Phase
+from talkie.shell.policy import policy_from
+
+#: The rules these tests start from: the shipped settings' rules, with the camera off.
+BASE = replace(policy_from(Settings()), vision_mode="off")
+
+
+def Policy(**changes) -> m.Policy:  # noqa: N802 - reads like the dataclass it builds
+    """The base rules with ``changes``."""
+    return replace(BASE, **changes)
+
+
+def State(*fields, policy: m.Policy = BASE, **named) -> m.State:  # noqa: N802
+    """A machine state under the base rules unless ``policy`` says otherwise."""
+    return m.State(*fields, policy=policy, **named)
+
 
 WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0, vision_mode="always")
 
@@ -22,6 +38,7 @@ EVENTS: list[m.Event] = [
     m.AudioFailed("no microphone"), m.AudioRestored(), m.Say("what time is it?"), m.Hush(),
     m.Reset(), m.GoAway(5.0), m.GoAway(50.0), m.Started(), m.LinkLost("drop", jitter=0.3),
     m.SpeechStarted(), m.SpeechEnded(),
+    m.Reconfigured(Policy(vision_mode="always", idle_disconnect_s=0.0)), m.Reconfigured(BASE),
     *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "unknown")),
 ]
 
@@ -52,7 +69,7 @@ def test_step_is_total_and_pure(event):
     """Every state x event gives a state and a list of effects, and the same answer twice."""
     for state in STATES:
         new, effects = m.step(state, event)
-        assert isinstance(new, State)
+        assert isinstance(new, m.State)
         assert all(isinstance(e, m.Effect) for e in effects)
         assert m.step(state, event) == (new, effects)
         shows = [e for e in effects if isinstance(e, m.Show)]
@@ -237,6 +254,21 @@ def test_transition_table(state, event, expected, effect_kinds):
     assert new == expected
     assert [k for k in kinds(effects)
             if k not in (m.Show, m.Log, m.CancelTimer, m.Camera)] == effect_kinds
+
+
+def test_new_settings_reach_the_machine_as_an_event():
+    """A reload: the new rules apply from that step on, and what follows from them at once
+    (the camera, the idle clock) follows through the derived rules."""
+    looking = Policy(vision_mode="always")
+    new, effects = m.step(WARM, m.Reconfigured(looking))
+    assert new == replace(WARM, policy=looking)
+    assert effects == [m.Camera(True)]
+    keep_open = Policy(idle_disconnect_s=0.0)
+    new, effects = m.step(WARM, m.Reconfigured(keep_open))
+    assert new.policy == keep_open and effects == [m.CancelTimer("idle")]
+    _, effects = m.step(new, m.Reconfigured(BASE))
+    assert effects == [m.StartTimer("idle", BASE.idle_disconnect_s)]
+    assert m.step(LISTENING, m.Reconfigured(BASE)) == (LISTENING, [])
 
 
 def test_a_barge_in_by_voice_asks_for_the_pre_roll_and_the_button_does_not():

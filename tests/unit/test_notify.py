@@ -81,7 +81,6 @@ def _check_sequence(messages: list[str]) -> None:
 
 def test_sender_in_order(notify_socket):
     notifier = Notifier()
-    assert notifier.enabled
     _exercise(notifier)
     _check_sequence(_drain(notify_socket))
 
@@ -130,7 +129,6 @@ def test_noop_without_notify_socket(monkeypatch, library):
     if not library:
         monkeypatch.setitem(sys.modules, "systemd", None)
     notifier = Notifier()
-    assert not notifier.enabled
     _exercise(notifier)  # nothing to assert but that nothing raises
 
 

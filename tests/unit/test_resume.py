@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from talkie.live.resume import ResumeStore, default_path, default_state_dir
+from talkie.live.resume import ResumeStore, default_state_dir
 
 
 class Clock:
@@ -175,4 +175,3 @@ def test_the_state_directory_comes_from_systemd():
     assert default_state_dir({}) == "/var/lib/talkie"
     assert default_state_dir({"STATE_DIRECTORY": ""}) == "/var/lib/talkie"
     assert default_state_dir({"STATE_DIRECTORY": "/var/lib/talkie2:/var/lib/other"}) == "/var/lib/talkie2"
-    assert default_path({"STATE_DIRECTORY": "/srv/t"}) == "/srv/t/resume.json"

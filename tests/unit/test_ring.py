@@ -130,3 +130,34 @@ def test_concurrent_producer_and_consumer_keep_order():
     assert not reader.is_alive()
     assert np.array_equal(np.concatenate(got), source)
     assert ring.overflows == 0
+
+
+# ---- the same ring as a history (what the speaker played, the pre-roll, the envelopes)
+
+
+def test_a_history_keeps_the_newest_values_and_reads_any_span_by_position():
+    ring = Ring(8)
+    ring.push(np.arange(5, dtype=np.int16))
+    assert ring.written == 5 and ring.latest(3).tolist() == [2, 3, 4]
+    ring.push(np.arange(5, 11, dtype=np.int16))  # wraps: 0, 1 and 2 are overwritten
+    assert ring.written == 11 and ring.latest(8).tolist() == list(range(3, 11))
+    # positions name samples for good: gone (0..2) and not yet written (11..) read as fill
+    assert ring.window(1, 5).tolist() == [0, 0, 3, 4, 5]
+    assert ring.window(9, 4).tolist() == [9, 10, 0, 0]
+
+
+def test_a_push_longer_than_the_ring_keeps_its_tail_at_the_right_positions():
+    ring = Ring(4)
+    ring.push(np.arange(10, dtype=np.int16))
+    assert ring.written == 10 and ring.latest(4).tolist() == [6, 7, 8, 9]
+    assert ring.window(6, 4).tolist() == [6, 7, 8, 9]
+
+
+def test_a_float_history_with_a_fill_value_and_clear():
+    ring = Ring(3, dtype=np.float64, fill=-120.0)
+    for value in (1.0, 2.0, 3.0, 4.0):
+        ring.append(value)
+    assert ring.latest(3).tolist() == [2.0, 3.0, 4.0]
+    assert ring.window(-2, 3).tolist() == [-120.0, -120.0, -120.0]
+    ring.clear()
+    assert ring.written == 0 and ring.latest(3).tolist() == [-120.0] * 3

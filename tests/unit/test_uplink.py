@@ -86,7 +86,7 @@ def test_drop_forgets_everything():
     box.start_turn(); box.push_audio(b"x")
     box.drop()
     box.push_audio(b"y")
-    assert box.peek() is None and not box.capturing and box.waiting_bytes == 0
+    assert box.peek() is None and not box.capturing and len(box) == 0
 
 
 def test_a_text_turn_is_queued_in_order_and_replayed_alone():

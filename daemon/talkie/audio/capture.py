@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from talkie.audio.devices import AudioError, find_device, import_sounddevice
 
@@ -80,11 +80,6 @@ class Capture:
         if block_ms is not None:
             self.block_ms = int(block_ms)
             self.block_samples = self.rate * self.block_ms // 1000
-
-    @property
-    def pending(self) -> int:
-        """Blocks posted by the callback and not yet handled by the loop."""
-        return self._posted - self._handled
 
     def start(self) -> None:
         """Open and start the input stream (raises AudioError if the device cannot be opened)."""

@@ -18,8 +18,8 @@ All buffers are allocated once; :meth:`process` writes into a preallocated outpu
 from __future__ import annotations
 
 import ctypes
-import functools
 import ctypes.util
+import functools
 
 import numpy as np
 
@@ -114,10 +114,6 @@ class SpeexEcho:
         self._lib.speex_echo_cancellation(self._echo, self._mic_p, self._ref_p, self._out_p)
         self._lib.speex_preprocess_run(self._pp, self._out_p)
         return self._out
-
-    def reset(self) -> None:
-        """Forget the echo path learnt so far (the speaker or its volume changed)."""
-        self._lib.speex_echo_state_reset(self._echo)
 
     def close(self) -> None:
         if getattr(self, "_pp", None):

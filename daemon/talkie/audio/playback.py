@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,10 +71,9 @@ class Playback:
         self.last_callback = 0.0
         self.max_block = 0  # largest callback block seen (frames): the flush granularity
         #: The last HISTORY_S of what was handed to PortAudio (device rate), for the echo
-        #: canceller's reference; ``history_written`` counts every sample ever put there, and
-        #: ``dac_stamp`` is (that count at the latest block's start, that block's DAC time).
-        self.history = np.zeros(0, dtype=np.int16)
-        self.history_written = 0
+        #: canceller's reference (a history :class:`Ring`, None before the first start), and
+        #: ``dac_stamp``: (its position at the latest block's start, that block's DAC time).
+        self.history: Ring | None = None
         self.dac_stamp: tuple[int, float] | None = None
         #: Times a flush cut what PortAudio already held (stream aborted and restarted).
         self.cuts = 0
@@ -140,9 +139,8 @@ class Playback:
             self._resampler = Resampler(self.rate, device_rate)
         if self._ring is None or self._ring.capacity != int(device_rate * self.buffer_s):
             self._ring = Ring(int(device_rate * self.buffer_s))
-        if len(self.history) != int(device_rate * HISTORY_S):
-            self.history = np.zeros(int(device_rate * HISTORY_S), dtype=np.int16)
-            self.history_written = 0
+        if self.history is None or self.history.capacity != int(device_rate * HISTORY_S):
+            self.history = Ring(int(device_rate * HISTORY_S))
         self.dac_stamp = None
         try:
             stream = sd.OutputStream(
@@ -307,18 +305,13 @@ class Playback:
         self.played_samples += n
         # what the speaker will play, for the echo canceller (no allocation: two slice copies)
         hist = self.history
-        cap = len(hist)
-        if cap:
-            at = self.history_written % cap
-            first = min(frames, cap - at)
-            hist[at : at + first] = out[:first]
-            if first < frames:
-                hist[: frames - first] = out[first:frames]
+        if hist is not None:
             dac = time_info.outputBufferDacTime
             if not dac:
                 dac = time_info.currentTime + self.latency
-            self.dac_stamp = (self.history_written, dac)
-            self.history_written += frames
+            at = hist.written
+            hist.push(out)  # what the speaker will play, for the echo canceller (no allocation)
+            self.dac_stamp = (at, dac)
         req = self._finish_req
         if req != self._finish_done and ring.read >= self._finish_at:
             self._finish_done = req

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkie.audio.ring import Ring
+
 
 class EchoReference:
     """Reads aligned reference blocks at ``rate`` from a playback's history."""
@@ -114,20 +116,10 @@ class EchoReference:
 
     def _read(self, start: int, k: int) -> np.ndarray:
         """History samples [start, start + k): zeros for what is not (or no longer) there."""
-        hist = self.playback.history
-        cap = len(hist)
-        written = self.playback.history_written
-        out = np.zeros(k, dtype=np.int16)
-        lo, hi = max(start, written - cap, 0), min(start + k, written)
-        if hi > lo:
-            a, b = lo % cap, (hi - 1) % cap + 1
-            if a < b:
-                out[lo - start : hi - start] = hist[a:b]
-            else:
-                split = cap - a
-                out[lo - start : lo - start + split] = hist[a:]
-                out[lo - start + split : hi - start] = hist[:b]
-        return out
+        history = self.playback.history
+        if history is None:
+            return np.zeros(k, dtype=np.int16)
+        return history.window(start, k)
 
 
 class DelayEstimator:
@@ -152,9 +144,9 @@ class DelayEstimator:
         self.confidence, self.margin = confidence, margin_frames
         self.step_s = 0.02
         size = window + max_lag
-        self._ref = np.full(size, -120.0)
-        self._mic = np.full(size, -120.0)
-        self._n = 0  # frames written (the envelopes are rings: frame k at k % size)
+        # the envelopes, one value per frame, written in step (so both hold ``frames`` values)
+        self._ref = Ring(size, dtype=np.float64, fill=-120.0)
+        self._mic = Ring(size, dtype=np.float64, fill=-120.0)
         self._pending: float | None = None  # a reference level waiting for its microphone frame
         self._last: int | None = None
         self.estimates = 0
@@ -165,25 +157,23 @@ class DelayEstimator:
     def microphone(self, power: float) -> None:
         if self._pending is None:
             return
-        at = self._n % len(self._mic)
-        self._ref[at], self._pending = self._pending, None
-        self._mic[at] = 10 * np.log10(power + 1.0)
-        self._n += 1
+        self._ref.append(self._pending)
+        self._pending = None
+        self._mic.append(10 * np.log10(power + 1.0))
 
     def restart(self) -> None:
         """Forget the envelopes (the reference moved)."""
-        self._ref[:] = -120.0
-        self._mic[:] = -120.0
-        self._n = 0
+        self._ref.clear()
+        self._mic.clear()
         self._last = None
 
     def estimate(self) -> float | None:
         """How much later (or, negative, sooner) the reference should be read, in seconds, when a
         confident measurement says so; else None."""
-        if self._n < len(self._mic) or self._n % self.every:
+        frames, size = self._mic.written, self._mic.capacity
+        if frames < size or frames % self.every:
             return None
-        oldest = -(self._n % len(self._mic))  # put the rings in time order, oldest first
-        mic_env, ref_env = np.roll(self._mic, oldest), np.roll(self._ref, oldest)
+        mic_env, ref_env = self._mic.latest(size), self._ref.latest(size)  # oldest first
         mic = mic_env[self.max_lag :]
         loud = ref_env > 30.0  # s16 power of -60 dBFS and up
         best, best_lag = -1.0, 0

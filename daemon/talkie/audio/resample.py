@@ -29,11 +29,6 @@ class Resampler:
         self._dirty = False
 
     @property
-    def ratio(self) -> float:
-        """Output samples per input sample."""
-        return self.out_rate / self.in_rate
-
-    @property
     def delay(self) -> float:
         """Output samples currently held back inside the filter."""
         return float(self._stream.delay())

@@ -1,33 +1,45 @@
-"""Preallocated single-producer / single-consumer ring buffer of int16 samples.
+"""The one ring buffer: preallocated, fixed capacity, positions counted as running totals.
 
-The producer (the asyncio loop thread) calls :meth:`Ring.write` and :meth:`Ring.flush`; the consumer
-(PortAudio's callback thread) calls :meth:`Ring.read_into`.  No locks: every field is written by one
-side only, and CPython makes a single attribute store atomic.  Positions are running totals (Python
-ints never overflow), so ``written - read`` is the fill level.
+A :class:`Ring` is used in one of two ways:
 
-Flush is asynchronous by design: the producer cannot move the consumer's read position, so it
-records the write position at the time of the flush and bumps a generation counter.  The consumer
+* **a queue** between two threads (the playback jitter buffer): the producer calls :meth:`write`
+  (which never overwrites what the consumer has not read: the excess is dropped and counted in
+  ``overflows``) and :meth:`flush`; the consumer calls :meth:`read_into`;
+* **a history** (what the speaker played, the microphone's pre-roll, the echo delay estimator's
+  envelopes): :meth:`push` and :meth:`append` keep the newest ``capacity`` values, overwriting the
+  oldest; :meth:`window` reads any span by position (``fill`` for what is gone or not there yet),
+  :meth:`latest` the newest values, oldest first.
+
+No locks: every field is written by one side only, and CPython makes a single attribute store
+atomic. Positions are running totals (Python ints never overflow), so ``written - read`` is the
+fill level and a position names one sample for good.
+
+A flush is asynchronous by design: the producer cannot move the consumer's read position, so it
+records the write position at the time of the flush and bumps a generation counter. The consumer
 notices the new generation at the start of its next :meth:`read_into` and skips to that position,
 so a flush takes effect within one callback period and never discards samples written after it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
 class Ring:
-    """Fixed-capacity int16 ring buffer for one producer thread and one consumer thread.
+    """Fixed-capacity ring of ``dtype`` values for one producer thread and one consumer thread.
 
-    Counters: ``overflows`` (samples dropped by :meth:`write` because the ring was full),
-    ``written`` / ``read`` (running totals of samples accepted / handed out or skipped).
+    Counters: ``overflows`` (values dropped by :meth:`write` because the queue was full),
+    ``written`` / ``read`` (running totals of values accepted / handed out or skipped).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dtype: Any = np.int16, fill: float = 0) -> None:
         if capacity <= 0:
             raise ValueError(f"ring capacity must be > 0, got {capacity}")
         self.capacity = int(capacity)
-        self._buf = np.zeros(self.capacity, dtype=np.int16)
+        self.fill = fill
+        self._buf = np.full(self.capacity, fill, dtype=dtype)
         # Producer-owned.
         self._w = 0
         self._flush_gen = 0
@@ -40,26 +52,26 @@ class Ring:
     # -- shared views ------------------------------------------------------------------------
     @property
     def written(self) -> int:
-        """Total samples accepted by :meth:`write` since creation."""
+        """Total values accepted (by :meth:`write`, :meth:`push` or :meth:`append`)."""
         return self._w
 
     @property
     def read(self) -> int:
-        """Total samples consumed (handed out, or skipped by a flush the consumer has applied)."""
+        """Total values consumed (handed out, or skipped by a flush the consumer has applied)."""
         return self._r
 
     def available(self) -> int:
-        """Samples waiting to be read, as seen by the producer (pending flushes already applied)."""
+        """Values waiting to be read, as seen by the producer (pending flushes applied)."""
         return self._w - max(self._r, self._flush_to)
 
     def free(self) -> int:
-        """Samples that :meth:`write` can accept right now without dropping."""
+        """Values that :meth:`write` can accept right now without dropping."""
         return self.capacity - self.available()
 
-    # -- producer ----------------------------------------------------------------------------
+    # -- a queue: the producer ---------------------------------------------------------------
     def write(self, samples: np.ndarray) -> int:
-        """Append ``samples`` (1-D int16); returns how many were accepted.  The excess is dropped and
-        counted in ``overflows`` (the newest samples are the ones dropped)."""
+        """Append ``samples`` (1-D) unless that would overwrite unread ones; returns how many were
+        accepted. The excess is dropped and counted in ``overflows`` (the newest are dropped)."""
         n = len(samples)
         room = self.capacity - (self._w - max(self._r, self._flush_to))
         if n > room:
@@ -67,23 +79,18 @@ class Ring:
             n = room
         if n <= 0:
             return 0
-        start = self._w % self.capacity
-        first = min(n, self.capacity - start)
-        self._buf[start : start + first] = samples[:first]
-        if first < n:
-            self._buf[: n - first] = samples[first:n]
-        self._w += n  # publish only after the data is in place
+        self._store(samples, n)
         return n
 
     def flush(self) -> None:
-        """Discard everything written so far and not yet read (applied by the consumer's next read)."""
+        """Discard everything written and not yet read (applied by the consumer's next read)."""
         self._flush_to = self._w
         self._flush_gen += 1
 
-    # -- consumer ----------------------------------------------------------------------------
+    # -- a queue: the consumer ---------------------------------------------------------------
     def read_into(self, out: np.ndarray) -> int:
-        """Copy up to ``len(out)`` samples into ``out`` (a 1-D int16 view); returns the count copied.
-        The rest of ``out`` is left untouched.  Consumer thread only."""
+        """Copy up to ``len(out)`` values into ``out`` (a 1-D view); returns the count copied.
+        The rest of ``out`` is left untouched. Consumer thread only."""
         gen = self._flush_gen
         if gen != self._seen_gen:
             self._seen_gen = gen
@@ -100,3 +107,52 @@ class Ring:
             out[first:n] = self._buf[: n - first]
         self._r = r + n
         return n
+
+    # -- a history ---------------------------------------------------------------------------
+    def push(self, values: np.ndarray) -> None:
+        """Append ``values`` (1-D), overwriting the oldest once the ring is full (no allocation)."""
+        n = len(values)
+        if n > self.capacity:  # all but the newest ``capacity`` are overwritten at once
+            self._w += n - self.capacity
+            values, n = values[n - self.capacity :], self.capacity
+        self._store(values, n)
+
+    def append(self, value: float) -> None:
+        """Append one value, overwriting the oldest once the ring is full."""
+        self._buf[self._w % self.capacity] = value
+        self._w += 1
+
+    def window(self, start: int, n: int) -> np.ndarray:
+        """A copy of the values at positions ``[start, start + n)``: ``fill`` for those already
+        overwritten or not written yet."""
+        out = np.full(n, self.fill, dtype=self._buf.dtype)
+        cap, written = self.capacity, self._w
+        lo, hi = max(start, written - cap, 0), min(start + n, written)
+        if hi > lo:
+            a, b = lo % cap, (hi - 1) % cap + 1
+            if a < b:
+                out[lo - start : hi - start] = self._buf[a:b]
+            else:
+                split = cap - a
+                out[lo - start : lo - start + split] = self._buf[a:]
+                out[lo - start + split : hi - start] = self._buf[:b]
+        return out
+
+    def latest(self, n: int) -> np.ndarray:
+        """A copy of the newest ``n`` values (at most ``capacity``), oldest first."""
+        return self.window(self._w - n, n)
+
+    def clear(self) -> None:
+        """Forget everything: positions back to 0, every value ``fill`` (single-threaded use)."""
+        self._buf[:] = self.fill
+        self._w = self._r = self._flush_to = 0
+        self._flush_gen = self._seen_gen = 0
+
+    # -- internals ---------------------------------------------------------------------------
+    def _store(self, values: np.ndarray, n: int) -> None:
+        start = self._w % self.capacity
+        first = min(n, self.capacity - start)
+        self._buf[start : start + first] = values[:first]
+        if first < n:
+            self._buf[: n - first] = values[first:n]
+        self._w += n  # publish only after the data is in place

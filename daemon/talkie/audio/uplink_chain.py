@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from talkie.audio.ring import Ring
 from talkie.audio.vad import FAR_DB, START, level_db
 
-FRAME = 160  # 10 ms at 16 kHz
 REVERB_DB_PER_FRAME = 1.0
 #: After the speaker's last sample, its sound lasts this many frames more (output latency, room).
 HANGOVER_FRAMES = 30
@@ -67,9 +67,8 @@ class MicChain:
         self.frame = rate * 10 // 1000
         self.chunk = np.zeros(rate * chunk_ms // 1000, dtype=np.int16)
         self._filled = 0
-        self._ring = np.zeros(max(1, rate * preroll_ms // 1000), dtype=np.int16)
         self.preroll_samples = rate * preroll_ms // 1000
-        self._ring_written = 0
+        self._preroll = Ring(max(1, self.preroll_samples))  # the newest cleaned audio
         self._carry = np.zeros(self.frame, dtype=np.int16)
         self._carried = 0
         self._ref_db = -120.0
@@ -115,13 +114,11 @@ class MicChain:
     def preroll(self) -> list[bytes]:
         """The last ``preroll_ms`` of (cleaned) audio, as chunks; the audio from here on starts a
         fresh chunk, so nothing is sent twice."""
-        n = min(self.preroll_samples, self._ring_written)
+        n = min(self.preroll_samples, self._preroll.written)
         self._filled = 0
         if n == 0:
             return []
-        cap = len(self._ring)
-        end = self._ring_written % cap
-        tail = np.concatenate((self._ring[end:], self._ring[:end]))[cap - n :]
+        tail = self._preroll.latest(n)
         size = len(self.chunk)
         return [tail[i : i + size].tobytes() for i in range(0, n, size)]
 
@@ -178,16 +175,8 @@ class MicChain:
 
     def _keep(self, out: np.ndarray) -> None:
         """Into the pre-roll ring and the current chunk (sent when full)."""
-        cap = len(self._ring)
-        at = self._ring_written % cap
+        self._preroll.push(out)
         n = len(out)
-        if at + n <= cap:
-            self._ring[at : at + n] = out
-        else:
-            split = cap - at
-            self._ring[at:] = out[:split]
-            self._ring[: n - split] = out[split:]
-        self._ring_written += n
         size = len(self.chunk)
         pos = 0
         while pos < n:

@@ -1,4 +1,5 @@
-"""The Gemini API key: where it comes from, and how it stays out of every log line.
+"""The Gemini API key: where it comes from, and how it stays out of every log line
+(:func:`guard_secret`; :mod:`talkie.system.logs` applies it to every record of the tree).
 
 Looked up in this order (the first that gives a non-empty key wins):
 
@@ -11,6 +12,7 @@ The key is wrapped in :class:`Secret`, whose ``str``/``repr`` never show it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,3 +93,43 @@ def load_api_key(
             return Secret(env[name].strip(), f"${name}")
     where = "; ".join(tried) if tried else "no key file configured and no GEMINI_API_KEY set"
     return KeyProblem(f"no API key ({where}): put your Gemini API key in {KEY_PATH_HINT}")
+
+
+#: Third-party loggers that see the Live handshake; websockets.client logs request headers
+#: (x-goog-api-key among them) at DEBUG.
+HANDSHAKE_LOGGERS = (
+    "websockets.client",
+    "websockets",
+    "google_genai",
+    "google_genai.live",
+    "google_genai._api_client",
+    "httpx",
+)
+
+
+class Redactor(logging.Filter):
+    """Rewrites a record so that ``secret`` never leaves it (message, arguments, traceback text)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secret:
+            return True
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if self.secret in text:
+                record.exc_info, record.exc_text = None, text.replace(self.secret, "***")
+        return True
+
+
+def guard_secret(secret: str, loggers: tuple[str, ...] = HANDSHAKE_LOGGERS) -> None:
+    """Install a :class:`Redactor` for ``secret`` on the loggers that could see it (once each)."""
+    for name in (*loggers, "talkie"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, Redactor) and f.secret == secret for f in logger.filters):
+            logger.addFilter(Redactor(secret))

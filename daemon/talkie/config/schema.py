@@ -29,6 +29,11 @@ from talkie.config.kinds import (  # noqa: F401 - re-exported for talkie.config
 )
 
 
+#: The Live API's audio: the microphone's rate (s16le mono) and the model's answer's.
+INPUT_RATE = 16000
+OUTPUT_RATE = 24000
+
+
 # ---------------------------------------------------------------- data model
 class FrozenMap(Mapping):
     """A read-only, hashable, picklable mapping (used for the LED patterns)."""
@@ -62,9 +67,29 @@ class LedPattern:
     on_s: float = 0.5
     off_s: float = 0.5
 
+    @property
+    def words(self) -> str:
+        """The pattern in a few words, e.g. "dim green" or "red fast blink"."""
+        if self.kind == "off":
+            return "off"
+        color = COLOR_NAMES.get(self.color, "coloured")
+        if self.kind == "solid":
+            return f"dim {color}" if self.brightness <= 0.2 else color
+        if self.kind == "blink" and self.on_s + self.off_s <= 0.3:
+            return f"{color} fast blink"
+        return f"{color} {self.kind}"
+
 
 WHITE, GREEN, BLUE = (1.0, 1.0, 1.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 CYAN, YELLOW, RED = (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0)
+COLOR_NAMES = {
+    WHITE: "white",
+    GREEN: "green",
+    BLUE: "blue",
+    CYAN: "cyan",
+    YELLOW: "yellow",
+    RED: "red",
+}
 
 DEFAULT_PATTERNS = FrozenMap(
     {
@@ -145,6 +170,22 @@ class AudioSettings:
     vad_window_frames: int = 3
     vad_end_ms: int = 700
     preroll_ms: int = 300
+
+    @property
+    def listens(self) -> bool:
+        """Whether the microphone chain looks at the audio (else blocks pass straight through)."""
+        return self.barge_in or self.echo == "aec"
+
+    @property
+    def capture_block_ms(self) -> int:
+        """Capture in 10 ms blocks when the chain listens (a barge-in is decided 10 ms sooner);
+        the chain gathers them into ``chunk_ms`` chunks for the uplink."""
+        return 10 if self.listens else self.chunk_ms
+
+    @property
+    def pending_bytes(self) -> int:
+        """The uplink outbox's budget: ``pending_s`` of microphone audio (16 kHz s16 mono)."""
+        return int(self.pending_s * INPUT_RATE * 2)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,6 @@ class Outbox:
         self.on_overflow = on_overflow
         self.capturing = False
         self.dropped_bytes = 0
-        self.sent_bytes = 0
         self._queue: deque[Item] = deque()
         self._sent: list[Item] = []  # the current turn's items already sent
         self._bytes = 0  # audio bytes in _queue + _sent
@@ -127,16 +126,9 @@ class Outbox:
             if item.kind in (Kind.ACTIVITY_START, Kind.TEXT):
                 self._forget_sent()  # a turn starts: the replay log holds this turn only
             self._sent.append(item)
-            if item.kind is Kind.AUDIO:
-                self.sent_bytes += len(item.pcm)
 
     def __len__(self) -> int:
         return len(self._queue)
-
-    @property
-    def waiting_bytes(self) -> int:
-        """Audio bytes queued and not yet sent."""
-        return sum(len(i.pcm) for i in self._queue)
 
     # ---- internals
 

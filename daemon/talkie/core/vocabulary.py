@@ -1,10 +1,13 @@
 """The state machine's vocabulary: the phases the user sees, the events adapters report and the
-effects the shell carries out. Plain frozen values; no behaviour (that is :mod:`talkie.core.machine`)."""
+effects the shell carries out. Plain frozen values; no behaviour (that is
+:mod:`talkie.core.machine`)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+
+from talkie.core.policy import Policy
 
 
 class Phase(enum.Enum):
@@ -17,6 +20,22 @@ class Phase(enum.Enum):
     SPEAKING = "speaking"
     RECONNECTING = "reconnecting"
     ERROR = "error"
+
+    @property
+    def meaning(self) -> str:
+        """What the phase means to the user, in words (the README's states table)."""
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    Phase.IDLE: "ready; a session may be open (warm) or not",
+    Phase.CONNECTING: "pressed with no session: audio is kept until it opens",
+    Phase.LISTENING: "the user's turn is streaming",
+    Phase.THINKING: "turn ended, waiting for the answer",
+    Phase.SPEAKING: "the answer is playing; a press or the user's voice barges in",
+    Phase.RECONNECTING: "the link dropped mid-turn or could not be opened; retrying with back-off",
+    Phase.ERROR: "needs a person: rejected key, unknown model, no microphone",
+}
 
 
 # --------------------------------------------------------------------------------------------- events
@@ -142,6 +161,13 @@ class AudioFailed(Event):
 @dataclass(frozen=True)
 class AudioRestored(Event):
     """The audio devices work again."""
+
+
+@dataclass(frozen=True)
+class Reconfigured(Event):
+    """The settings were read again (a reload): the machine's rules from now on."""
+
+    policy: Policy
 
 
 @dataclass(frozen=True)
@@ -292,4 +318,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Started,
     SpeechStarted,
     SpeechEnded,
+    Reconfigured,
 )

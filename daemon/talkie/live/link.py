@@ -24,10 +24,9 @@ import warnings
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from talkie.live import errors, options
-from talkie.system import logs
-from talkie.config.credentials import KeyProblem, Secret
+from talkie.config.credentials import KeyProblem, Secret, guard_secret
 from talkie.core.outbox import Item, Kind, Outbox
+from talkie.live import errors, options
 
 if TYPE_CHECKING:  # pragma: no cover
     from talkie.live.resume import ResumeStore
@@ -151,7 +150,7 @@ class LiveLink:
         if self._client is None:
             from google import genai
 
-            logs.guard_secret(self.key.reveal())
+            guard_secret(self.key.reveal())
             self._client = genai.Client(
                 api_key=self.key.reveal(), http_options=options.http_options(self.live)
             )

@@ -43,11 +43,6 @@ def default_state_dir(env: Mapping[str, str] = os.environ) -> str:
     return first or DEFAULT_STATE_DIR
 
 
-def default_path(env: Mapping[str, str] = os.environ) -> str:
-    """Where the daemon keeps its resumption handle: ``<state dir>/resume.json``."""
-    return os.path.join(default_state_dir(env), FILE_NAME)
-
-
 class ResumeStore:
     """The newest resumable handle, with the time it was saved; persisted unless ``path`` is None."""
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from talkie.panel.keyboard import KeyboardButton, TerminalLed, is_tty
 
@@ -80,7 +81,7 @@ class Panel:
 
 
 def open_panel(
-    settings: "PanelSettings",
+    settings: PanelSettings,
     *,
     loop: asyncio.AbstractEventLoop,
     on_press: Callable[[], Any],

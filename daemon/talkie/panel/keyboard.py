@@ -19,7 +19,8 @@ import atexit
 import logging
 import os
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from talkie.panel.leds import Look, look_of
 
@@ -72,7 +73,6 @@ class KeyboardButton:
         self.first_release_s = first_release_s
         self.repeat_release_s = repeat_release_s
         self.mode: str | None = None  # None (up), "space" (held) or "enter" (toggled on)
-        self._repeating = False
         self._release_timer: asyncio.TimerHandle | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         self._prev = b""
@@ -149,10 +149,8 @@ class KeyboardButton:
     def _space(self) -> None:
         if self.mode is None:
             self._press("space")
-            self._repeating = False
             self._arm_release(self.first_release_s)
         elif self.mode == "space":
-            self._repeating = True
             self._arm_release(self.repeat_release_s)
 
     def _arm_release(self, delay: float) -> None:
@@ -176,7 +174,6 @@ class KeyboardButton:
         if self.mode is None:
             return
         self.mode = None
-        self._repeating = False
         self._call(self._on_release)
 
     def _cancel_timers(self) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ class AudioDevices:
         for stream in (self.capture, self.playback):
             try:
                 stream.stop()
-            except Exception:  # noqa: BLE001 - closing a broken stream must not stop the daemon
+            except Exception:
                 log.debug("closing an audio stream failed", exc_info=True)
 
     def stalled(self) -> str:
@@ -120,10 +120,10 @@ class AudioDevices:
             self.playback.flush()
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.playback.stop), timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("playback did not stop cleanly", exc_info=True)
         try:
             self.capture.stop()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("capture did not stop cleanly", exc_info=True)
         self.ok = False

@@ -7,19 +7,17 @@ state-machine events as the button, so a remote press and a GPIO press are one a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from talkie.core import machine as m
-from talkie.system.control import Refused
-
-#: Longest text a `say` may carry.
-MAX_SAY = 2000
+from talkie.system.control import MAX_SAY, Refused
 
 
 class Commands:
     """The control socket's view of an :class:`talkie.shell.app.App`."""
 
-    def __init__(self, app: Any, clock=time.monotonic) -> None:
+    def __init__(self, app: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.clock = clock
         self.started = clock()

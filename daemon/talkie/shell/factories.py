@@ -1,58 +1,45 @@
 """How the shell makes each adapter (:class:`Factories`): the defaults build the real ones, lazily
-importing their modules; tests replace what cannot exist on their machine."""
+importing their modules (hardware and the Live SDK are imported only when they are used); tests
+replace what cannot exist on their machine, with fakes of the same :mod:`~talkie.shell.ports`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from talkie.config import Settings
 from talkie.config.credentials import KeyProblem, Secret
+from talkie.config.schema import INPUT_RATE, OUTPUT_RATE
 from talkie.core.outbox import Outbox
+from talkie.shell import ports
 
-INPUT_RATE = 16000
-OUTPUT_RATE = 24000
-
-
-def pending_bytes(settings: Any) -> int:
-    """The uplink outbox's budget: ``[audio] pending_s`` of 16 kHz s16 mono audio."""
-    return int(settings.audio.pending_s * INPUT_RATE * 2)
+log = logging.getLogger("talkie")
 
 
-def _default_panel(settings: Any, **kw: Any) -> Any:
+def _default_panel(settings: Settings, **kw: Any) -> ports.Panel:
     from talkie.panel import open_panel
 
     return open_panel(settings.panel, **kw)
 
 
-def listens(audio: Any) -> bool:
-    """Whether the microphone chain looks at the audio (else blocks pass straight through)."""
-    return audio.barge_in or audio.echo == "aec"
-
-
-def capture_block_ms(audio: Any) -> int:
-    """Capture in 10 ms blocks when the chain listens (a barge-in is decided 10 ms sooner);
-    the chain gathers them into ``chunk_ms`` chunks for the uplink."""
-    return 10 if listens(audio) else audio.chunk_ms
-
-
-def _default_capture(settings: Any, **kw: Any) -> Any:
+def _default_capture(settings: Settings, **kw: Any) -> ports.Capture:
     from talkie.audio.capture import Capture
 
+    audio = settings.audio
     return Capture(
-        settings.audio.input_device,
+        audio.input_device,
         rate=INPUT_RATE,
-        block_ms=capture_block_ms(settings.audio),
-        gain_db=settings.audio.input_gain_db,
+        block_ms=audio.capture_block_ms,
+        gain_db=audio.input_gain_db,
         **kw,
     )
 
 
-def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
+def _default_mic_chain(settings: Settings, playback: Any, **kw: Any) -> ports.MicChain:
     """The microphone chain for ``[audio]``; ``kw``: on_chunk, on_speech. Without libspeexdsp,
     echo cancellation falls back to half-duplex (said once in the journal)."""
-    import logging
-
     from talkie.audio.uplink_chain import MicChain
 
     audio = settings.audio
@@ -64,7 +51,7 @@ def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
         try:
             canceller = SpeexEcho(INPUT_RATE, filter_ms=audio.echo_tail_ms)
         except AudioError as exc:
-            logging.getLogger("talkie").warning("%s; using half_duplex", exc)
+            log.warning("%s; using half_duplex", exc)
             echo = "half_duplex"
     if echo == "aec":
         from talkie.audio.reference import EchoReference
@@ -94,42 +81,47 @@ def _default_mic_chain(settings: Any, playback: Any, **kw: Any) -> Any:
     )
 
 
-def _default_playback(settings: Any, **kw: Any) -> Any:
+def _default_playback(settings: Settings, **kw: Any) -> ports.Playback:
     from talkie.audio.playback import Playback
 
-    return Playback(
-        settings.audio.output_device, rate=OUTPUT_RATE, volume=settings.audio.volume, **kw
-    )
+    audio = settings.audio
+    return Playback(audio.output_device, rate=OUTPUT_RATE, volume=audio.volume, **kw)
 
 
 def _default_link(
-    settings: Any, key: Secret | KeyProblem, outbox: Outbox, listener: Any, resume: Any
-) -> Any:
+    settings: Settings,
+    key: Secret | KeyProblem,
+    outbox: Outbox,
+    listener: Any,
+    resume: ports.ResumeStore,
+) -> ports.Link:
     from talkie.live.link import LiveLink
 
     return LiveLink(settings.live, key, outbox, listener, resume)
 
 
-def _default_resume(settings: Any) -> Any:
+def _default_resume(settings: Settings) -> ports.ResumeStore:
     from talkie.live.resume import ResumeStore, default_state_dir
 
     folder = settings.session.state_dir or default_state_dir()
     return ResumeStore(f"{folder}/resume.json")
 
 
-def _default_vision(settings: Any, send: Any, log_fault: Any) -> Any:
+def _default_vision(
+    settings: Settings, send: Callable[[bytes], Any], log_fault: Callable[[str], None]
+) -> ports.Camera:
     from talkie.shell.vision import Vision
 
     return Vision(settings, send, log_fault)
 
 
-def _default_notifier() -> Any:
+def _default_notifier() -> ports.Notifier:
     from talkie.system.notify import Notifier
 
     return Notifier()
 
 
-def _default_control(path: str | None, commands: Any) -> Any:
+def _default_control(path: str | None, commands: Any) -> ports.ControlServer:
     from talkie.system.control import ControlServer, default_socket_path
 
     return ControlServer(path or default_socket_path(), commands)
@@ -139,12 +131,13 @@ def _default_control(path: str | None, commands: Any) -> Any:
 class Factories:
     """How the shell makes each adapter. Tests replace what cannot exist on their machine."""
 
-    panel: Callable[..., Any] = _default_panel
-    capture: Callable[..., Any] = _default_capture
-    mic_chain: Callable[..., Any] = _default_mic_chain
-    playback: Callable[..., Any] = _default_playback
-    link: Callable[..., Any] = _default_link
-    resume: Callable[[Any], Any] = _default_resume
-    vision: Callable[..., Any] = _default_vision
-    notifier: Callable[[], Any] = _default_notifier
-    control: Callable[[str | None, Any], Any] | None = _default_control
+    panel: Callable[..., ports.Panel] = _default_panel
+    capture: Callable[..., ports.Capture] = _default_capture
+    mic_chain: Callable[..., ports.MicChain] = _default_mic_chain
+    playback: Callable[..., ports.Playback] = _default_playback
+    link: Callable[..., ports.Link] = _default_link
+    resume: Callable[[Settings], ports.ResumeStore] = _default_resume
+    vision: Callable[..., ports.Camera] = _default_vision
+    notifier: Callable[[], ports.Notifier] = _default_notifier
+    control: Callable[[str | None, Any], ports.ControlServer] | None = _default_control
+

@@ -1,72 +1,28 @@
 """`systemctl reload talkie` (SIGHUP): read the config again and apply what can change live.
 
-A broken new config is refused with the same file:line:key message `talkie config check` gives, and
-the running settings stay: nothing is lost. What can change live does (LED patterns and pins, audio
-devices, volume, gain, barge-in and echo control, logging); Live settings and the key apply from the next session on.
+A broken new config is refused with the same file:line:key message `talkie config check` gives,
+and the running settings stay: nothing is lost. What can change live does (LED patterns and pins,
+audio devices, volume, gain, barge-in and echo control, logging, the camera); Live settings and the
+key apply from the next session on. The machine learns its new rules from a ``Reconfigured``
+event, like anything else it learns; what the shell must rebuild it does through the app's public
+methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
+
+from talkie import config
+from talkie.config import AudioSettings, PanelSettings
+from talkie.config.credentials import load_api_key
+from talkie.core import machine as m
+from talkie.shell import ports
+from talkie.shell.audio import AudioDevices
+from talkie.shell.policy import policy_from
 
 log = logging.getLogger("talkie")
-
-
-def _changed(old: Any, new: Any) -> list[str]:
-    """``section.key`` names whose values differ."""
-    names = []
-    for section in (f.name for f in dataclasses.fields(new) if f.name != "source"):
-        a, b = getattr(old, section), getattr(new, section)
-        for f in dataclasses.fields(a):
-            if getattr(a, f.name) != getattr(b, f.name):
-                names.append(f"{section}.{f.name}")
-    return names
-
-
-def reload(app: Any) -> None:
-    """Apply the config file at ``app.settings.source`` to the running ``app``."""
-    from talkie import config
-    from talkie.core import machine as m
-    from talkie.shell.app import policy_from
-    from talkie.shell.factories import pending_bytes
-    from talkie.system import logs
-    from talkie.config.credentials import load_api_key
-
-    source = app.settings.source
-    try:
-        new = config.load(source)
-    except config.ConfigError as exc:
-        log.error("reload refused, the running config stays: %s", exc)
-        return
-    app.notifier.reloading()
-    old, changed = app.settings, _changed(app.settings, new)
-    app.settings = new
-    app.state = dataclasses.replace(app.state, policy=policy_from(new))  # timers set from now on
-    logging.getLogger("talkie").setLevel(logs.LEVELS.get(new.log.level, logging.INFO))
-    app.outbox.max_audio_bytes = pending_bytes(new)
-    key = load_api_key(new.live.api_key_file)
-    if app.link is not None:
-        app.link.configure(new.live, key)  # used from the next session on
-    app.key = key
-    _apply_panel(app, old.panel, new.panel)
-    if app.vision is not None:  # a new mode takes effect at once, new frame settings next frame
-        app.vision.reconfigure(new)
-        app.vision.want(m.camera_wanted(app.state))
-    _apply_audio(app, old.audio, new.audio)
-    app.notifier.ready(app.state.status)
-    log.info("reloaded %s: %s", source, ", ".join(changed) if changed else "nothing changed")
-
-
-def _apply_panel(app: Any, old: Any, new: Any) -> None:
-    if dataclasses.replace(old, patterns=new.patterns) == new:
-        app.panel.settings = new  # only the patterns changed: show the current state anew
-    else:
-        app.panel.close()  # pins or kinds changed: open the panel again
-        app.panel = app._open_panel()
-    app.panel.show(app.state.phase.value)
-
 
 #: [audio] keys the microphone chain is built from.
 CHAIN_KEYS = (
@@ -82,24 +38,74 @@ CHAIN_KEYS = (
 )
 
 
-def _apply_audio(app: Any, old: Any, new: Any) -> None:
-    from talkie.shell.factories import capture_block_ms
+class App(Protocol):
+    """What a reload needs of the running app (:class:`~talkie.shell.app.App`): its settings and
+    adapters, and the public methods for what the shell rebuilds itself."""
 
-    if app.audio is None:
+    settings: config.Settings
+    state: m.State
+    notifier: ports.Notifier
+    panel: ports.Panel | None
+    vision: ports.Camera | None
+    audio: AudioDevices | None
+
+    def configure(self, settings: config.Settings, key: Any) -> None: ...
+    def reopen_panel(self) -> None: ...
+    def rebuild_mic_chain(self) -> None: ...
+    def handle(self, event: m.Event) -> None: ...
+
+
+def _changed(old: Any, new: Any) -> list[str]:
+    """``section.key`` names whose values differ."""
+    names = []
+    for section in (f.name for f in dataclasses.fields(new) if f.name != "source"):
+        a, b = getattr(old, section), getattr(new, section)
+        for f in dataclasses.fields(a):
+            if getattr(a, f.name) != getattr(b, f.name):
+                names.append(f"{section}.{f.name}")
+    return names
+
+
+def reload(app: App) -> None:
+    """Apply the config file at ``app.settings.source`` to the running ``app``."""
+    source = app.settings.source
+    try:
+        new = config.load(source)
+    except config.ConfigError as exc:
+        log.error("reload refused, the running config stays: %s", exc)
         return
-    app.audio.playback.volume = new.volume
-    app.audio.capture.configure(gain_db=new.input_gain_db)
+    app.notifier.reloading()
+    old, changed = app.settings, _changed(app.settings, new)
+    app.configure(new, load_api_key(new.live.api_key_file))
+    _apply_panel(app, old.panel, new.panel)
+    if app.vision is not None:  # new frame settings from the next frame; the mode through the machine
+        app.vision.reconfigure(new)
+    app.handle(m.Reconfigured(policy_from(new)))
+    _apply_audio(app, old.audio, new.audio)
+    app.notifier.ready(app.state.status)
+    log.info("reloaded %s: %s", source, ", ".join(changed) if changed else "nothing changed")
+
+
+def _apply_panel(app: App, old: PanelSettings, new: PanelSettings) -> None:
+    if app.panel is not None and dataclasses.replace(old, patterns=new.patterns) == new:
+        app.panel.settings = new  # only the patterns changed: show the current state anew
+        app.panel.show(app.state.phase.value)
+    else:
+        app.reopen_panel()  # pins or kinds changed
+
+
+def _apply_audio(app: App, old: AudioSettings, new: AudioSettings) -> None:
+    audio = app.audio
+    if audio is None:
+        return
+    audio.playback.volume = new.volume
+    audio.capture.configure(gain_db=new.input_gain_db)
     if any(getattr(old, k) != getattr(new, k) for k in CHAIN_KEYS):
-        app.chain = app.factories.mic_chain(
-            app.settings, app.audio.playback, on_chunk=app.outbox.push_audio, on_speech=app._speech
-        )
-    if (old.input_device, old.output_device, capture_block_ms(old)) != (
-        new.input_device,
-        new.output_device,
-        capture_block_ms(new),
-    ):
+        app.rebuild_mic_chain()
+    devices = (old.input_device, old.output_device, old.capture_block_ms)
+    if devices != (new.input_device, new.output_device, new.capture_block_ms):
         log.info("audio devices changed: reopening them")
-        app.audio.close()
-        app.audio.capture.configure(device=new.input_device, block_ms=capture_block_ms(new))
-        app.audio.playback.device = new.output_device
-        app.audio.open()
+        audio.close()
+        audio.capture.configure(device=new.input_device, block_ms=new.capture_block_ms)
+        audio.playback.device = new.output_device
+        audio.open()

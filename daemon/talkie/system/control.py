@@ -53,7 +53,7 @@ COMMANDS: dict[str, str] = {
     "release": "release the button: end the turn",
     "talk": "press, or release if pressed (like ENTER in keyboard mode)",
     "stop": "stop: cut the answer short, or drop the turn in progress",
-    "say <text>": "send <text> as a typed turn (at most 2000 characters)",
+    "say <text>": f"send <text> as a typed turn (at most {MAX_SAY} characters)",
     "reset": "close the Live session and clear the error; the next press starts afresh",
     "help": "this list",
 }
@@ -128,10 +128,6 @@ class ControlServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    @property
-    def serving(self) -> bool:
-        return self._server is not None and self._server.is_serving()
 
     # ---- life cycle
 
@@ -255,7 +251,7 @@ class ControlServer:
             log.debug("control: client went away: %r", exc)
         except asyncio.CancelledError:
             pass  # the server is closing
-        except Exception:  # noqa: BLE001 - one client must never take the server down
+        except Exception:
             log.exception("control: failed to serve a client")
         finally:
             writer.close()
@@ -320,7 +316,7 @@ class ControlServer:
         except Refused as exc:
             log.info("control: %s refused: %s", word, exc)
             return _refuse(str(exc) or f"{word} refused")
-        except Exception as exc:  # noqa: BLE001 - a failing command answers, the server stays
+        except Exception as exc:
             log.error("control: %s failed: %s: %s", word, type(exc).__name__, exc, exc_info=True)
             return _refuse(f"{type(exc).__name__}: {exc}")
         reply: dict[str, Any] = {"ok": True}

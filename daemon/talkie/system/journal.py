@@ -90,7 +90,7 @@ class TalkieJournalHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         if sender_function is None:
-            from systemd import journal  # noqa: PLC0415  (lazy: optional dependency)
+            from systemd import journal
 
             sender_function = journal.send
         self.sender = sender_function

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from talkie.config.credentials import Redactor
 from talkie.system.journal import TalkieJournalHandler, journal_wanted
 
 LEVELS = {
@@ -59,44 +60,9 @@ def setup(
     return root
 
 
-#: Third-party loggers that see the Live handshake; websockets.client logs request headers
-#: (x-goog-api-key among them) at DEBUG.
-HANDSHAKE_LOGGERS = (
-    "websockets.client",
-    "websockets",
-    "google_genai",
-    "google_genai.live",
-    "google_genai._api_client",
-    "httpx",
-)
-
-
-class Redactor(logging.Filter):
-    """Rewrites a record so that ``secret`` never leaves it (message, arguments, traceback text)."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secret:
-            return True
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            if self.secret in text:
-                record.exc_info, record.exc_text = None, text.replace(self.secret, "***")
-        return True
-
-
-def guard_secret(secret: str, loggers: tuple[str, ...] = HANDSHAKE_LOGGERS) -> None:
-    """Install a :class:`Redactor` for ``secret`` on the loggers that could see it (once each)."""
-    for name in (*loggers, "talkie"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, Redactor) and f.secret == secret for f in logger.filters):
-            logger.addFilter(Redactor(secret))
+def set_level(level: str) -> None:
+    """Change the level of the ``talkie`` tree (a reload)."""
+    logging.getLogger(ROOT).setLevel(LEVELS.get(level, logging.INFO))
 
 
 class TreeRedaction(logging.Filter):

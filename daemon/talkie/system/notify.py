@@ -59,11 +59,6 @@ class Notifier:
         self._failed = False
         self.dropped = 0
 
-    @property
-    def enabled(self) -> bool:
-        """True when systemd is listening (``NOTIFY_SOCKET`` is set)."""
-        return bool(self._environ.get("NOTIFY_SOCKET"))
-
     def ready(self, status: str | None = None) -> None:
         """Start-up is done (``READY=1``), optionally with a status text in the same message."""
         self._send("READY=1" if status is None else f"READY=1\nSTATUS={_one_line(status)}")

@@ -82,13 +82,13 @@ class Picamera2Source:
         picamera2 = _import_picamera2()
         try:
             cameras = picamera2.global_camera_info()
-        except Exception as exc:  # noqa: BLE001 - libcamera itself failed to start
+        except Exception as exc:
             raise CameraError(f"camera system failed: {_reason(exc)}") from exc
         if len(cameras) <= self.camera_num:
             raise CameraError(NO_CAMERA)
         try:
             cam = picamera2(self.camera_num)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             reason = _reason(exc)
             if "busy" in reason.lower() or "acquire" in reason.lower():
                 raise CameraError(BUSY) from exc
@@ -106,7 +106,7 @@ class Picamera2Source:
             )
             cam.configure(config)
             cam.start()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _close_quietly(cam)
             raise CameraError(f"camera could not be started: {_reason(exc)}") from exc
         self._cam = cam
@@ -122,7 +122,7 @@ class Picamera2Source:
             raise CameraError(
                 f"capture failed: no frame from the camera in {self.timeout_s:g} s"
             ) from exc
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise CameraError(f"capture failed: {_reason(exc)}") from exc
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

@@ -10,8 +10,9 @@ decoded JPEG, so a test can tell exactly which frame reached the other end.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -127,7 +128,7 @@ def read_number(rgb: np.ndarray) -> int:
                 cy = int(y0 + (1 + r + 0.5) * unit)
                 cx = int(x0 + (1 + 6 * i + c + 0.5) * unit)
                 bits[r, c] = grey[cy - half : cy + half + 1, cx - half : cx + half + 1].mean() > 128
-        value = value * 10 + int(np.argmin((GLYPHS != bits).sum(axis=(1, 2))))
+        value = value * 10 + int(np.argmin((bits != GLYPHS).sum(axis=(1, 2))))
     return value
 
 

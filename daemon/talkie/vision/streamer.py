@@ -24,9 +24,9 @@ import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from typing import Awaitable, Callable
 
 from talkie.vision.jpeg import encode
 from talkie.vision.pacer import Pacer
@@ -205,7 +205,7 @@ class VisionStreamer:
             self._reported.add(message)
             try:
                 self._on_fault(message)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("vision: on_fault failed")
         await self._in_worker(self._close_source)
         self._set_active(False)
@@ -220,7 +220,7 @@ class VisionStreamer:
         """Worker thread: close the source; a failure to close is logged, never raised."""
         try:
             self.source.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("vision: closing the camera failed")
 
     def _set_active(self, on: bool) -> None:
@@ -229,5 +229,5 @@ class VisionStreamer:
         self._active = on
         try:
             self._on_active(on)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("vision: on_active failed")

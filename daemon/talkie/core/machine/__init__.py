@@ -1,89 +1,67 @@
 """The appliance's behaviour: a pure state machine.
 
-``step(state, event) -> (state, effects)`` is the whole of talkie's conversation logic. It does no I/O,
-imports no adapter and knows nothing of asyncio: the shell (:mod:`talkie.shell.app`) turns what the hardware
-and the network report into events (:mod:`talkie.core.vocabulary`), feeds them to :func:`step`, and carries
-out the effects it returns. Randomness (the back-off's jitter) and time (timers) come in as events.
+``step(state, event) -> (state, effects)`` is the whole of talkie's conversation logic. It does no
+I/O, imports no adapter and knows nothing of asyncio: the shell (:mod:`talkie.shell.app`) turns what
+the hardware and the network report into events (:mod:`talkie.core.vocabulary`), feeds them to
+:func:`step`, and carries out the effects it returns. Randomness (the back-off's jitter), time
+(timers) and new settings (a reload) come in as events.
 
-The state (:mod:`talkie.core.machine.state`) has two orthogonal parts, the **phase** the user sees on the
-LED (idle, connecting, listening, thinking, speaking, reconnecting, error) and the **link** (down,
-opening, up), plus the :class:`Policy` it was configured with. A user turn is captured into the uplink's
-outbox (:mod:`talkie.core.outbox`) from the press on, whatever the link is doing; the outbox is sent in
-order once a session is up, so connecting on the first press, a reconnect or a goAway handover in the
-middle of a turn loses no word.
+The state (:mod:`.state`) has two orthogonal parts, the **phase** the user sees on the LED (idle,
+connecting, listening, thinking, speaking, reconnecting, error) and the **link** (down, opening,
+up), plus the :class:`~talkie.core.policy.Policy` it was configured with. A user turn is captured
+into the uplink's outbox (:mod:`talkie.core.outbox`) from the press on, whatever the link is
+doing; the outbox is sent in order once a session is up, so connecting on the first press, a
+reconnect or a goAway handover in the middle of a turn loses no word.
 
-Transitions are declared per (phase, event) in a table of small handlers: :mod:`.turns` (the button,
-the answer, text turns, audio devices), :mod:`.voice` (barge-in by the user's voice) and
-:mod:`.supervisor` (the session: back-off, handover, idle close, reset). A pair with no handler leaves the state as it is and does nothing.
+Transitions are declared per (phase, event) by small handlers, one module per state group, each
+with its part of the table in its docstring: :mod:`.turns` (the button, the answer, text turns,
+audio devices), :mod:`.voice` (barge-in by the user's voice) and :mod:`.supervisor` (the session:
+back-off, handover, idle close, reset, new settings). After the handler, the derived rules
+(:mod:`.derived`) add what follows from the change itself. A pair with no handler leaves the state
+as it is and does nothing. ``talkie machine`` prints the whole table (:mod:`.table`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from talkie.core.machine import supervisor, turns, voice  # noqa: F401 - they fill the handler table
+from talkie.core.machine import derived, supervisor, turns, voice
 from talkie.core.machine.state import (  # noqa: F401 - the machine's public names
+    ANY,
     HOLD,
     IDLE_TIMER,
     RETRY,
     Fault,
+    Handler,
+    Handlers,
     Link,
-    Policy,
     State,
     backoff,
     camera_wanted,
-    handler_for,
 )
-from talkie.core.machine.supervisor import handover, safe_for_handover
-from talkie.core.vocabulary import *  # noqa: F401,F403 - re-exported: the machine's whole vocabulary
-from talkie.core.vocabulary import (
-    ButtonDown,
-    Camera,
-    CancelTimer,
-    Effect,
-    Event,
-    Phase,
-    Show,
-    StartTimer,
-)
+from talkie.core.policy import Policy  # noqa: F401 - the machine's public names
+from talkie.core.vocabulary import *  # noqa: F403 - re-exported: the machine's whole vocabulary
+from talkie.core.vocabulary import Effect, Event, Phase, Show
+
+#: The state groups, each with its part of the transition table.
+GROUPS: tuple[Handlers, ...] = (turns.HANDLERS, voice.HANDLERS, supervisor.HANDLERS)
 
 
-def _warm_idle(s: State) -> bool:
-    """A session is open and nobody is talking: the idle-close clock runs."""
-    return (
-        s.phase is Phase.IDLE
-        and s.link is Link.UP
-        and s.policy.idle_disconnect_s > 0
-        and not s.policy.connect_at_start
-    )
+def _merged(groups: tuple[Handlers, ...]) -> dict[tuple[Phase | None, type[Event]], Handler]:
+    table: dict[tuple[Phase | None, type[Event]], Handler] = {}
+    for group in groups:
+        for key, handler in group.items():
+            assert key not in table, key  # one handler per pair, across all groups
+            table[key] = handler
+    return table
 
 
-def _derived(before: State, new: State, event: Event) -> tuple[State, list[Effect]]:
-    """What follows from the change itself, whichever handler made it."""
-    effects: list[Effect] = []
-    if new.voice and not new.held:
-        new = replace(new, voice=False)  # the turn the voice opened is over, whoever ended it
-    if new.retry_s and new.link is not Link.DOWN:
-        new = replace(new, retry_s=0.0)  # connecting (by a press, say): no wait to show
-    if new.handover and safe_for_handover(new):
-        new, more = handover(new)
-        effects += more
-    if _warm_idle(new) and not _warm_idle(before):
-        effects.append(StartTimer(IDLE_TIMER, new.policy.idle_disconnect_s))
-    elif _warm_idle(before) and not _warm_idle(new):
-        effects.append(CancelTimer(IDLE_TIMER))
-    if (
-        isinstance(event, ButtonDown)
-        and new.held
-        and not before.held
-        and new.policy.reset_hold_s > 0
-    ):
-        effects.append(StartTimer(HOLD, new.policy.reset_hold_s))
-    elif before.held and not new.held:
-        effects.append(CancelTimer(HOLD))
-    if camera_wanted(new) != camera_wanted(before):
-        effects.append(Camera(camera_wanted(new)))
-    return new, effects
+_TABLE = _merged(GROUPS)
+
+
+def handler_for(phase: Phase, event: type[Event]) -> Handler | None:
+    """The handler that ``step`` uses for ``event`` in ``phase``, or None if the pair is ignored.
+
+    A handler declared for the phase itself comes before one declared for ``ANY`` phase."""
+    return _TABLE.get((phase, event)) or _TABLE.get((ANY, event))
 
 
 def step(state: State, event: Event) -> tuple[State, list[Effect]]:
@@ -95,8 +73,9 @@ def step(state: State, event: Event) -> tuple[State, list[Effect]]:
     if handler is None:
         return state, []
     new, effects = handler(state, event)
-    new, more = _derived(state, new, event)
-    effects = [*effects, *more]
+    for rule in derived.RULES:
+        new, more = rule(state, new, event)
+        effects = [*effects, *more]
     if (new.phase, new.status) != (state.phase, state.status):
         effects.append(Show(new.phase, new.status))
     return new, effects

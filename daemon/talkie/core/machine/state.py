@@ -1,12 +1,14 @@
-"""What the machine remembers (:class:`State`), the rules it is configured with (:class:`Policy`),
-and the table of handlers that the other modules of this package fill in."""
+"""What the machine remembers (:class:`State`), with the rules it is configured with
+(:class:`~talkie.core.policy.Policy`), and :class:`Handlers`: one state group's part of the
+transition table, which the group modules of this package fill in."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from talkie.core.policy import Policy
 from talkie.core.vocabulary import Effect, Event, Phase
 
 #: Timer names.
@@ -32,33 +34,6 @@ class Fault(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Policy:
-    """The supervisor's rules, from the ``[session]`` settings (and a few fixed ones)."""
-
-    #: Close a warm session after this long without a conversation (0: keep it open).
-    idle_disconnect_s: float = 300.0
-    #: Open a session at start and keep one open (reconnecting in the background).
-    connect_at_start: bool = False
-    #: Holding the button this long starts a fresh conversation (0: off).
-    reset_hold_s: float = 0.0
-    #: After an error only a person can fix, try again this often (a press tries at once).
-    error_retry_s: float = 300.0
-    backoff_first_s: float = 0.5
-    backoff_cap_s: float = 30.0
-    #: Consecutive failed connects after which a turn the user already released is given up
-    #: (about 30 s of back-off: as long as the uplink buffer keeps audio by default).
-    give_up_after: int = 6
-    #: A session that stayed up this long resets the back-off.
-    stable_s: float = 60.0
-    #: goAway with this little time left: hand over at once, not at the next safe point.
-    handover_now_s: float = 10.0
-    #: When the camera is sampled: "off", "while_talking", "conversation" or "always".
-    vision_mode: str = "off"
-    #: The user's voice (local VAD) stops the answer and opens a turn (the button always does).
-    barge_in: bool = True
-
-
-@dataclass(frozen=True)
 class State:
     """Everything the machine remembers. Frozen: every step makes a new one."""
 
@@ -79,7 +54,8 @@ class State:
     handover: bool = False
     #: The wait before the next connect, for the status line.
     retry_s: float = 0.0
-    policy: Policy = field(default_factory=Policy)
+    #: The rules, from the settings (no default: the settings hold the defaults).
+    policy: Policy = field(kw_only=True)
     #: The user's voice opened this turn (a barge-in): it ends when the voice detector hears the
     #: end of speech, not on a button release. Only with ``held``.
     voice: bool = False
@@ -120,25 +96,42 @@ def backoff(attempt: int, jitter: float, policy: Policy) -> float:
     return max(MIN_RETRY_S, min(1.0, max(0.0, jitter)) * ceiling)
 
 
-Handler = Callable[[State, Event], tuple[State, list[Effect]]]
+#: What a handler returns: the new state and the effects to carry out, in order.
+Step = tuple[State, list[Effect]]
+Handler = Callable[[State, Event], Step]
+#: A handler for every phase (a phase's own handler for the same event comes first).
 ANY = None
-HANDLERS: dict[tuple[Phase | None, type[Event]], Handler] = {}
+Key = tuple[Phase | None, type[Event]]
 
 
-def on(phases: tuple[Phase | None, ...] | Phase | None, event: type[Event]):
-    """Declare a handler for ``event`` in each of ``phases`` (``ANY``: whatever the phase)."""
-    if not isinstance(phases, tuple):
-        phases = (phases,)
+class Handlers:
+    """One state group's part of the transition table: ``(phase or ANY, event type) -> handler``.
 
-    def register(handler: Handler) -> Handler:
-        for phase in phases:
-            assert (phase, event) not in HANDLERS, (phase, event)
-            HANDLERS[(phase, event)] = handler
-        return handler
+    Filled once, when its module is imported, by the :meth:`on` decorator; read by
+    :func:`talkie.core.machine.handler_for` and by the generated table (:mod:`.table`).
+    """
 
-    return register
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self._table: dict[Key, Handler] = {}
 
+    def on(
+        self, phases: tuple[Phase | None, ...] | Phase | None, event: type[Event]
+    ) -> Callable[[Handler], Handler]:
+        """Declare a handler for ``event`` in each of ``phases`` (``ANY``: whatever the phase)."""
+        every = phases if isinstance(phases, tuple) else (phases,)
 
-def handler_for(phase: Phase, event: type[Event]) -> Handler | None:
-    """The handler that ``step`` uses for ``event`` in ``phase``, or None if the pair is ignored."""
-    return HANDLERS.get((phase, event)) or HANDLERS.get((ANY, event))
+        def register(handler: Handler) -> Handler:
+            for phase in every:
+                assert (phase, event) not in self._table, (phase, event)
+                self._table[(phase, event)] = handler
+            return handler
+
+        return register
+
+    def get(self, key: Key) -> Handler | None:
+        return self._table.get(key)
+
+    def items(self) -> Iterator[tuple[Key, Handler]]:
+        """Every declared pair, in the order of declaration."""
+        return iter(self._table.items())

@@ -20,7 +20,8 @@ import contextlib
 import dataclasses
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from talkie import config
 from talkie.provision.checks.audio import check_microphone, check_speaker
@@ -248,9 +249,9 @@ class _Probe:
 
 async def check_api(report: Report, live: Any, *, env: Any = None) -> None:
     """Open a real Live session with the configured key and endpoint, then close it."""
-    from talkie.live.link import LiveLink
     from talkie.config.credentials import KeyProblem, load_api_key
     from talkie.core.outbox import Outbox
+    from talkie.live.link import LiveLink
 
     key = load_api_key(live.api_key_file, env=env)
     if isinstance(key, KeyProblem):

@@ -1,0 +1,79 @@
+"""The derived rules: what follows from a change itself, whichever handler made it.
+
+:func:`talkie.core.machine.step` applies them, in this order, after every handler. A rule is a
+function ``(before, new, event) -> (new, effects)`` with a one-line docstring, which the generated
+table (``talkie machine``) shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from talkie.core.machine.state import HOLD, IDLE_TIMER, Link, State, Step, camera_wanted
+from talkie.core.machine.supervisor import handover, safe_for_handover
+from talkie.core.vocabulary import ButtonDown, Camera, CancelTimer, Event, Phase, StartTimer
+
+Rule = Callable[[State, State, Event], Step]
+
+
+def voice_turn_over(before: State, new: State, event: Event) -> Step:
+    """A turn the voice opened is over once nothing holds it, whoever ended it."""
+    return (replace(new, voice=False) if new.voice and not new.held else new), []
+
+
+def no_wait_while_connecting(before: State, new: State, event: Event) -> Step:
+    """Connecting (by a press, say): no back-off wait left to show."""
+    return (replace(new, retry_s=0.0) if new.retry_s and new.link is not Link.DOWN else new), []
+
+
+def handover_at_safe_point(before: State, new: State, event: Event) -> Step:
+    """A goAway is pending and the moment is safe: move to a new connection now."""
+    return handover(new) if new.handover and safe_for_handover(new) else (new, [])
+
+
+def warm_idle(s: State) -> bool:
+    """A session is open and nobody is talking: the idle-close clock runs."""
+    return (
+        s.phase is Phase.IDLE
+        and s.link is Link.UP
+        and s.policy.idle_disconnect_s > 0
+        and not s.policy.connect_at_start
+    )
+
+
+def idle_clock(before: State, new: State, event: Event) -> Step:
+    """Entering warm idle starts the idle timer (``idle_disconnect_s``); leaving it cancels it."""
+    if warm_idle(new) and not warm_idle(before):
+        return new, [StartTimer(IDLE_TIMER, new.policy.idle_disconnect_s)]
+    if warm_idle(before) and not warm_idle(new):
+        return new, [CancelTimer(IDLE_TIMER)]
+    return new, []
+
+
+def hold_clock(before: State, new: State, event: Event) -> Step:
+    """A press that opens a turn starts the long-hold timer (``reset_hold_s``); the end of the
+    turn cancels it."""
+    pressed = isinstance(event, ButtonDown) and new.held and not before.held
+    if pressed and new.policy.reset_hold_s > 0:
+        return new, [StartTimer(HOLD, new.policy.reset_hold_s)]
+    if before.held and not new.held:
+        return new, [CancelTimer(HOLD)]
+    return new, []
+
+
+def camera_follows(before: State, new: State, event: Event) -> Step:
+    """The camera is switched on or off whenever ``[vision] mode`` wants it otherwise."""
+    wanted = camera_wanted(new)
+    return new, ([Camera(wanted)] if wanted != camera_wanted(before) else [])
+
+
+#: The rules, in the order ``step`` applies them.
+RULES: tuple[Rule, ...] = (
+    voice_turn_over,
+    no_wait_while_connecting,
+    handover_at_safe_point,
+    idle_clock,
+    hold_clock,
+    camera_follows,
+)

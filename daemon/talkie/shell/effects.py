@@ -1,0 +1,213 @@
+"""The machine's effects, carried out: the Live session's task, the outbox, playback, the camera,
+the timers, and what the user sees (the LED, the service status, the journal).
+
+Part of the imperative shell: :class:`Effects` belongs to one :class:`~talkie.shell.app.App` (its
+:class:`Host`) and reaches the adapters through it (they are rebuilt on a reload); it never changes the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from talkie.config import Settings
+from talkie.core import machine as m
+from talkie.core.outbox import Outbox
+from talkie.shell import ports
+from talkie.shell.link import LinkEvents
+from talkie.shell.timers import Timers
+
+
+class Host(Protocol):
+    """What the effects reach through their app (:class:`~talkie.shell.app.App`): its adapters,
+    as they are now (a reload rebuilds some), and its state, read only."""
+
+    settings: Settings
+    state: m.State
+    outbox: Outbox
+    notifier: ports.Notifier
+    resume: ports.ResumeStore
+    link: ports.Link | None
+    panel: ports.Panel | None
+    vision: ports.Camera | None
+    chain: ports.MicChain | None
+    on_show: Callable[[m.Phase, str], None]
+    jitter: Callable[[], float]
+
+    @property
+    def playback(self) -> ports.Playback | None: ...
+    def emit(self, event: m.Event) -> None: ...
+    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None: ...
+
+log = logging.getLogger("talkie")
+
+
+class Effects:
+    """Carries out one app's effects (``perform``), and keeps the bookkeeping around a step."""
+
+    def __init__(self, app: Host, timers: Timers) -> None:
+        self.app = app
+        #: What first boot could not install, shown (error LED while idle) until the next press.
+        self.notice = ""
+        self.sessions = 0
+        self.last_error = ""
+        self._logged: dict[str, str] = {}
+        self._event_name = ""
+        self._released_at: float | None = None
+        self._link_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._link_events: LinkEvents | None = None
+        self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
+            m.Connect: self._connect,
+            m.Disconnect: self._disconnect,
+            m.StartTurn: self._start_turn,
+            m.EndTurn: self._end_turn,
+            m.ReplayTurn: lambda e: app.outbox.replay(),
+            m.DropTurn: lambda e: app.outbox.drop(),
+            m.SendText: lambda e: app.outbox.add_text(e.text),
+            m.ForgetSession: lambda e: app.resume.clear(),
+            m.Camera: lambda e: app.vision.want(e.on) if app.vision else None,
+            m.Play: self._play,
+            m.FlushPlayback: lambda e: app.playback.flush() if app.playback else None,
+            m.FinishPlayback: lambda e: app.playback.finish() if app.playback else None,
+            m.StartTimer: lambda e: timers.start(e.name, e.delay_s),
+            m.CancelTimer: lambda e: timers.cancel(e.name),
+            m.Show: self.show,
+            m.Log: self.log,
+        }
+
+    def perform(self, effect: m.Effect) -> None:
+        self._perform[type(effect)](effect)
+
+    def stepped(self, before: m.State, event: m.Event, effects: list[m.Effect]) -> None:
+        """Before the effects of a step are carried out: what the shell notes of it."""
+        self._event_name = type(event).__name__
+        if self.notice and isinstance(event, m.ButtonDown):
+            self.notice = ""  # seen: from now on the LED shows the state again
+            if not any(isinstance(e, m.Show) for e in effects):
+                self.show(m.Show(self.app.state.phase, self.app.state.status))
+        if isinstance(event, m.ButtonUp) and before.phase is m.Phase.LISTENING:
+            self._released_at = asyncio.get_running_loop().time()
+        if isinstance(event, m.SessionOpened):
+            self.sessions += 1
+        if isinstance(event, m.LinkLost):
+            self.last_error = event.reason
+
+    def fields(self, **more: Any) -> dict[str, Any]:
+        """Structured fields for the journal."""
+        return {
+            "talkie_state": self.app.state.phase.value,
+            "talkie_event": self._event_name,
+            "talkie_session": self.sessions,
+            **more,
+        }
+
+    # ---- the Live session
+
+    def _connect(self, effect: m.Effect) -> None:
+        if self._link_task is not None and not self._link_task.done():
+            log.debug("connect asked while a session is running")
+            return
+        closing, self._closing = self._closing, None
+        events = LinkEvents(self.app.emit, self.app.jitter)
+        task = self.app.start_task(self._session(closing, events), name="live-session")
+        if task is not None:
+            self._link_events, self._link_task = events, task
+
+    async def _session(self, closing: asyncio.Task[None] | None, events: LinkEvents) -> None:
+        if closing is not None:
+            await asyncio.wait([closing])  # the old socket is closed before the new one resumes
+            del closing  # keep no reference: it holds the old connection and its buffers
+        link = self.app.link
+        assert link is not None
+        link.listener = events  # each session reports through its own listener
+        await link.run()
+
+    def _disconnect(self, effect: m.Effect) -> None:
+        if self._link_events is not None:
+            self._link_events.stale = True
+        if self.app.link is not None:
+            self.app.link.stop()
+        if self._link_task is not None:
+            self._link_task.cancel()
+            self._closing, self._link_task = self._link_task, None
+
+    def cancel_session(self) -> None:
+        """At shutdown: cancel the session's task (the TaskGroup waits for it)."""
+        if self._link_task is not None:
+            self._link_task.cancel()
+
+    # ---- the turn and the answer
+
+    def _start_turn(self, effect: m.StartTurn) -> None:
+        outbox, chain = self.app.outbox, self.app.chain
+        outbox.start_turn()
+        if effect.preroll and chain is not None:  # the audio from just before the voice goes first
+            for chunk in chain.preroll():
+                outbox.push_audio(chunk)
+
+    def _end_turn(self, effect: m.EndTurn) -> None:
+        if self.app.chain is not None:
+            self.app.chain.flush()  # the last few ms gathered for a chunk belong to this turn
+        self.app.outbox.end_turn()
+
+    def _play(self, effect: m.Play) -> None:
+        if self._released_at is not None:
+            waited = (asyncio.get_running_loop().time() - self._released_at) * 1000
+            self._released_at = None
+            log.info(
+                "answer started %.0f ms after the release",
+                waited,
+                extra=self.fields(talkie_latency_ms=round(waited)),
+            )
+        if self.app.playback is not None:
+            self.app.playback.play(effect.pcm)
+
+    # ---- what the user sees
+
+    def show(self, effect: m.Show) -> None:
+        app, status = self.app, effect.status
+        if app.panel is not None:
+            if self.notice and effect.phase is m.Phase.IDLE:
+                status = f"ready; first boot: {self.notice}"
+                app.panel.show("error")
+            else:
+                app.panel.show(effect.phase.value)
+        log.info("state: %s", status, extra=self.fields())
+        app.notifier.status(status)
+        app.on_show(effect.phase, status)
+
+    def read_notice(self, path: str) -> None:
+        """First boot left a problem (a rejected talkie.toml or key): say it once in the journal,
+        and on the LED (the error pattern while idle) and in the status until the next press."""
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines = [line.strip() for line in fh if line.strip()]
+        except OSError:
+            return
+        if lines:
+            self.notice = "; ".join(lines)
+            log.error(
+                "first boot could not install everything from the boot partition: %s "
+                "(talkie runs with the settings it had; fix the file there and reboot)",
+                self.notice,
+                extra=self.fields(),
+            )
+
+    def log(self, effect: m.Log) -> None:
+        if effect.transcript and not self.app.settings.log.transcripts:
+            return
+        if effect.key is not None:
+            if self._logged.get(effect.key) == effect.message:
+                return
+            self._logged[effect.key] = effect.message
+        extra = self.fields()
+        if effect.transcript:
+            extra["talkie_transcript"] = effect.message.split(":", 1)[0]
+        log.log(logging.getLevelName(effect.level.upper()), "%s", effect.message, extra=extra)
+
+    def camera_fault(self, text: str) -> None:
+        """A camera fault, once per distinct text (the vision adapter retries on its own)."""
+        self.log(m.Log("warning", text, key="vision"))

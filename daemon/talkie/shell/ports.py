@@ -1,0 +1,140 @@
+"""The seams: what the shell needs of each adapter it drives, as small :class:`typing.Protocol` s.
+
+The shell depends on these, never on an adapter's class; :class:`~talkie.shell.factories.Factories`
+returns them, so a test fake and the real adapter are checked against the same protocol (mypy),
+as gpiozero's devices are against its pin factory. Every method is called in the loop's thread;
+an adapter that has its own threads (PortAudio's callbacks, gpiozero's) moves what it reports to
+the loop itself before it calls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from talkie.config import LiveSettings
+from talkie.config.credentials import KeyProblem, Secret
+
+if TYPE_CHECKING:
+    from talkie.live.link import Listener as LinkListener  # noqa: F401 - what a link reports
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class CallLater(Protocol):
+    """The clock of the machine's timers: the loop's ``call_later``, or a test's virtual clock."""
+
+    def __call__(self, delay: float, callback: Callable[[], None], /) -> TimerHandle: ...
+
+
+class Link(Protocol):
+    """One Live session per :meth:`run`, sending the outbox (:class:`talkie.live.link.LiveLink`)."""
+
+    #: Where the session reports (:class:`talkie.live.link.Listener`): the shell's LinkEvents.
+    listener: Any
+
+    def configure(self, live: LiveSettings, key: Secret | KeyProblem) -> None: ...
+    def prepare(self) -> None: ...
+    def wake(self) -> None: ...
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+    async def send_video(self, jpeg: bytes) -> bool: ...
+
+
+class Capture(Protocol):
+    """The microphone (:class:`talkie.audio.capture.Capture`): blocks to ``on_audio``."""
+
+    overflows: int
+    xruns: int
+    #: While ``on_audio`` runs: when the block's first sample was recorded (the stream's clock).
+    block_time: float
+
+    @property
+    def last_callback(self) -> float: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def configure(
+        self,
+        *,
+        device: str | int | None = None,
+        block_ms: int | None = None,
+        gain_db: float | None = None,
+    ) -> None: ...
+
+
+class Playback(Protocol):
+    """The speaker (:class:`talkie.audio.playback.Playback`)."""
+
+    volume: float
+    device: str | int
+    overflows: Any
+    underruns: int
+    last_callback: float
+
+    @property
+    def busy(self) -> bool: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+    def play(self, pcm: bytes) -> None: ...
+    def flush(self) -> None: ...
+    def finish(self) -> None: ...
+
+
+class MicChain(Protocol):
+    """The microphone's path (:class:`talkie.audio.uplink_chain.MicChain`)."""
+
+    echo: str
+    barge_in: bool
+
+    def push(self, pcm: bytes, adc_time: float | None = None) -> None: ...
+    def flush(self) -> None: ...
+    def preroll(self) -> list[bytes]: ...
+
+
+class Panel(Protocol):
+    """The button and the LED (:class:`talkie.panel.Panel`)."""
+
+    settings: Any
+
+    def show(self, state_name: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class Camera(Protocol):
+    """The shell's camera (:class:`talkie.shell.vision.Vision`), driving a frame source
+    (:class:`talkie.vision.FrameSource`, the seam where a test's source stands in for the Pi's)."""
+
+    wanted: bool
+
+    def want(self, on: bool) -> None: ...
+    def reconfigure(self, settings: Any) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """systemd's notify socket (:class:`talkie.system.notify.Notifier`)."""
+
+    def ready(self, status: str | None = None) -> None: ...
+    def status(self, text: str) -> None: ...
+    def watchdog(self) -> None: ...
+    def reloading(self) -> None: ...
+    def stopping(self) -> None: ...
+    def watchdog_interval(self) -> float | None: ...
+
+
+class ResumeStore(Protocol):
+    """Where the conversation's resumption handle is kept (:class:`talkie.live.resume.ResumeStore`)."""
+
+    @property
+    def handle(self) -> str | None: ...
+    def update(self, handle: str | None, resumable: bool) -> None: ...
+    def clear(self) -> None: ...
+
+
+class ControlServer(Protocol):
+    """The control socket (:class:`talkie.system.control.ControlServer`)."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
