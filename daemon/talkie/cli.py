@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
     check = cfg_sub.add_parser("check", help="validate and print the effective settings")
     check.add_argument(
-        "path", nargs="?", help="config file (default: --config or %s)" % config.DEFAULT_PATH
+        "path", nargs="?", help=f"config file (default: --config or {config.DEFAULT_PATH})"
     )
     check.add_argument("--config", dest="config_opt", default=None, help="config file")
     ctl = sub.add_parser(
@@ -173,7 +173,7 @@ def _machine(args: argparse.Namespace) -> int:
 
 def machine_page() -> str:
     """``talkie machine``: the states and the whole transition table, as Markdown."""
-    from talkie.config.schema import DEFAULT_PATTERNS
+    from talkie.config.settings import DEFAULT_PATTERNS
     from talkie.core.machine import table
 
     return (

@@ -51,7 +51,7 @@ def test_a_rejected_key_is_an_error_in_words_logged_once(tmp_path, pulse, caplog
         button = factory.pin(BUTTON)
         for attempt in (1, 2):
             button.drive_low()
-            await shows.until(lambda p: p.count(Phase.ERROR) == attempt)
+            await shows.until(lambda p: p.count(Phase.ERROR) == attempt)  # noqa: B023 - awaited here
             button.drive_high()
         status = shows.shown[-1][1]
         await stop(app, task)

@@ -65,13 +65,13 @@ def test_push_to_talk_conversation(tmp_path, pulse, speech_wav, record_property)
         # session yet, the first press opens it).
         await asyncio.wait_for(app.prepared.wait(), 10)
         presses, heard_at_idle = [], []
-        for turn in (1, 2):
+        for _turn in (1, 2):
             since = len(shows.phases)
             presses.append(time.monotonic())
             button.drive_low()
             await pulse.aplay_into_mic(speech_wav)
             button.drive_high()
-            await shows.until(lambda p: Phase.SPEAKING in p[since:] and p[-1] is Phase.IDLE)
+            await shows.until(lambda p: Phase.SPEAKING in p[since:] and p[-1] is Phase.IDLE)  # noqa: B023
             heard_at_idle.append(recording.count())  # samples recorded when the LED said idle
         samples = await asyncio.to_thread(recording.stop)
         app.stop()

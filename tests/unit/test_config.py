@@ -13,10 +13,9 @@ from hypothesis import given, settings as hyp_settings, strategies as st
 
 from talkie import config
 from talkie.config import ConfigError, KeyLines, Settings, describe, load
-from talkie.config.schema import (
-    DEFAULT_PATTERNS, PATTERN_FIELDS, SECTIONS, Bool, Choice, Device, Float, Int, LedPattern,
-    ListOf, Path, Text,
-)
+from talkie.config.kinds import Bool, Choice, Device, Float, Int, ListOf, Path, Text
+from talkie.config.schema import PATTERN_FIELDS, SECTIONS
+from talkie.config.settings import DEFAULT_PATTERNS, LedPattern
 
 SHIPPED = FilePath(__file__).resolve().parents[2] / "config" / "talkie.toml"
 SECRET = "AIzaSyD-S3CR3T-value-0123456789abcdefgh"

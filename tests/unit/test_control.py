@@ -475,7 +475,7 @@ def test_context_manager(sock_dir, recorder):
     path = sock_dir / "control"
 
     async def main():
-        async with ControlServer(path, recorder, group=None) as server:
+        async with ControlServer(path, recorder, group=None):
             assert path.exists()
             return await asyncio.to_thread(run_ctl, path, "talk")
 

@@ -524,7 +524,7 @@ def chained(outer: str, inner: str) -> RuntimeError:
         try:
             raise RuntimeError(inner)
         except RuntimeError:
-            raise RuntimeError(outer)
+            raise RuntimeError(outer)  # noqa: B904 - chained as picamera2 chains it (__context__)
     except RuntimeError as exc:
         return exc
 

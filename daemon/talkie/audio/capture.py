@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from talkie.audio.devices import AudioError, find_device, import_sounddevice
+import numpy as np
+
+from talkie.audio.devices import AudioError, DeviceInfo, find_device, import_sounddevice
+
+if TYPE_CHECKING:
+    from talkie.audio.resample import Resampler
 
 
 class Capture:
-    """Records mono 16-bit audio from ``device`` and calls ``on_audio(pcm_bytes)`` in the loop thread.
+    """Records mono 16-bit audio from ``device``; calls ``on_audio(pcm_bytes)`` in the loop thread.
 
     Each call carries ``block_ms`` of s16le mono audio at ``rate`` Hz.  If the device cannot run at
     ``rate`` it is opened at its default rate and resampled (soxr, in the loop thread).  ``gain_db``
@@ -43,7 +49,7 @@ class Capture:
         self.block_samples = self.rate * self.block_ms // 1000
         self.gain_db = float(gain_db)
         self.max_pending = int(max_pending)
-        self.device_info = None
+        self.device_info: DeviceInfo | None = None
         self.device_rate = self.rate
         self.overflows = 0
         self.xruns = 0
@@ -57,8 +63,9 @@ class Capture:
         self._on_audio = on_audio
         self._gain = 10.0 ** (self.gain_db / 20.0)
         self._stream = None
-        self._resampler = None
-        self._carry = None  # int16 samples waiting to complete a block (resampling only)
+        self._resampler: Resampler | None = None
+        #: int16 samples waiting to complete a block (resampling only)
+        self._carry: Any = np.zeros(0, dtype=np.int16)
         self._posted = 0  # written by the PortAudio thread only
         self._handled = 0  # written by the loop thread only
         self._running = False
@@ -86,17 +93,17 @@ class Capture:
         if self._stream is not None:
             return
         sd = import_sounddevice()
-        import numpy as np
-
         info = find_device(self.device, "input")
         self.device_info = info
         device_rate = self.rate
         try:
             sd.check_input_settings(info.index, channels=1, dtype="int16", samplerate=self.rate)
-        except Exception:
+        except Exception:  # noqa: BLE001 - not at this rate: PortAudio says so in many ways
             device_rate = int(round(info.default_rate))
             if device_rate <= 0:
-                raise AudioError(f"input device {info.name!r} cannot record at {self.rate} Hz")
+                raise AudioError(
+                    f"input device {info.name!r} cannot record at {self.rate} Hz"
+                ) from None
         self.device_rate = device_rate
         self._resampler = None
         if device_rate != self.rate:
@@ -179,7 +186,6 @@ class Capture:
             self.blocks += 1
             self._on_audio(data)
             return
-        import numpy as np
 
         samples = np.frombuffer(data, dtype=np.int16)
         if self._gain != 1.0:
@@ -205,7 +211,6 @@ class Capture:
 
 def apply_gain(samples, factor: float):
     """int16 samples times ``factor``, rounded and clipped to the int16 range (never wraps)."""
-    import numpy as np
 
     scaled = samples.astype(np.float32)
     scaled *= factor

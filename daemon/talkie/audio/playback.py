@@ -7,19 +7,23 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkie.audio.capture import apply_gain
-from talkie.audio.devices import AudioError, find_device, import_sounddevice
+from talkie.audio.devices import AudioError, DeviceInfo, find_device, import_sounddevice
 from talkie.audio.ring import Ring
+
+if TYPE_CHECKING:
+    from talkie.audio.resample import Resampler
 
 STOP_TIMEOUT_S = 2.0
 #: Seconds of played audio kept for the echo canceller's reference.
 HISTORY_S = 2.0
 # Output latency asked of PortAudio.  "low" (~8 ms) glitches with a Python callback as soon as the
-# loop thread holds the GIL for a few ms (measured: every run with 30 ms bursts of Python work in the
-# loop); 50 ms never did, and only adds 50 ms to a barge-in flush.
+# loop thread holds the GIL for a few ms (measured: every run with 30 ms bursts of Python work in
+# the loop); 50 ms never did, and only adds 50 ms to a barge-in flush.
 OUTPUT_LATENCY_S = 0.05
 
 
@@ -62,7 +66,7 @@ class Playback:
         self.volume = float(volume)
         self.buffer_s = float(buffer_s)
         self.requested_latency = latency
-        self.device_info = None
+        self.device_info: DeviceInfo | None = None
         self.device_rate = self.rate
         self.latency = 0.0
         self.underruns = 0
@@ -83,7 +87,7 @@ class Playback:
         self._on_drained = on_drained
         self._stream = None
         self._ring: Ring | None = None
-        self._resampler = None
+        self._resampler: Resampler | None = None
         self._odd = b""
         # Loop-owned state read by the callback.
         self._playing = False  # a turn is in progress (play() seen, finish()/flush() not yet)
@@ -127,10 +131,12 @@ class Playback:
         device_rate = self.rate
         try:
             sd.check_output_settings(info.index, channels=1, dtype="int16", samplerate=self.rate)
-        except Exception:
+        except Exception:  # noqa: BLE001 - not at this rate: PortAudio says so in many ways
             device_rate = int(round(info.default_rate))
             if device_rate <= 0:
-                raise AudioError(f"output device {info.name!r} cannot play at {self.rate} Hz")
+                raise AudioError(
+                    f"output device {info.name!r} cannot play at {self.rate} Hz"
+                ) from None
         self.device_rate = device_rate
         self._resampler = None
         if device_rate != self.rate:
@@ -166,7 +172,6 @@ class Playback:
 
     def play(self, pcm: bytes) -> None:
         """Queue s16le mono audio at ``rate`` Hz (volume applied, resampled if needed)."""
-        import numpy as np
 
         if self._ring is None:
             raise AudioError("playback is not started")
@@ -291,6 +296,9 @@ class Playback:
             self.max_block = frames
         ring = self._ring
         out = outdata[:, 0]
+        if ring is None:  # not started: silence
+            out[:] = 0
+            return
         before = ring.read
         n = ring.read_into(out)
         if n < frames:

@@ -126,8 +126,8 @@ class DelayEstimator:
     """How much later than the reference the echo arrives, from 10 ms energy envelopes.
 
     Every ``every`` frames it correlates the log-energy envelope of the last ``window`` frames of
-    the microphone with the reference's at lags 0 .. ``max_lag`` frames, and reports a delay when the
-    best lag's correlation beats ``confidence`` twice in a row at the same place (to the frame).
+    the microphone with the reference's at lags 0 .. ``max_lag`` frames, and reports a delay when
+    the best lag's correlation beats ``confidence`` twice in a row at the same place (to the frame).
     Only frames where the reference was loud count. Cheap: 100 values a second, a few dot products.
     """
 

@@ -7,11 +7,11 @@
                           -> chunks of ``chunk_ms`` -> on_chunk (the uplink outbox)
                           -> speech gate -> on_speech(True/False)   (SpeechStarted/SpeechEnded)
 
-``echo``: ``"aec"`` cancels the speaker's echo while the speaker plays (what is sent upstream then is
-the cleaned signal too; the rest of the time the microphone passes untouched);
-``"half_duplex"`` leaves the audio alone and does not consult the gate while the speaker plays
-(``speaker_busy``, and 300 ms after: only the button barges in); ``"off"`` leaves the audio alone and always consults the gate (headphones).
-With ``barge_in`` off and no echo canceller, blocks pass through untouched.
+``echo``: ``"aec"`` cancels the speaker's echo while the speaker plays (what is sent upstream then
+is the cleaned signal too; the rest of the time the microphone passes untouched); ``"half_duplex"``
+leaves the audio alone and does not consult the gate while the speaker plays (``speaker_busy``, and
+300 ms after: only the button barges in); ``"off"`` leaves the audio alone and always consults the
+gate (headphones). With ``barge_in`` off and no echo canceller, blocks pass through untouched.
 
 Pure computation plus the injected collaborators (canceller, gate, reference): no I/O, no asyncio.
 ``frames`` counts the 10 ms frames processed.
@@ -126,12 +126,13 @@ class MicChain:
 
     def _frame(self, mic: np.ndarray, adc_time: float) -> None:
         self.frames += 1
-        out = mic
+        out: np.ndarray | None = mic
         ref_db = -120.0
         if self.reference is not None:
             ref = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
-            # the reference's envelope: up at once, down slower than a room's reverb (60 dB in 600 ms)
+            # the reference's envelope: up at once, down slower than a room's reverb
+            # (60 dB in 600 ms)
             self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
             if self.echo == "aec":

@@ -7,15 +7,15 @@ counts a frame as the user's voice only when all of these hold:
 * it is louder than ``min_level_db`` dBFS (``far_min_level_db`` while the speaker plays: a person
   talking over a loudspeaker speaks up) and ``snr_db`` above the tracked noise floor;
 * while the speaker plays, the **double-talk guard**: the frame is ``guard_db`` louder than the
-  residual echo predicted from the reference's recent level (``ref_db``) and the residual gain learnt
-  on the frames that were not the user (reference -> what is left after echo control). That gain
-  starts at ``start_residual_db`` (0 dB: as if nothing were cancelled), rises by up to ``RISE_DB``
-  and falls by ``learn_db`` a frame, never below ``residual_floor_db`` (learnt only while the
-  reference is loud), so a canceller that has not converged yet, or an echo path that just
-  changed, makes the gate deaf to speech over the speaker rather than fooled by it; and echo
-  control took at most ``removed_db`` off the frame (a frame that is mostly the user loses little to
-  it; a burst of residual echo, as when a new voice excites bands the canceller has not learnt yet,
-  has lost more).
+  residual echo predicted from the reference's recent level (``ref_db``) and the residual gain
+  learnt on the frames that were not the user (reference -> what is left after echo control). That
+  gain starts at ``start_residual_db`` (0 dB: as if nothing were cancelled), rises by up to
+  ``RISE_DB`` and falls by ``learn_db`` a frame, never below ``residual_floor_db`` (learnt only
+  while the reference is loud), so a canceller that has not converged yet, or an echo path that just
+  changed, makes the gate deaf to speech over the speaker rather than fooled by it; and echo control
+  took at most ``removed_db`` off the frame (a frame that is mostly the user loses little to it; a
+  burst of residual echo, as when a new voice excites bands the canceller has not learnt yet, has
+  lost more).
 
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
 and **ends** after ``end_ms`` without a voiced frame. Pure computation on arrays (no I/O); one

@@ -10,8 +10,10 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+_N = TypeVar("_N", int, float)
 
 
 class Invalid(Exception):
@@ -72,7 +74,7 @@ class _Range(Kind):
         joiner = " from " if high is not None else " "
         self.expect = self.noun + (joiner + self.span if self.span else "")
 
-    def in_range(self, value: Any) -> Any:
+    def in_range(self, value: _N) -> _N:
         too_low = self.low is not None and value < self.low
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
@@ -112,7 +114,7 @@ class Text(Kind):
         expect: str = "a string (in quotes)",
         *,
         nonempty: bool = False,
-        valid: Callable[[str], bool] | None = None,
+        valid: Callable[[str], object] | None = None,
     ) -> None:
         self.expect, self.nonempty, self.valid = expect, nonempty, valid
 
@@ -188,12 +190,12 @@ class ListOf(Kind):
         self.item, self.expect = item, expect
         self.min_len, self.max_len, self.unique = min_len, max_len, unique
 
-    def check(self, value: Any) -> tuple:
+    def check(self, value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise self.wrong_type(value)
         if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
             raise Invalid("wrong number of items", self.expect, value)
-        out: list = []
+        out: list[Any] = []
         for pos, element in enumerate(value, 1):
             try:
                 checked = self.item.check(element)

@@ -1,15 +1,16 @@
 """The uplink outbox: a user turn, in order, waiting for (or being sent to) the Live session.
 
-The microphone runs all the time; what it hears enters the outbox only between :meth:`Outbox.start_turn`
-and :meth:`Outbox.end_turn`. A sender (:mod:`talkie.live.link`) takes items from the head while a
-session is up and acknowledges each one once it went out. Until the link is up, items simply wait, so a
-turn spoken while connecting is sent whole and in order once the session opens.
+The microphone runs all the time; what it hears enters the outbox only between
+:meth:`Outbox.start_turn` and :meth:`Outbox.end_turn`. A sender (:mod:`talkie.live.link`) takes
+items from the head while a session is up and acknowledges each one once it went out. Until the link
+is up, items simply wait, so a turn spoken while connecting is sent whole and in order once the
+session opens.
 
 The items of the current turn that were already sent are kept, so that when the link drops mid-turn
 :meth:`Outbox.replay` can queue the turn again from its start for the next session.
 
-Bounded: at most ``max_audio_bytes`` of audio wait or are kept for replay. What does not fit is dropped
-and counted (``dropped_bytes``) and ``on_overflow`` is told once per turn, never silently.
+Bounded: at most ``max_audio_bytes`` of audio wait or are kept for replay. What does not fit is
+dropped and counted (``dropped_bytes``) and ``on_overflow`` is told once per turn, never silently.
 
 No I/O and no asyncio here: ``on_ready`` is called whenever an item becomes available, so the sender
 can wake up.

@@ -1,9 +1,9 @@
 """The rules the machine is configured with (:class:`Policy`).
 
-The settings' keys (``[session]``, ``[vision] mode``, ``[audio] barge_in``) have their defaults in one
-place, the settings themselves (:mod:`talkie.config.schema`); the shell derives a policy from them
-(:func:`talkie.shell.policy.policy_from`). The machine adds a few fixed rules of its own, with their
-values here.
+The settings' keys (``[session]``, ``[vision] mode``, ``[audio] barge_in``) have their defaults in
+one place, the settings themselves (:mod:`talkie.config.schema`); the shell derives a policy from
+them (:func:`talkie.shell.policy.policy_from`). The machine adds a few fixed rules of its own, with
+their values here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,51 @@ from dataclasses import dataclass, field
 
 from talkie.core.policy import Policy
 
+__all__ = [
+    "Phase",
+    "Event",
+    "ButtonDown",
+    "ButtonUp",
+    "ButtonHeld",
+    "SessionOpened",
+    "LinkLost",
+    "GoAway",
+    "Started",
+    "ModelAudio",
+    "Interrupted",
+    "TurnComplete",
+    "PlaybackDrained",
+    "Heard",
+    "Said",
+    "Timer",
+    "Say",
+    "Hush",
+    "Reset",
+    "AudioFailed",
+    "AudioRestored",
+    "Reconfigured",
+    "SpeechStarted",
+    "SpeechEnded",
+    "Effect",
+    "Connect",
+    "Disconnect",
+    "SendText",
+    "StartTurn",
+    "EndTurn",
+    "ReplayTurn",
+    "DropTurn",
+    "Play",
+    "FlushPlayback",
+    "FinishPlayback",
+    "StartTimer",
+    "CancelTimer",
+    "Camera",
+    "ForgetSession",
+    "Show",
+    "Log",
+    "EVENT_TYPES",
+]
+
 
 class Phase(enum.Enum):
     """What the device is doing, as the user sees it (and the LED shows it)."""
@@ -38,7 +83,7 @@ _MEANINGS = {
 }
 
 
-# --------------------------------------------------------------------------------------------- events
+# ------------------------------------------------------------------------------------- events
 
 
 class Event:
@@ -143,7 +188,7 @@ class Say(Event):
 
 @dataclass(frozen=True)
 class Hush(Event):
-    """Stop the answer now (`talkie ctl stop`): silence the speaker and drop the rest of the turn."""
+    """Stop the answer now (`talkie ctl stop`): silence the speaker, drop the rest of the turn."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +225,7 @@ class SpeechEnded(Event):
     """The local voice detector heard the user stop speaking (``[audio] vad_end_ms`` of silence)."""
 
 
-# -------------------------------------------------------------------------------------------- effects
+# ------------------------------------------------------------------------------------ effects
 
 
 class Effect:
@@ -221,7 +266,8 @@ class EndTurn(Effect):
 
 @dataclass(frozen=True)
 class ReplayTurn(Effect):
-    """The link dropped mid-turn: queue the current turn again from its start for the next session."""
+    """The link dropped mid-turn: queue the current turn again, from its start, for the next
+    session."""
 
 
 @dataclass(frozen=True)

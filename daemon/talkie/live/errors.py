@@ -2,7 +2,8 @@
 
 ``classify(exc)`` turns whatever the SDK, websockets, TLS or the network raised into a
 :class:`Failure`: a one-line reason a person can act on, and ``fatal`` when only a person can fix it
-(a rejected key, an unknown model, an untrusted certificate), so the device does not hammer the service.
+(a rejected key, an unknown model, an untrusted certificate), so the device does not hammer the
+service.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """One Live session: open it, send the outbox in order, report what the server says.
 
-:class:`LiveLink` is the network adapter. ``run()`` opens a session with the real ``google-genai`` SDK,
-calls ``listener.opened()``, then sends the uplink outbox and receives server messages concurrently,
-until the connection ends. It never raises (but for cancellation, which is how the shell closes a
-session): every failure ends in one ``listener.lost(reason, fatal)`` call.
+:class:`LiveLink` is the network adapter. ``run()`` opens a session with the real ``google-genai``
+SDK, calls ``listener.opened()``, then sends the uplink outbox and receives server messages
+concurrently, until the connection ends. It never raises (but for cancellation, which is how the
+shell closes a session): every failure ends in one ``listener.lost(reason, fatal)`` call.
 
 Session lifetime. Every setup asks for session resumption; the newest resumable handle the server
-sends goes to the :class:`~talkie.live.resume.ResumeStore`, and the next ``run()`` sets up with it, so
-the conversation survives a dropped connection, a ``goAway`` hand-over and a daemon restart. A
+sends goes to the :class:`~talkie.live.resume.ResumeStore`, and the next ``run()`` sets up with it,
+so the conversation survives a dropped connection, a ``goAway`` hand-over and a daemon restart. A
 ``goAway`` is reported as ``listener.go_away(seconds)``: the shell chooses when to hand over (cancel
 this run, let it close the socket, then ``run()`` again). If the server refuses the handle, the
 conversation starts afresh: the store is cleared and, when the refusal came during setup, the same
@@ -22,14 +22,11 @@ import logging
 import re
 import warnings
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from talkie.config.credentials import KeyProblem, Secret, guard_secret
 from talkie.core.outbox import Item, Kind, Outbox
 from talkie.live import errors, options
-
-if TYPE_CHECKING:  # pragma: no cover
-    from talkie.live.resume import ResumeStore
 
 log = logging.getLogger("talkie.live")
 
@@ -49,6 +46,15 @@ class Listener(Protocol):
     def go_away(self, seconds: float) -> None: ...
 
 
+class HandleStore(Protocol):
+    """Where the newest resumption handle is kept (:class:`~talkie.live.resume.ResumeStore`)."""
+
+    @property
+    def handle(self) -> str | None: ...
+    def update(self, handle: str | None, resumable: bool) -> None: ...
+    def clear(self) -> None: ...
+
+
 class LiveLink:
     """A reusable connector: each ``run()`` is one session."""
 
@@ -58,7 +64,7 @@ class LiveLink:
         key: Secret | KeyProblem,
         outbox: Outbox,
         listener: Listener,
-        resume: ResumeStore | None = None,
+        resume: HandleStore | None = None,
     ):
         self.live = live
         self.key = key
@@ -150,9 +156,11 @@ class LiveLink:
         if self._client is None:
             from google import genai
 
-            guard_secret(self.key.reveal())
+            key = self.key
+            assert isinstance(key, Secret)  # run() and prepare() check that first
+            guard_secret(key.reveal())
             self._client = genai.Client(
-                api_key=self.key.reveal(), http_options=options.http_options(self.live)
+                api_key=key.reveal(), http_options=options.http_options(self.live)
             )
         return self._client
 
@@ -267,9 +275,7 @@ class LiveLink:
             seconds = 0.0
         else:
             log.info("the server will close this session in %g s", seconds)
-        report = getattr(self.listener, "go_away", None)
-        if report is not None:
-            report(seconds)
+        self.listener.go_away(seconds)
 
     def _content(self, content: Any) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
@@ -307,8 +313,8 @@ def duration_s(value: Any) -> float | None:
     """A goAway's ``time_left`` in seconds (never negative), or None if it cannot be read.
 
     The SDK (3.4) types it ``Optional[str]`` and passes the wire value through: a protobuf Duration
-    in its JSON form, ``"50s"`` or ``"1.500s"``. A timedelta, a number or ``{"seconds", "nanos"}`` are
-    taken too, should a later SDK parse it.
+    in its JSON form, ``"50s"`` or ``"1.500s"``. A timedelta, a number or ``{"seconds", "nanos"}``
+    are taken too, should a later SDK parse it.
     """
     if value is None or isinstance(value, bool):
         return None

@@ -58,8 +58,8 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
         response_modalities=list(live.response_modalities),
         realtime_input_config=types.RealtimeInputConfig(
             automatic_activity_detection=detection,
-            activity_handling=_HANDLING[live.activity_handling],
-            turn_coverage=_COVERAGE[live.turn_coverage],
+            activity_handling=types.ActivityHandling(_HANDLING[live.activity_handling]),
+            turn_coverage=types.TurnCoverage(_COVERAGE[live.turn_coverage]),
         ),
         session_resumption=types.SessionResumptionConfig(**_unset_none(handle=handle)),
     )
@@ -88,7 +88,8 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
     if live.thinking_budget is not None:
         fields["thinking_config"] = types.ThinkingConfig(thinking_budget=live.thinking_budget)
     elif live.thinking_level:
-        fields["thinking_config"] = types.ThinkingConfig(thinking_level=live.thinking_level.upper())
+        level = types.ThinkingLevel(live.thinking_level.upper())
+        fields["thinking_config"] = types.ThinkingConfig(thinking_level=level)
     if live.compression:
         window = _unset_none(target_tokens=live.compression_target_tokens)
         fields["context_window_compression"] = types.ContextWindowCompressionConfig(

@@ -1,17 +1,17 @@
 """The Live conversation's resumption handle: the newest one, kept across reconnects and restarts.
 
-The server sends ``sessionResumptionUpdate{newHandle, resumable}`` during a session; a new connection
-set up with that handle continues the same conversation (the model keeps its context). Handles stay
-valid about 2 hours after their session ends, so :class:`ResumeStore` forgets one ``max_age_s`` after
-it was saved.
+The server sends ``sessionResumptionUpdate{newHandle, resumable}`` during a session; a new
+connection set up with that handle continues the same conversation (the model keeps its context).
+Handles stay valid about 2 hours after their session ends, so :class:`ResumeStore` forgets one
+``max_age_s`` after it was saved.
 
 Persisted as JSON ``{"handle": ..., "saved_at": <epoch seconds>}`` in the state directory
 (``$STATE_DIRECTORY``, systemd's ``StateDirectory=``; ``/var/lib/talkie`` otherwise), written
 atomically (a temporary file in the same directory, then ``os.replace``) with mode 0600, so a daemon
-restart resumes the conversation. Nothing here raises: a missing, corrupt or unreadable file means no
-handle, a file that cannot be written leaves the handle in memory only, each said once in the log.
-A handle that is no longer good is harmless: the link falls back to a fresh session when the server
-refuses it.
+restart resumes the conversation. Nothing here raises: a missing, corrupt or unreadable file means
+no handle, a file that cannot be written leaves the handle in memory only, each said once in the
+log. A handle that is no longer good is harmless: the link falls back to a fresh session when the
+server refuses it.
 
 The handle is a bearer token for the conversation: it is never logged.
 """
@@ -32,8 +32,8 @@ DEFAULT_STATE_DIR = "/var/lib/talkie"
 FILE_NAME = "resume.json"
 #: How long a handle stays usable after its session ended (the Live API says 2 hours).
 MAX_AGE_S = 7200.0
-#: A handle saved "in the future" by more than this (the clock was stepped back: a Raspberry Pi has no
-#: real-time clock) has an unknown age and is not trusted.
+#: A handle saved "in the future" by more than this (the clock was stepped back: a Raspberry Pi
+#: has no real-time clock) has an unknown age and is not trusted.
 CLOCK_SLACK_S = 300.0
 
 
@@ -44,7 +44,7 @@ def default_state_dir(env: Mapping[str, str] = os.environ) -> str:
 
 
 class ResumeStore:
-    """The newest resumable handle, with the time it was saved; persisted unless ``path`` is None."""
+    """The newest resumable handle and when it was saved; persisted unless ``path`` is None."""
 
     def __init__(
         self,
@@ -74,7 +74,8 @@ class ResumeStore:
     def update(self, handle: str | None, resumable: bool) -> None:
         """A ``sessionResumptionUpdate``: keep ``handle`` if the session is resumable there."""
         if not resumable or not handle:
-            return  # mid-generation or mid-tool-call: the previous handle stays the newest usable one
+            # mid-generation or mid-tool-call: the previous handle stays the newest usable one
+            return
         self._handle, self.saved_at = handle, self.clock()
         if self._save():
             log.debug("saved a resumption handle")

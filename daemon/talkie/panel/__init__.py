@@ -97,7 +97,8 @@ def open_panel(
     thread. `pin_factory` overrides gpiozero's default; `stdin` / `stream` (default
     sys.stdin / sys.stderr) are used by the keyboard fallback.
     """
-    want_button = bool(settings.button) and settings.button_pin is not None
+    pin = settings.button_pin if settings.button else None
+    want_button = pin is not None
     want_led = settings.led != "none" and bool(settings.led_pins)
     if not want_button and not want_led:
         log.info("panel: no button and no LED configured")
@@ -107,12 +108,12 @@ def open_panel(
     reason = ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if want_button:
+        if pin is not None:
             try:
                 from talkie.panel.button import GpioButton
 
                 button = GpioButton(
-                    settings.button_pin,
+                    pin,
                     loop=loop,
                     on_press=on_press,
                     on_release=on_release,
@@ -122,8 +123,8 @@ def open_panel(
                     hold_s=settings.hold_s,
                     pin_factory=pin_factory,
                 )
-            except Exception as exc:
-                reason = describe_gpio_error(exc, (settings.button_pin,), caught)
+            except Exception as exc:  # noqa: BLE001 - gpiozero and its pin libraries raise anything
+                reason = describe_gpio_error(exc, (pin,), caught)
         if not reason and want_led:
             try:
                 from talkie.panel.leds import GpioLed
@@ -134,7 +135,7 @@ def open_panel(
                     active_high=settings.led_active_high,
                     pin_factory=pin_factory,
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - gpiozero and its pin libraries raise anything
                 led_reason = describe_gpio_error(exc, tuple(settings.led_pins), caught)
                 if button is None:
                     reason = led_reason
@@ -190,7 +191,7 @@ def _fallback(
                 on_hold=on_hold,
                 hold_s=settings.hold_s,
             )
-        except Exception as exc:  # e.g. termios refuses the terminal
+        except Exception as exc:  # noqa: BLE001 - e.g. termios refuses the terminal
             log.warning("no GPIO (%s): no keyboard push-to-talk either: %s", reason, exc)
             return Panel("none", settings, reason=reason)
     led = TerminalLed(stream, loop=loop) if settings.led != "none" else None

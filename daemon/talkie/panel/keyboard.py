@@ -193,7 +193,7 @@ class KeyboardButton:
             self._reading = False
             try:
                 self._loop.remove_reader(self._fd)
-            except Exception as exc:  # the loop may already be closed
+            except Exception as exc:  # noqa: BLE001 - the loop may already be closed
                 log.debug("keyboard: remove_reader failed: %s", exc)
 
     def _restore(self) -> None:

@@ -44,7 +44,7 @@ def look_of(pattern: Any) -> Look:
         raise ValueError(f"unknown LED pattern kind {kind!r}")
     return Look(
         kind,
-        color,  # type: ignore[arg-type]
+        color,
         _clamp(float(getattr(pattern, "brightness", 1.0))),
         max(0.0, float(getattr(pattern, "on_s", 0.5))),
         max(0.0, float(getattr(pattern, "off_s", 0.5))),
@@ -216,7 +216,7 @@ class GpioLed:
                     self.device.source = None  # a scaled animation is not stopped by off()
                 else:
                     getattr(self.device, step)()
-            except Exception as exc:  # closing must not fail shutdown
+            except Exception as exc:  # noqa: BLE001 - closing must not fail shutdown
                 log.debug("LED %s failed: %s", step, exc)
 
     def _run(self) -> None:

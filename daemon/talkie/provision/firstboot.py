@@ -105,7 +105,7 @@ def _install_config(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     with open(source, "rb") as fh:
         data = fh.read()
     _ensure_etc(etc, ids)
-    # Validate a staged copy in its final folder: relative paths resolve as the daemon will see them.
+    # Validate a staged copy in its final folder: relative paths resolve as the daemon sees them.
     fd, staged = tempfile.mkstemp(dir=etc, prefix=".talkie.toml.", suffix=".new")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -125,8 +125,8 @@ def check(source: str, text: str) -> Network | None:
             if getattr(net, key) and not net.wifi_ssid:
                 report(key, "needs wifi_ssid; allowed only together with wifi_ssid")
     if problems:
-        shown = [p for _, p in sorted(problems)]
-        raise config.ConfigError("\n".join(shown), shown)
+        shown_problems = [p for _, p in sorted(problems)]
+        raise config.ConfigError("\n".join(shown_problems), shown_problems)
     return net
 
 

@@ -68,7 +68,8 @@ class App:
         self.firstboot_error = firstboot_error
         self.state = m.State(policy=policy_from(settings))
         self.ready = asyncio.Event()
-        #: Set once the Live SDK is loaded (after ready): a press from then on pays only the connect.
+        #: Set once the Live SDK is loaded (after ready): from then on a press pays only the
+        #: connection.
         self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
@@ -128,8 +129,8 @@ class App:
         reload.reload(self)
 
     def handle(self, event: m.Event) -> None:
-        """Step the machine with ``event`` and carry out its effects: the one place the state
-        changes."""
+        """Step the machine with ``event`` and carry out its effects (the state changes here
+        only)."""
         before = self.state
         self.state, effects = m.step(before, event)
         self.effects.stepped(before, event, effects)
@@ -268,7 +269,7 @@ class App:
         if self.link is not None:
             try:
                 await asyncio.to_thread(self.link.prepare)
-            except Exception:  # noqa: BLE001 - the first connect will report the same problem
+            except Exception:
                 log.debug("preparing the Live SDK failed", exc_info=True)
         self.prepared.set()
 

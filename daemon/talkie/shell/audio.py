@@ -1,7 +1,8 @@
 """The shell's care of the audio devices: open both streams, notice when they fail or stall, reopen
 them, say in the log what was lost, and tell the watchdog whether the audio path is alive.
 
-Part of the imperative shell (:mod:`talkie.shell.app`): it reports through ``emit`` with state-machine events.
+Part of the imperative shell (:mod:`talkie.shell.app`): it reports through ``emit`` with
+state-machine events.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class AudioDevices:
         for stream in (self.capture, self.playback):
             try:
                 stream.stop()
-            except Exception:
+            except Exception:  # closing a broken stream must not stop the daemon
                 log.debug("closing an audio stream failed", exc_info=True)
 
     def stalled(self) -> str:
@@ -114,12 +115,12 @@ class AudioDevices:
                 self._seen[(adapter, counter)] = value
                 log.warning("%s: %d so far", words, value)
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, drain_s: float) -> None:
         """At shutdown: cut the answer short (as a person expects) and close both streams."""
         if self.ok:
             self.playback.flush()
             try:
-                await asyncio.wait_for(asyncio.to_thread(self.playback.stop), timeout)
+                await asyncio.wait_for(asyncio.to_thread(self.playback.stop), drain_s)
             except Exception:
                 log.debug("playback did not stop cleanly", exc_info=True)
         try:

@@ -2,7 +2,8 @@
 the timers, and what the user sees (the LED, the service status, the journal).
 
 Part of the imperative shell: :class:`Effects` belongs to one :class:`~talkie.shell.app.App` (its
-:class:`Host`) and reaches the adapters through it (they are rebuilt on a reload); it never changes the state.
+:class:`Host`) and reaches the adapters through it (they are rebuilt on a reload); it never changes
+the state.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class Host(Protocol):
     @property
     def playback(self) -> ports.Playback | None: ...
     def emit(self, event: m.Event) -> None: ...
-    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None: ...
+    def start_task(
+        self, coro: Coroutine[Any, Any, None], name: str
+    ) -> asyncio.Task[None] | None: ...
+
 
 log = logging.getLogger("talkie")
 

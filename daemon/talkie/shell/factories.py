@@ -11,7 +11,7 @@ from typing import Any
 
 from talkie.config import Settings
 from talkie.config.credentials import KeyProblem, Secret
-from talkie.config.schema import INPUT_RATE, OUTPUT_RATE
+from talkie.config.settings import INPUT_RATE, OUTPUT_RATE
 from talkie.core.outbox import Outbox
 from talkie.shell import ports
 
@@ -92,7 +92,7 @@ def _default_link(
     settings: Settings,
     key: Secret | KeyProblem,
     outbox: Outbox,
-    listener: Any,
+    listener: ports.LinkListener,
     resume: ports.ResumeStore,
 ) -> ports.Link:
     from talkie.live.link import LiveLink
@@ -140,4 +140,3 @@ class Factories:
     vision: Callable[..., ports.Camera] = _default_vision
     notifier: Callable[[], ports.Notifier] = _default_notifier
     control: Callable[[str | None, Any], ports.ControlServer] | None = _default_control
-

@@ -1,5 +1,5 @@
-"""The Live link's reports as state-machine events, one listener per session: once the shell has let a
-session go (a handover, a reset), whatever that session still says is stale and dropped."""
+"""The Live link's reports as state-machine events, one listener per session: once the shell has let
+a session go (a handover, a reset), whatever that session still says is stale and dropped."""
 
 from __future__ import annotations
 

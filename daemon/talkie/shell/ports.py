@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from talkie.config import LiveSettings
 from talkie.config.credentials import KeyProblem, Secret
 
-if TYPE_CHECKING:
-    from talkie.live.link import Listener as LinkListener  # noqa: F401 - what a link reports
+if TYPE_CHECKING:  # the link's own protocols, named here for the shell
+    from talkie.live.link import HandleStore as ResumeStore  # noqa: F401
+    from talkie.live.link import Listener as LinkListener  # noqa: F401
 
 
 class TimerHandle(Protocol):
@@ -69,10 +70,11 @@ class Playback(Protocol):
 
     volume: float
     device: str | int
-    overflows: Any
     underruns: int
     last_callback: float
 
+    @property
+    def overflows(self) -> int: ...
     @property
     def busy(self) -> bool: ...
     def start(self) -> None: ...
@@ -122,15 +124,6 @@ class Notifier(Protocol):
     def reloading(self) -> None: ...
     def stopping(self) -> None: ...
     def watchdog_interval(self) -> float | None: ...
-
-
-class ResumeStore(Protocol):
-    """Where the conversation's resumption handle is kept (:class:`talkie.live.resume.ResumeStore`)."""
-
-    @property
-    def handle(self) -> str | None: ...
-    def update(self, handle: str | None, resumable: bool) -> None: ...
-    def clear(self) -> None: ...
 
 
 class ControlServer(Protocol):

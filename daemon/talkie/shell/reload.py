@@ -1,11 +1,10 @@
 """`systemctl reload talkie` (SIGHUP): read the config again and apply what can change live.
 
-A broken new config is refused with the same file:line:key message `talkie config check` gives,
-and the running settings stay: nothing is lost. What can change live does (LED patterns and pins,
-audio devices, volume, gain, barge-in and echo control, logging, the camera); Live settings and the
-key apply from the next session on. The machine learns its new rules from a ``Reconfigured``
-event, like anything else it learns; what the shell must rebuild it does through the app's public
-methods.
+A broken new config is refused with the same file:line:key message `talkie config check` gives, and
+the running settings stay: nothing is lost. What can change live does (LED patterns and pins, audio
+devices, volume, gain, barge-in and echo control, logging, the camera); Live settings and the key
+apply from the next session on. The machine learns its new rules from a ``Reconfigured`` event, like
+anything else it learns; what the shell must rebuild it does through the app's public methods.
 """
 
 from __future__ import annotations
@@ -78,7 +77,9 @@ def reload(app: App) -> None:
     old, changed = app.settings, _changed(app.settings, new)
     app.configure(new, load_api_key(new.live.api_key_file))
     _apply_panel(app, old.panel, new.panel)
-    if app.vision is not None:  # new frame settings from the next frame; the mode through the machine
+    if (
+        app.vision is not None
+    ):  # new frame settings from the next frame; the mode through the machine
         app.vision.reconfigure(new)
     app.handle(m.Reconfigured(policy_from(new)))
     _apply_audio(app, old.audio, new.audio)

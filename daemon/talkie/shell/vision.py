@@ -1,19 +1,25 @@
-"""The shell's care of the camera: a streamer built from ``[vision]``, started and stopped as the state
-machine's ``Camera`` effects say, its faults logged once, and the privacy light kept in step.
+"""The shell's care of the camera: a streamer built from ``[vision]``, started and stopped as the
+state machine's ``Camera`` effects say, its faults logged once, and the privacy light kept in step.
 
-Part of the imperative shell (:mod:`talkie.shell.app`); the camera's own code is :mod:`talkie.vision`.
+Part of the imperative shell (:mod:`talkie.shell.app`); the camera's own code is
+:mod:`talkie.vision`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from talkie.config import Settings, VisionSettings
+
+if TYPE_CHECKING:
+    from talkie.vision import FrameSource
 
 log = logging.getLogger("talkie")
 
 
-def _source(vision: Any) -> Any:
+def _source(vision: VisionSettings) -> FrameSource:
     from talkie.vision import Picamera2Source, SyntheticSource
 
     return SyntheticSource() if vision.camera == "synthetic" else Picamera2Source()
@@ -24,12 +30,12 @@ class Vision:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         send: Callable[[bytes], Any],
         log_fault: Callable[[str], None],
         *,
         pin_factory: Any = None,
-        make_source: Callable[[Any], Any] = _source,
+        make_source: Callable[[VisionSettings], FrameSource] = _source,
     ) -> None:
         self.settings = settings.vision
         self.send = send

@@ -251,7 +251,7 @@ class ControlServer:
             log.debug("control: client went away: %r", exc)
         except asyncio.CancelledError:
             pass  # the server is closing
-        except Exception:
+        except Exception:  # one client must never take the server down
             log.exception("control: failed to serve a client")
         finally:
             writer.close()
@@ -316,7 +316,7 @@ class ControlServer:
         except Refused as exc:
             log.info("control: %s refused: %s", word, exc)
             return _refuse(str(exc) or f"{word} refused")
-        except Exception as exc:
+        except Exception as exc:  # a failing command answers, the server stays
             log.error("control: %s failed: %s: %s", word, type(exc).__name__, exc, exc_info=True)
             return _refuse(f"{type(exc).__name__}: {exc}")
         reply: dict[str, Any] = {"ok": True}

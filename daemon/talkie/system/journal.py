@@ -58,9 +58,9 @@ def priority(levelno: int) -> int:
     return 2
 
 
-def talkie_fields(record: logging.LogRecord) -> dict[str, str]:
+def talkie_fields(record: logging.LogRecord) -> dict[str, str | bytes]:
     """The record's ``talkie_*`` attributes as journal fields (None values left out)."""
-    fields = {}
+    fields: dict[str, str | bytes] = {}
     for name, value in vars(record).items():
         if name.startswith(FIELD_PREFIX) and value is not None:
             key = name.upper()
@@ -90,7 +90,7 @@ class TalkieJournalHandler(logging.Handler):
     ) -> None:
         super().__init__(level)
         if sender_function is None:
-            from systemd import journal
+            from systemd import journal  # type: ignore[attr-defined]
 
             sender_function = journal.send
         self.sender = sender_function

@@ -37,8 +37,8 @@ def setup(
     falls back to stderr lines (which, under systemd, still reach the journal).
     """
     root = logging.getLogger(ROOT)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     if journal is None:
         journal = journal_wanted(stderr=stream)
     handler: logging.Handler | None = None

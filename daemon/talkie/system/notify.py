@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 log = logging.getLogger("talkie.notify")
 
@@ -72,7 +73,8 @@ class Notifier:
         self._send("WATCHDOG=1")
 
     def reloading(self) -> None:
-        """A reload has begun (``RELOADING=1`` with the monotonic timestamp ``Type=notify-reload`` wants).
+        """A reload has begun: ``RELOADING=1`` with the monotonic timestamp that
+        ``Type=notify-reload`` wants.
 
         Send :meth:`ready` when the reload is complete.
         """
@@ -84,7 +86,7 @@ class Notifier:
         self._send("STOPPING=1")
 
     def watchdog_interval(self) -> float | None:
-        """Seconds between pings (half of ``WATCHDOG_USEC``), or None when no watchdog is asked of us."""
+        """Seconds between pings (half of ``WATCHDOG_USEC``); None when no watchdog is asked for."""
         try:
             usec = int(self._environ.get("WATCHDOG_USEC", ""))
         except ValueError:
@@ -112,6 +114,13 @@ class Notifier:
                 )
 
 
+class Pinger(Protocol):
+    """What the heartbeat needs of a notifier."""
+
+    def watchdog(self) -> None: ...
+    def watchdog_interval(self) -> float | None: ...
+
+
 class Heartbeat:
     """The watchdog task: ``await Heartbeat(notifier, alive).run()`` inside the shell's TaskGroup.
 
@@ -124,7 +133,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        notifier: Notifier,
+        notifier: Pinger,
         alive: Callable[[], AliveResult] | None = None,
         interval: float | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,

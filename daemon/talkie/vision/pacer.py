@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 FPS_MIN = 0.2
 FPS_MAX = 5.0
@@ -44,7 +44,7 @@ class Pacer:
         self.skipped = 0
         self.delivered = 0
 
-    async def ticks(self) -> AsyncIterator[float]:
+    async def ticks(self) -> AsyncGenerator[float, None]:
         """Yield tick times ``t0 + k / fps``: on time if the consumer keeps up, else the newest
         one already due (the missed ones are skipped and counted)."""
         t0 = self.clock()

@@ -48,10 +48,11 @@ def _import_picamera2():
 def _reason(exc: BaseException) -> str:
     """The messages of an exception and of what caused it (picamera2 wraps libcamera's error in
     a generic "Camera __init__ sequence did not complete.")."""
-    parts = []
-    while exc is not None and len(parts) < 4:
-        parts.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
+    parts: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(parts) < 4:
+        parts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
     return ": ".join(p for p in parts if p)
 
 
@@ -82,7 +83,7 @@ class Picamera2Source:
         picamera2 = _import_picamera2()
         try:
             cameras = picamera2.global_camera_info()
-        except Exception as exc:
+        except Exception as exc:  # libcamera itself failed to start
             raise CameraError(f"camera system failed: {_reason(exc)}") from exc
         if len(cameras) <= self.camera_num:
             raise CameraError(NO_CAMERA)

@@ -23,8 +23,9 @@ as it is and does nothing. ``talkie machine`` prints the whole table (:mod:`.tab
 
 from __future__ import annotations
 
+from talkie.core import vocabulary
 from talkie.core.machine import derived, supervisor, turns, voice
-from talkie.core.machine.state import (  # noqa: F401 - the machine's public names
+from talkie.core.machine.state import (
     ANY,
     HOLD,
     IDLE_TIMER,
@@ -37,9 +38,28 @@ from talkie.core.machine.state import (  # noqa: F401 - the machine's public nam
     backoff,
     camera_wanted,
 )
-from talkie.core.policy import Policy  # noqa: F401 - the machine's public names
+from talkie.core.policy import Policy
 from talkie.core.vocabulary import *  # noqa: F403 - re-exported: the machine's whole vocabulary
 from talkie.core.vocabulary import Effect, Event, Phase, Show
+
+__all__ = [
+    "ANY",
+    "GROUPS",
+    "HOLD",
+    "IDLE_TIMER",
+    "RETRY",
+    "Fault",
+    "Handler",
+    "Handlers",
+    "Link",
+    "Policy",
+    "State",
+    "backoff",
+    "camera_wanted",
+    "handler_for",
+    "step",
+]
+__all__ += vocabulary.__all__
 
 #: The state groups, each with its part of the transition table.
 GROUPS: tuple[Handlers, ...] = (turns.HANDLERS, voice.HANDLERS, supervisor.HANDLERS)

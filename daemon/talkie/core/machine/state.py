@@ -69,7 +69,7 @@ class State:
             return f"reconnecting in {round(self.retry_s):d} s"
         if self.phase is Phase.ERROR:
             return f"error: {self.reason}"
-        return self.phase.value
+        return str(self.phase.value)
 
 
 def camera_wanted(s: State) -> bool:
@@ -93,7 +93,7 @@ def camera_wanted(s: State) -> bool:
 def backoff(attempt: int, jitter: float, policy: Policy) -> float:
     """Full-jitter exponential back-off: a random share of ``first * 2**(attempt-1)``, capped."""
     ceiling = min(policy.backoff_cap_s, policy.backoff_first_s * 2 ** max(0, attempt - 1))
-    return max(MIN_RETRY_S, min(1.0, max(0.0, jitter)) * ceiling)
+    return float(max(MIN_RETRY_S, min(1.0, max(0.0, jitter)) * ceiling))
 
 
 #: What a handler returns: the new state and the effects to carry out, in order.

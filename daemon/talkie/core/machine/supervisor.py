@@ -93,7 +93,8 @@ def _opened(s: State, e: Event) -> Step:
 
 @on(ANY, LinkLost)
 def _lost(s: State, e: Event) -> Step:
-    """The link is gone: error if only a person can fix it, else by phase (retry, replay, play out)."""
+    """The link is gone: error if only a person can fix it, else by phase (retry, replay, play
+    out)."""
     assert isinstance(e, LinkLost)
     down = replace(s, link=Link.DOWN, muted=False, handover=False)
     stop = [CancelTimer(STABLE), CancelTimer(HANDOVER)]
@@ -248,7 +249,8 @@ TIMERS: dict[str, Callable[[State], Step]] = {
 def _timer(s: State, e: Event) -> Step:
     """A timer fired: what its name says (``TIMERS``)."""
     assert isinstance(e, Timer)
-    return TIMERS.get(e.name, lambda state: (state, []))(s)
+    due = TIMERS.get(e.name)
+    return due(s) if due is not None else (s, [])
 
 
 # ---- goAway

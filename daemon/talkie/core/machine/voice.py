@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from talkie.core.machine.state import Handlers, Phase, State, Step
+from talkie.core.machine.state import Handlers, State, Step
 from talkie.core.machine.turns import barge_in
-from talkie.core.vocabulary import EndTurn, Event, Log, SpeechEnded, SpeechStarted
+from talkie.core.vocabulary import EndTurn, Event, Log, Phase, SpeechEnded, SpeechStarted
 
 HANDLERS = Handlers("voice")
 on = HANDLERS.on

@@ -1,0 +1,70 @@
+"""Values as the messages show them: TOML text, the kind of a value, a reason for an OSError, and
+never a secret (a key named like one, or anything that looks like an API key)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
+
+TYPE_NAMES = {
+    bool: "boolean",
+    int: "integer",
+    float: "float",
+    str: "string",
+    list: "array",
+    dict: "table",
+}
+
+
+def type_name(value: Any) -> str:
+    return TYPE_NAMES.get(type(value), type(value).__name__.replace("datetime", "date-time"))
+
+
+def is_secret(name: str, value: Any) -> bool:
+    """Whether a value must not be shown: a string-ish value of a key named
+    like a secret (except api_key_file, a path), or anything like an API key."""
+    if _SECRET_VALUE.search(repr(value)):
+        return True
+    if isinstance(value, (bool, int, float)) or name == "api_key_file":
+        return False
+    return bool(_SECRET_NAME.search(name))
+
+
+def toml_text(value: Any) -> str:
+    """``value`` as TOML text (strings, numbers, booleans, arrays, tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + " }"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def found(name: str, value: Any, typed: bool = False, item: int | None = None) -> str:
+    if is_secret(name, value):
+        return "a value (not shown)"
+    text = toml_text(value)
+    if len(text) > 160:
+        text = text[:156] + " ..."
+    notes = ([type_name(value)] if typed else []) + ([f"item {item}"] if item else [])
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def why(err: OSError) -> str:
+    """A short reason for an OSError, e.g. "no such file"."""
+    reasons = {
+        FileNotFoundError: "no such file",
+        PermissionError: "permission denied",
+        IsADirectoryError: "is a directory",
+        NotADirectoryError: "not a directory",
+    }
+    return reasons.get(type(err), (err.strerror or str(err)).lower())

@@ -1,0 +1,228 @@
+"""Stand-ins for every adapter the shell drives, each writing what is done to it into one shared
+log, so a test can see the shell's lifecycle (what was opened and closed, in which order) without
+hardware, a network or systemd. They implement the shell's seams (:mod:`talkie.shell.ports`);
+``tests/support/seams.py`` has mypy check that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from talkie.config import LiveSettings, Settings
+from talkie.config.credentials import KeyProblem, Secret
+from talkie.shell.factories import Factories
+
+
+class Log:
+    """What happened to the adapters, in order: ``("open", "panel")``, ``("close", "panel")``."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str]] = []
+
+    def __call__(self, what: str, name: str) -> None:
+        self.entries.append((what, name))
+
+    def of(self, what: str) -> list[str]:
+        return [name for kind, name in self.entries if kind == what]
+
+
+class FakePanel:
+    def __init__(self, log: Log, settings: Any) -> None:
+        self.log, self.settings = log, settings
+        self.shown: list[str] = []
+        log("open", "panel")
+
+    def show(self, state_name: str) -> None:
+        self.shown.append(state_name)
+
+    def close(self) -> None:
+        self.log("close", "panel")
+
+
+class FakeCapture:
+    overflows = 0
+    xruns = 0
+    block_time = 0.0
+    last_callback = 0.0  # never called back: the shell does not count that as a stall yet
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def start(self) -> None:
+        self.log("open", "capture")
+
+    def stop(self) -> None:
+        self.log("close", "capture")
+
+    def configure(
+        self,
+        *,
+        device: str | int | None = None,
+        block_ms: int | None = None,
+        gain_db: float | None = None,
+    ) -> None:
+        pass
+
+
+class FakePlayback:
+    volume = 1.0
+    device: str | int = ""
+    underruns = 0
+    last_callback = 0.0
+    overflows = 0
+    busy = False
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def start(self) -> None:
+        self.log("open", "playback")
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.log("close", "playback")
+
+    def play(self, pcm: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class FakeChain:
+    echo = "off"
+    barge_in = False
+
+    def push(self, pcm: bytes, adc_time: float | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def preroll(self) -> list[bytes]:
+        return []
+
+
+class FakeLink:
+    listener: Any = None
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def configure(self, live: LiveSettings, key: Secret | KeyProblem) -> None:
+        pass
+
+    def prepare(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        self.log("open", "session")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.log("close", "session")
+
+    def stop(self) -> None:
+        pass
+
+    async def send_video(self, jpeg: bytes) -> bool:
+        return False
+
+
+class FakeCamera:
+    wanted = False
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        log("open", "camera")
+
+    def want(self, on: bool) -> None:
+        self.wanted = on
+
+    def reconfigure(self, settings: Any) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.log("close", "camera")
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self, status: str | None = None) -> None:
+        self.sent.append("READY=1")
+
+    def status(self, text: str) -> None:
+        self.sent.append(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        self.sent.append("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        self.sent.append("RELOADING=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    def watchdog_interval(self) -> float | None:
+        return None
+
+
+class FakeResume:
+    handle: str | None = None
+
+    def update(self, handle: str | None, resumable: bool) -> None:
+        self.handle = handle
+
+    def clear(self) -> None:
+        self.handle = None
+
+
+class FakeControl:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    async def start(self) -> None:
+        self.log("open", "control")
+
+    async def close(self) -> None:
+        self.log("close", "control")
+
+
+def factories(log: Log, *, fail: str = "") -> Factories:
+    """Factories of fakes, all logging into ``log``; ``fail`` names one whose making raises."""
+
+    def maker(name: str, make: Callable[[], Any]) -> Callable[..., Any]:
+        def made(*args: Any, **kw: Any) -> Any:
+            if name == fail:
+                raise RuntimeError(f"{name} cannot be made")
+            return make()
+
+        return made
+
+    return Factories(
+        panel=lambda settings, **kw: (
+            maker("panel", lambda: FakePanel(log, settings.panel))(settings, **kw)
+        ),
+        capture=maker("capture", lambda: FakeCapture(log)),
+        mic_chain=maker("mic_chain", FakeChain),
+        playback=maker("playback", lambda: FakePlayback(log)),
+        link=maker("link", lambda: FakeLink(log)),
+        resume=lambda settings: FakeResume(),
+        vision=maker("vision", lambda: FakeCamera(log)),
+        notifier=FakeNotifier,
+        control=lambda path, commands: FakeControl(log),
+    )
+
+
+def settings() -> Settings:
+    """The shipped defaults: nothing the fakes read depends on a file."""
+    return Settings()
