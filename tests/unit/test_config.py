@@ -393,7 +393,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(config, "open", denied, raising=False)
+    monkeypatch.setattr(config, "read_file", denied)
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert str(caught.value) == f"{path}: cannot read: permission denied"

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from talkie.config.checker import Checker, check_rules, instruction_text, unknown_top
-from talkie.config.lines import KeyLines
+from talkie.config.files import CONFIG_MAX, read_file
+from talkie.config.lines import KeyLines, too_deep
 from talkie.config.schema import PATTERN_FIELDS, SECTIONS, FieldSpec
 from talkie.config.settings import (
     DEFAULT_PATTERNS,
@@ -32,7 +33,7 @@ from talkie.config.settings import (
     Settings,
     VisionSettings,
 )
-from talkie.config.text import found, is_secret, toml_text, why
+from talkie.config.text import found, is_secret, name_shown, toml_text, why
 
 __all__ = [
     "DEFAULT_PATH",
@@ -55,6 +56,8 @@ __all__ = [
 
 DEFAULT_PATH = "/etc/talkie/talkie.toml"
 EX_CONFIG = 78  # sysexits.h: configuration error
+#: How deep arrays and inline tables may nest (LED colours are the deepest: 3).
+NESTING_MAX = 32
 
 
 class ConfigError(Exception):
@@ -71,8 +74,7 @@ class ConfigError(Exception):
 def _parse(source: str) -> tuple[dict[str, Any], KeyLines]:
     """Read and parse the file, or raise ConfigError."""
     try:
-        with open(source, "rb") as fh:
-            raw = fh.read()
+        raw = read_file(source, CONFIG_MAX)
     except OSError as err:
         raise ConfigError(f"{source}: cannot read: {why(err)}") from None
     try:
@@ -82,6 +84,12 @@ def _parse(source: str) -> tuple[dict[str, Any], KeyLines]:
         raise ConfigError(
             f"{source}:{line}: invalid TOML: not UTF-8 text (byte 0x{raw[err.start]:02x})"
         ) from None
+    deep = too_deep(text, NESTING_MAX)
+    if deep is not None:
+        raise ConfigError(
+            f"{source}:{deep}: invalid TOML: arrays or tables nested more than {NESTING_MAX} "
+            f"deep; allowed at most {NESTING_MAX} (talkie's settings need 3)"
+        )
     try:
         return tomllib.loads(text), KeyLines(text)
     except tomllib.TOMLDecodeError as err:
@@ -118,7 +126,7 @@ def load(path: str | os.PathLike[str]) -> Settings:
             check.report(
                 (name,),
                 f"wrong type; found {found(name, value, True)}; allowed a [{name}] section",
-                label=f"[{name}]",
+                label=f"[{name_shown(name)}]",
             )
     built: dict[str, Any] = {}
     for name, (cls, fields) in SECTIONS.items():

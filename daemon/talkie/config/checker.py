@@ -9,11 +9,12 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from talkie.config.files import read_file
 from talkie.config.kinds import Invalid, Path, suggest
 from talkie.config.lines import KeyLines
 from talkie.config.schema import PATTERN_FIELDS, SECTIONS, FieldSpec
 from talkie.config.settings import DEFAULT_PATTERNS, FrozenMap, LiveSettings, Settings
-from talkie.config.text import found, is_secret, toml_text, why
+from talkie.config.text import found, is_secret, name_shown, toml_text, why
 
 _API_KEY_NAMES = {"api_key", "apikey", "key", "gemini_api_key", "google_api_key"}
 _KEY_HINT = (
@@ -36,7 +37,8 @@ class Checker:
     ) -> None:
         """Add a problem at the line of ``path``, labelled "[section] key"."""
         line = line or self.lines.find(path)
-        label = label or (f"[{'.'.join(path[:-1])}] {path[-1]}" if len(path) > 1 else path[0])
+        shown = [name_shown(part) for part in path]
+        label = label or (f"[{'.'.join(shown[:-1])}] {shown[-1]}" if len(path) > 1 else shown[0])
         self.problems.append((line, f"{self.source}:{line}: {label}: {text}"))
 
     def unknown(
@@ -87,13 +89,12 @@ class Checker:
             if isinstance(kind, Path) and values[key]:
                 values[key] = os.path.join(self.base_dir, values[key])
                 if kind.must_exist:
-                    self._read(path + (key,), values[key])
+                    self._read(path + (key,), values[key], kind.limit)
         return values
 
-    def _read(self, path: tuple[str, ...], filename: str) -> None:
+    def _read(self, path: tuple[str, ...], filename: str, limit: int) -> None:
         try:
-            with open(filename, "rb") as fh:
-                self.files[path[-1]] = fh.read()
+            self.files[path[-1]] = read_file(filename, limit)
         except OSError as err:
             self.report(path, f"cannot read {filename}: {why(err)}")
 
@@ -200,6 +201,7 @@ def check_rules(check: Checker, settings: Settings) -> None:
             f"{panel.button_pin}",
             pins_at,
         )
+    _indicator_pin(check, settings)
 
 
 def unknown_top(check: Checker, name: str, value: Any) -> None:
@@ -209,7 +211,9 @@ def unknown_top(check: Checker, name: str, value: Any) -> None:
         near = suggest(name, list(SECTIONS))
         hint = f" (did you mean [{near}]?)" if near else ""
         check.report(
-            (name,), f"unknown section{hint}; allowed: {', '.join(sections)}", label=f"[{name}]"
+            (name,),
+            f"unknown section{hint}; allowed: {', '.join(sections)}",
+            label=f"[{name_shown(name)}]",
         )
         return
     home = [s for s, (_, fields) in SECTIONS.items() if name in {f.name for f in fields}]
@@ -218,3 +222,21 @@ def unknown_top(check: Checker, name: str, value: Any) -> None:
         hint = f"; {_KEY_HINT}"
     shown = "; found a value (not shown)" if is_secret(name, value) else ""
     check.report((name,), f"key outside any section{hint}{shown}; allowed: {', '.join(sections)}")
+
+
+def _indicator_pin(check: Checker, settings: Settings) -> None:
+    """The camera's light takes a pin of its own: not the button's, not one of the LED's."""
+    panel, vision = settings.panel, settings.vision
+    pin = vision.indicator_pin
+    if pin is None or vision.mode == "off":
+        return
+    taken = {panel.button_pin: "button_pin"} if panel.button else {}
+    if panel.led != "none":
+        taken.update(dict.fromkeys(panel.led_pins, "led_pins"))
+    if pin in taken:
+        others = [p for p in (22, 23, 24, 25, 5, 6, 16, 26) if p not in taken][:3]
+        check.report(
+            ("vision", "indicator_pin"),
+            f"pin {pin} is also [panel] {taken[pin]}; found {pin}; allowed a pin used by "
+            f"nothing else, e.g. {', '.join(map(str, others))}",
+        )

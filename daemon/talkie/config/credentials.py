@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from talkie.config.files import KEY_MAX, read_file
+from talkie.config.text import why
+
 CREDENTIAL_NAME = "gemini-api-key"
 ENV_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 #: Where the appliance keeps the key; named in the message that asks for one.
@@ -61,7 +64,8 @@ class KeyProblem:
 
 
 def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
+    """The key in ``path``: a regular file of at most ``KEY_MAX`` bytes of UTF-8 text."""
+    return read_file(path, KEY_MAX).decode("utf-8-sig").strip()
 
 
 def load_api_key(
@@ -83,7 +87,10 @@ def load_api_key(
             tried.append(f"{path} (missing)")
             continue
         except OSError as exc:
-            tried.append(f"{path} ({exc.strerror or type(exc).__name__})")
+            tried.append(f"{path} ({why(exc)})")
+            continue
+        except UnicodeDecodeError:
+            tried.append(f"{path} (not text)")
             continue
         if value:
             return Secret(value, source)

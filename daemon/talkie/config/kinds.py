@@ -33,7 +33,10 @@ class Invalid(Exception):
 
 
 def suggest(word: str, choices: Iterator[str] | list[str]) -> str | None:
-    """The closest of ``choices`` to a mistyped ``word``, if any is close."""
+    """The closest of ``choices`` to a mistyped ``word``, if any is close (a long word is no
+    typo of a short name: none)."""
+    if len(word) > 64:
+        return None
     found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 
@@ -106,8 +109,8 @@ class Float(_Range):
 
 
 class Text(Kind):
-    """A string, optionally non-empty or matching ``valid`` (empty is always
-    accepted unless ``nonempty``)."""
+    """A string of at most ``max_len`` characters, optionally non-empty or matching ``valid``
+    (empty is always accepted unless ``nonempty``)."""
 
     def __init__(
         self,
@@ -115,12 +118,19 @@ class Text(Kind):
         *,
         nonempty: bool = False,
         valid: Callable[[str], object] | None = None,
+        max_len: int = 256,
     ) -> None:
-        self.expect, self.nonempty, self.valid = expect, nonempty, valid
+        self.expect, self.nonempty, self.valid, self.max_len = expect, nonempty, valid, max_len
 
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
             raise self.wrong_type(value)
+        if len(value) > self.max_len:
+            raise Invalid(
+                f"too long ({len(value)} characters)",
+                f"{self.expect}, at most {self.max_len} characters",
+                value,
+            )
         if self.nonempty and not value.strip():
             raise Invalid("must not be empty", self.expect, value)
         if value and self.valid is not None and not self.valid(value):
@@ -129,14 +139,19 @@ class Text(Kind):
 
 
 class Path(Text):
-    """A file path; config.load() resolves it relative to the config file's
-    folder and, when ``must_exist``, checks that it can be read."""
+    """A file path; config.load() resolves it relative to the config file's folder and, when
+    ``must_exist``, reads it: a regular file of at most ``limit`` bytes
+    (:func:`talkie.config.files.read_file`)."""
 
     def __init__(
-        self, expect: str = 'a file path, or "" for none', *, must_exist: bool = False
+        self,
+        expect: str = 'a file path, or "" for none',
+        *,
+        must_exist: bool = False,
+        limit: int = 1 << 20,
     ) -> None:
-        super().__init__(expect)
-        self.must_exist = must_exist
+        super().__init__(expect, max_len=4096)
+        self.must_exist, self.limit = must_exist, limit
 
 
 class Choice(Kind):
@@ -167,6 +182,10 @@ class Device(Kind):
 
     def check(self, value: Any) -> str | int:
         if isinstance(value, str):
+            if len(value) > 256:
+                raise Invalid(
+                    f"too long ({len(value)} characters)", "at most 256 characters", value
+                )
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.wrong_type(value)

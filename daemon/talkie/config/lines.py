@@ -123,3 +123,37 @@ class KeyLines:
         else:
             while self.pos < len(text) and text[self.pos] not in ",]}#\r\n":
                 self.pos += 1
+
+
+def too_deep(text: str, limit: int) -> int | None:
+    """The line where arrays and inline tables first nest more than ``limit`` deep, else None.
+
+    Checked before parsing: the parser, and every walk over the parsed values, recurse once per
+    level, and a file nested hundreds deep must be an error that names its line, not a crash.
+    """
+    depth, line, pos, n = 0, 1, 0, len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch == "\n":
+            line += 1
+        elif ch == "#":
+            end = text.find("\n", pos)
+            pos = n if end < 0 else end
+            continue
+        elif ch in "\"'":
+            closing = ch * 3 if text.startswith(ch * 3, pos) else ch
+            pos += len(closing)
+            while pos < n and not text.startswith(closing, pos):
+                if text[pos] == "\n":
+                    line += 1
+                pos += 2 if ch == '"' and text[pos] == "\\" else 1
+            pos += len(closing)
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        pos += 1
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from talkie.config.files import CA_MAX, INSTRUCTION_MAX
 from talkie.config.kinds import (
     BCP47,
     Bool,
@@ -47,19 +48,24 @@ PIN = Int(0, 27)
 SENSITIVITY = Choice("", "high", "low")
 
 LIVE_FIELDS = (
-    F("model", Text("a non-empty model name", nonempty=True), "Gemini Live model name"),
+    F(
+        "model",
+        Text("a non-empty model name", nonempty=True, max_len=128),
+        "Gemini Live model name",
+    ),
     F("api_version", Choice("v1alpha", "v1beta", "v1"), "API version of the endpoint"),
     F(
         "endpoint",
         Text(
             '"" (Google) or a URL like https://host[:port] or wss://host[:port]/path',
             valid=is_endpoint,
+            max_len=2048,
         ),
         'private endpoint URL; "" = Google\'s',
     ),
     F(
         "ca_file",
-        Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True),
+        Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True, limit=CA_MAX),
         "CA bundle trusted for a private endpoint",
     ),
     F(
@@ -67,16 +73,20 @@ LIVE_FIELDS = (
         Path('a file path, or "" for the systemd credential / environment'),
         "file holding the API key (read at start-up, never shown)",
     ),
-    F("voice", Text('a voice name like "Puck", or "" for the model default'), "prebuilt voice"),
+    F(
+        "voice",
+        Text('a voice name like "Puck", or "" for the model default', max_len=64),
+        "prebuilt voice",
+    ),
     F(
         "language_code",
         Text('a BCP-47 code like "en-US", or "" for automatic', valid=BCP47.fullmatch),
         "speech language",
     ),
-    F("system_instruction", Text(), "system instruction text"),
+    F("system_instruction", Text(max_len=16384), "system instruction text"),
     F(
         "system_instruction_file",
-        Path('a readable UTF-8 text file, or "" for none', must_exist=True),
+        Path('a readable UTF-8 text file, or "" for none', must_exist=True, limit=INSTRUCTION_MAX),
         "file holding the system instruction",
     ),
     F("temperature", Float(0, 2), "sampling temperature; unset = model default"),

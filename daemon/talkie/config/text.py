@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from talkie.config.files import NotAFile, TooLarge
+
 _SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
 
@@ -59,6 +61,16 @@ def found(name: str, value: Any, typed: bool = False, item: int | None = None) -
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 
+#: The longest key or section name a message repeats whole.
+NAME_MAX = 60
+
+
+def name_shown(name: str) -> str:
+    """A key or section name as a message shows it: printable, and cut short if it is long."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in name[: NAME_MAX + 1])
+    return clean if len(name) <= NAME_MAX else clean[: NAME_MAX - 3] + "..."
+
+
 def why(err: OSError) -> str:
     """A short reason for an OSError, e.g. "no such file"."""
     reasons = {
@@ -67,4 +79,6 @@ def why(err: OSError) -> str:
         IsADirectoryError: "is a directory",
         NotADirectoryError: "not a directory",
     }
+    if isinstance(err, NotAFile | TooLarge):
+        return str(err)
     return reasons.get(type(err), (err.strerror or str(err)).lower())

@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Sequence
 
 from talkie import config
+from talkie.config.files import CONFIG_MAX, KEY_MAX, read_file
 from talkie.provision import network
 
 log = logging.getLogger("talkie.provision.firstboot")
@@ -102,8 +103,7 @@ def _ensure_etc(etc: str, ids: tuple[int, int] | None) -> None:
 
 def _install_config(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     source = os.path.join(boot, CONFIG_NAME)
-    with open(source, "rb") as fh:
-        data = fh.read()
+    data = read_file(source, CONFIG_MAX)
     _ensure_etc(etc, ids)
     # Validate a staged copy in its final folder: relative paths resolve as the daemon sees them.
     fd, staged = tempfile.mkstemp(dir=etc, prefix=".talkie.toml.", suffix=".new")
@@ -182,8 +182,7 @@ def _reject(boot: str, problems: Sequence[str]) -> None:
 
 def _install_key(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
     source = os.path.join(boot, KEY_NAME)
-    with open(source, "rb") as fh:
-        raw = fh.read()
+    raw = read_file(source, KEY_MAX)
     try:
         key = raw.decode("utf-8-sig").strip()
     except UnicodeDecodeError:

@@ -28,6 +28,7 @@ from typing import Any
 from talkie import config
 from talkie.config.kinds import Invalid, Text
 from talkie.config.lines import KeyLines
+from talkie.config.text import found, name_shown
 
 SECTION = "network"
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -64,6 +65,7 @@ FIELDS = {
     "ssh_authorized_key": Text(
         'one public key line, e.g. "ssh-ed25519 AAAA... me@laptop"',
         valid=lambda v: bool(_SSH_KEY.fullmatch(v.strip())),
+        max_len=16384,
     ),
 }
 
@@ -91,7 +93,7 @@ def check(source: str, text: str) -> Network | None:
     def report(key: str | None, message: str) -> None:
         path = (SECTION, key) if key else (SECTION,)
         line = lines.find(path)
-        label = f"[{SECTION}] {key}" if key else f"[{SECTION}]"
+        label = f"[{SECTION}] {name_shown(key)}" if key else f"[{SECTION}]"
         problems.append((line, f"{source}:{line}: {label}: {message}"))
 
     table = doc[SECTION]
@@ -108,11 +110,13 @@ def check(source: str, text: str) -> Network | None:
         try:
             values[key] = kind.check(value)
         except Invalid as bad:
-            if key == "wifi_password" or not isinstance(bad.value, str):
-                found = "a value (not shown)" if key == "wifi_password" else repr(bad.value)
+            if key == "wifi_password":
+                shown = "a value (not shown)"
+            elif isinstance(bad.value, str):
+                shown = '"' + bad.value[:60] + ('..."' if len(bad.value) > 60 else '"')
             else:
-                found = '"' + bad.value[:60] + ('..."' if len(bad.value) > 60 else '"')
-            report(key, f"{bad.what}; found {found}; allowed {bad.allowed}")
+                shown = found(key, bad.value)
+            report(key, f"{bad.what}; found {shown}; allowed {bad.allowed}")
     net = Network(**values)
     if not problems:
         if net.wifi_ssid and not net.wifi_country:
