@@ -28,7 +28,9 @@ FIELD_IDS = [".".join(path) + "." + spec.name for path, spec in ALL_FIELDS]
 # Lines some valid values need so that the rules across keys still hold.
 COMPANIONS = {("panel", "button_pin"): "led_pins = [5]", ("panel", "led"): "led_pins = [5, 6, 13]",
               ("audio", "vad_start_frames"): "vad_window_frames = 20",
-              ("audio", "vad_window_frames"): "vad_start_frames = 1"}
+              ("audio", "vad_window_frames"): "vad_start_frames = 1",
+              # the camera's light needs a pin nothing else uses (the LED has 27 by default)
+              ("vision", "indicator_pin"): 'mode = "off"'}
 # Known keys named like secrets; their numbers are shown, any string or array is not.
 TOKEN_KEYS = {"max_output_tokens", "compression_trigger_tokens", "compression_target_tokens"}
 GOOD_TEXT = {"endpoint": "wss://gw.example.internal:8443/live", "language_code": "de-CH"}
