@@ -56,6 +56,8 @@ class FakeCapture:
     def stop(self) -> None:
         self.log("close", "capture")
 
+    in_flight_s = 0.0
+
     def configure(
         self,
         *,
@@ -94,11 +96,16 @@ class FakePlayback:
 
 
 class FakeChain:
+    """The microphone's path with nothing on it: every block goes to the outbox as it is."""
+
     echo = "off"
     barge_in = False
 
+    def __init__(self, on_chunk: Callable[[bytes], None] = lambda pcm: None) -> None:
+        self.on_chunk = on_chunk
+
     def push(self, pcm: bytes, adc_time: float | None = None) -> None:
-        pass
+        self.on_chunk(pcm)
 
     def flush(self) -> None:
         pass
@@ -213,7 +220,9 @@ def factories(log: Log, *, fail: str = "") -> Factories:
             maker("panel", lambda: FakePanel(log, settings.panel))(settings, **kw)
         ),
         capture=maker("capture", lambda: FakeCapture(log)),
-        mic_chain=maker("mic_chain", FakeChain),
+        mic_chain=lambda settings, playback, *, on_chunk, on_speech: (
+            maker("mic_chain", lambda: FakeChain(on_chunk))()
+        ),
         playback=maker("playback", lambda: FakePlayback(log)),
         link=maker("link", lambda: FakeLink(log)),
         resume=lambda settings: FakeResume(),

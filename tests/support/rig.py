@@ -58,6 +58,10 @@ class NumberedMic:
     def configure(self, **_: object) -> None:
         pass
 
+    #: The chunks are spoken into the loop at once: none is ever in flight (a release ends
+    #: the turn at once).
+    in_flight_s = 0.0
+
     def speak(self, chunks: int) -> range:
         """Deliver ``chunks`` numbered chunks now (in the loop thread); returns their numbers."""
         first = self.next_seq

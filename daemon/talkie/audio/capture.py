@@ -151,6 +151,15 @@ class Capture:
             self._carry = self._carry[:0]
 
     @property
+    def in_flight_s(self) -> float:
+        """How much audio, already recorded, is still on its way to the loop while the stream
+        runs: the input latency PortAudio reports, and the block being delivered (0 when not
+        running). The device's timestamps cannot say it: a sound server hides its buffering."""
+        if self._stream is None or not self._running:
+            return 0.0
+        return self._latency + self.block_ms / 1000
+
+    @property
     def active(self) -> bool:
         """True while the stream is open and running."""
         return self._stream is not None and bool(self._stream.active)

@@ -109,6 +109,10 @@ class App:
     def playback(self) -> ports.Playback | None:
         return self.audio.playback if self.audio else None
 
+    @property
+    def capture(self) -> ports.Capture | None:
+        return self.audio.capture if self.audio else None
+
     # ---- public
 
     def emit(self, event: m.Event) -> None:
@@ -239,6 +243,7 @@ class App:
     def _mic(self, pcm: bytes) -> None:
         if self.chain is not None and self.audio is not None:
             self.chain.push(pcm, self.audio.capture.block_time)
+            self.effects.samples_heard(len(pcm) // 2)
 
     def _speech(self, started: bool) -> None:
         self.emit(m.SpeechStarted() if started else m.SpeechEnded())

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from talkie.config import Settings
+from talkie.config.settings import INPUT_RATE
 from talkie.core import machine as m
 from talkie.core.outbox import Outbox
 from talkie.shell import ports
@@ -39,6 +40,8 @@ class Host(Protocol):
 
     @property
     def playback(self) -> ports.Playback | None: ...
+    @property
+    def capture(self) -> ports.Capture | None: ...
     def emit(self, event: m.Event) -> None: ...
     def start_task(
         self, coro: Coroutine[Any, Any, None], name: str
@@ -46,6 +49,9 @@ class Host(Protocol):
 
 
 log = logging.getLogger("talkie")
+
+#: How much longer than its audio in flight a released turn waits, should the stream stall.
+TAIL_GRACE_S = 0.05
 
 
 class Effects:
@@ -63,13 +69,15 @@ class Effects:
         self._link_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._link_events: LinkEvents | None = None
+        #: A released turn waiting for its last audio: (samples still to come, the time limit).
+        self._tail: tuple[int, asyncio.TimerHandle] | None = None
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
             m.Connect: self._connect,
             m.Disconnect: self._disconnect,
             m.StartTurn: self._start_turn,
             m.EndTurn: self._end_turn,
             m.ReplayTurn: lambda e: app.outbox.replay(),
-            m.DropTurn: lambda e: app.outbox.drop(),
+            m.DropTurn: self._drop_turn,
             m.SendText: lambda e: app.outbox.add_text(e.text),
             m.ForgetSession: lambda e: app.resume.clear(),
             m.Camera: lambda e: app.vision.want(e.on) if app.vision else None,
@@ -146,6 +154,8 @@ class Effects:
     # ---- the turn and the answer
 
     def _start_turn(self, effect: m.StartTurn) -> None:
+        if self._tail is not None:
+            self._finish_turn()  # the turn before this one ends first, in order
         outbox, chain = self.app.outbox, self.app.chain
         outbox.start_turn()
         if effect.preroll and chain is not None:  # the audio from just before the voice goes first
@@ -153,9 +163,40 @@ class Effects:
                 outbox.push_audio(chunk)
 
     def _end_turn(self, effect: m.EndTurn) -> None:
+        """The user let go: the turn ends once the audio recorded before that moment is in (it
+        is still in the sound card's and PortAudio's buffers: ``in_flight_s`` of it, counted in
+        samples as it arrives), or a little later if the stream stops delivering."""
+        capture = self.app.capture
+        in_flight = capture.in_flight_s if capture is not None else 0.0
+        self._cancel_tail()
+        if in_flight <= 0:
+            self._finish_turn()
+            return
+        late = asyncio.get_running_loop().call_later(in_flight + TAIL_GRACE_S, self._finish_turn)
+        self._tail = (round(in_flight * INPUT_RATE), late)
+
+    def samples_heard(self, n: int) -> None:
+        """``n`` microphone samples reached the chain (and, in a turn, the outbox)."""
+        if self._tail is not None:
+            left, late = self._tail
+            self._tail = (left - n, late)
+            if left - n <= 0:
+                self._finish_turn()
+
+    def _finish_turn(self) -> None:
+        self._cancel_tail()
         if self.app.chain is not None:
             self.app.chain.flush()  # the last few ms gathered for a chunk belong to this turn
         self.app.outbox.end_turn()
+
+    def _drop_turn(self, effect: m.DropTurn) -> None:
+        self._cancel_tail()
+        self.app.outbox.drop()
+
+    def _cancel_tail(self) -> None:
+        if self._tail is not None:
+            self._tail[1].cancel()
+            self._tail = None
 
     def _play(self, effect: m.Play) -> None:
         if self._released_at is not None:

@@ -1,0 +1,135 @@
+"""A released turn keeps the audio that was already spoken: what the sound card and PortAudio
+still hold at the release (``Capture.in_flight_s``, counted in samples as it arrives) goes out
+before activity_end; a stream that stops delivering ends the turn a little later anyway."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from talkie.config.credentials import Secret
+from talkie.core import machine as m
+from talkie.core.outbox import Kind
+from talkie.shell.app import App
+from tests.support import fakes
+
+BLOCK = 160  # 10 ms at 16 kHz
+IN_FLIGHT_S = 0.03  # 480 samples: three blocks
+
+
+class SpokenMic(fakes.FakeCapture):
+    """A microphone the test speaks into block by block, with audio in flight at a release."""
+
+    def __init__(self, log: fakes.Log, on_audio) -> None:
+        super().__init__(log)
+        self.on_audio = on_audio
+        self.in_flight_s = IN_FLIGHT_S
+        self.next = 0
+
+    def speak(self, blocks: int) -> None:
+        for _ in range(blocks):
+            self.next += 1
+            self.on_audio(np.full(BLOCK, self.next, np.int16).tobytes())
+
+
+def drained(app: App) -> list[tuple[str, int]]:
+    """The outbox's items, in order: ("audio", the block's number), ("activity_end", 0), ..."""
+    items = []
+    while (item := app.outbox.peek()) is not None:
+        value = int(np.frombuffer(item.pcm, np.int16)[0]) if item.kind is Kind.AUDIO else 0
+        items.append((item.kind.value, value))
+        app.outbox.sent(item)
+    return items
+
+
+async def started(log: fakes.Log):
+    mics = []
+
+    def make_mic(settings, *, loop, on_audio):
+        mics.append(SpokenMic(log, on_audio))
+        return mics[0]
+
+    factories = fakes.factories(log)
+    factories.capture = make_mic
+    app = App(fakes.settings(), Secret("AIzaSy-turns-0123456789", "test"), factories=factories,
+              firstboot_error="")
+    task = asyncio.create_task(app.run())
+    async with asyncio.timeout(10):
+        await app.ready.wait()
+    return app, task, mics[0]
+
+
+async def settle(app: App) -> None:
+    async with asyncio.timeout(5):
+        while not app._events.empty():  # the dispatcher has taken every event
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+def test_the_audio_in_flight_at_the_release_is_sent_before_activity_end():
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        app.emit(m.ButtonDown())
+        await settle(app)
+        mic.speak(5)
+        app.emit(m.ButtonUp())
+        await settle(app)
+        at_release = drained(app)
+        mic.speak(2)  # two of the three blocks in flight
+        before = drained(app)
+        mic.speak(2)  # the third, and one more
+        after = drained(app)
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return at_release, before, after
+
+    at_release, before, after = asyncio.run(main())
+    assert at_release == [("activity_start", 0), *(("audio", n) for n in range(1, 6))]
+    assert before == [("audio", 6), ("audio", 7)]  # no activity_end yet: the turn is still open
+    assert after == [("audio", 8), ("activity_end", 0)]  # block 9 came after: not in the turn
+
+
+def test_a_stream_that_stops_delivering_still_ends_the_turn():
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        app.emit(m.ButtonDown())
+        await settle(app)
+        mic.speak(3)
+        app.emit(m.ButtonUp())
+        await settle(app)
+        drained(app)
+        async with asyncio.timeout(5):  # in flight + grace, on the loop's clock
+            while (item := app.outbox.peek()) is None:
+                await asyncio.sleep(0.005)
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return item.kind
+
+    assert asyncio.run(main()) is Kind.ACTIVITY_END
+
+
+def test_a_new_turn_ends_the_released_one_first_and_a_dropped_one_is_gone():
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        app.emit(m.ButtonDown())
+        await settle(app)
+        mic.speak(2)
+        app.emit(m.ButtonUp())
+        app.emit(m.ButtonDown())  # pressed again before the tail is in
+        await settle(app)
+        turns = drained(app)
+        app.emit(m.ButtonUp())
+        app.emit(m.Reset())  # drops the turn, the waiting tail with it
+        await settle(app)
+        mic.speak(5)
+        await asyncio.sleep(IN_FLIGHT_S + 0.1)
+        left = drained(app)
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return turns, left
+
+    turns, left = asyncio.run(main())
+    assert turns == [("activity_start", 0), ("audio", 1), ("audio", 2), ("activity_end", 0),
+                     ("activity_start", 0)]
+    assert left == []
