@@ -112,7 +112,7 @@ def test_relative_file_references_resolve_against_the_config_folder(fake):
     assert not (etc / "talkie.toml").exists()
 
 
-def test_the_api_key_is_installed_0640_removed_from_boot_and_never_shown(fake):
+def test_the_api_key_is_installed_for_root_alone_removed_from_boot_and_never_shown(fake):
     boot, etc, err = fake
     (boot / "talkie-api-key").write_text(f"\n  {KEY}  \r\n")
     result = firstboot(boot, etc, err, "--verbose")
@@ -120,7 +120,9 @@ def test_the_api_key_is_installed_0640_removed_from_boot_and_never_shown(fake):
     assert "installed the API key from the boot partition" in result.stderr
     assert KEY not in result.stdout + result.stderr
     key = etc / "api-key"
-    assert key.read_text() == KEY + "\n" and mode(key) == 0o640
+    assert key.read_text() == KEY + "\n" and mode(key) == 0o600
+    if os.geteuid() == 0:  # root's alone: not the talkie group's, whoever owns the config
+        assert (key.stat().st_uid, key.stat().st_gid) == (0, 0)
     assert list(boot.iterdir()) == []
     assert sorted(p.name for p in etc.iterdir()) == ["api-key"]
 
@@ -269,7 +271,8 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
         assert (toml.stat().st_uid, toml.stat().st_gid) == (0, gid)
         assert mode(root / "etc" / "talkie") == 0o750
         key = root / "etc" / "talkie" / "api-key"
-        assert key.read_text() == "" and mode(key) == 0o640
+        assert key.read_text() == "" and mode(key) == 0o600  # root's alone
+        assert (key.stat().st_uid, key.stat().st_gid) == (0, 0)
 
     venv = root / "opt" / "talkie"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()

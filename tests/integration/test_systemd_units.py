@@ -206,11 +206,13 @@ def test_identity_directories_and_credential(unit):
     assert value(unit, "Service", "User") == "talkie"
     assert value(unit, "Service", "Group") == "talkie"
     groups = " ".join(values(unit, "Service", "SupplementaryGroups")).split()
-    assert sorted(groups) == ["audio", "gpio", "video"]
+    # the device groups, and the control socket's own group (not the group that reads the config)
+    assert sorted(groups) == ["audio", "gpio", "talkie-ctl", "video"]
     assert value(unit, "Service", "ConfigurationDirectory") == "talkie"
     assert value(unit, "Service", "StateDirectory") == "talkie"
     assert value(unit, "Service", "RuntimeDirectory") == "talkie"
-    assert value(unit, "Service", "RuntimeDirectoryMode") == "0750"
+    # others may pass through to the socket (whose own mode and group decide), not list the folder
+    assert value(unit, "Service", "RuntimeDirectoryMode") == "0711"
     assert value(unit, "Service", "WorkingDirectory") in ("/run/talkie", "/var/lib/talkie")
     assert values(unit, "Service", "LoadCredential") == ["gemini-api-key:/etc/talkie/api-key"]
     environment = " ".join(values(unit, "Service", "Environment")).split()
@@ -286,6 +288,8 @@ def test_sysusers_creates_the_service_user_and_the_device_groups(tmp_path):
     assert shell.endswith("nologin")
     assert groups["audio"][2] == "29" and groups["video"][2] == "44"  # existing groups untouched
     assert 0 < int(groups["gpio"][2]) < 1000  # created where missing: SupplementaryGroups= needs it
+    # `talkie ctl`'s group: its own, so that using the control socket reads neither config nor key
+    assert 0 < int(groups["talkie-ctl"][2]) < 1000 and groups["talkie-ctl"][2] != gid
     # Applying it again changes nothing.
     before = (etc / "passwd").read_text(), (etc / "group").read_text()
     apply_sysusers(tmp_path)
@@ -313,8 +317,8 @@ def test_tmpfiles_create_the_config_dir_and_a_key_file_for_root_and_talkie(tmp_p
     key = etc_talkie / "api-key"
     toml = etc_talkie / "talkie.toml"
     assert etc_talkie.is_dir() and owner_mode(etc_talkie) == (0, talkie_gid, 0o750)
-    # The key file exists (LoadCredential= needs it), empty, root-written, talkie-group-readable.
-    assert key.is_file() and key.read_text() == "" and owner_mode(key) == (0, talkie_gid, 0o640)
+    # The key file exists (LoadCredential= needs it), empty, root's alone (no group reads it).
+    assert key.is_file() and key.read_text() == "" and owner_mode(key) == (0, 0, 0o600)
     assert not toml.exists()  # z: only fixes an existing file
 
     # A key and config copied in carelessly: contents kept, owner and mode put right.
@@ -323,5 +327,5 @@ def test_tmpfiles_create_the_config_dir_and_a_key_file_for_root_and_talkie(tmp_p
     toml.write_text("[log]\nlevel = \"info\"\n")
     toml.chmod(0o600)
     apply()
-    assert key.read_text() == "AIzaSy-not-a-real-key\n" and owner_mode(key) == (0, talkie_gid, 0o640)
+    assert key.read_text() == "AIzaSy-not-a-real-key\n" and owner_mode(key) == (0, 0, 0o600)
     assert owner_mode(toml) == (0, talkie_gid, 0o640)

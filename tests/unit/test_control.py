@@ -502,7 +502,7 @@ def test_permission_denied_says_to_join_the_group(sock_dir, monkeypatch):
     path = sock_dir / "control"
     assert run_ctl(path, "press") == (
         69, "", f"talkie ctl: cannot reach talkie at {path} (permission denied): add yourself "
-                "to the talkie group (sudo usermod -aG talkie $USER, then log in again)\n")
+                "to the talkie-ctl group (sudo usermod -aG talkie-ctl $USER, then log in again)\n")
 
 
 def test_a_silent_daemon_times_out(sock_dir):

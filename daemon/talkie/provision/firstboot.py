@@ -13,8 +13,9 @@ Run as root by talkie-firstboot.service before talkie.service, when the user has
   the boot copy is renamed ``talkie.toml.rejected`` and the error (file:line: [section] key:
   ...) is written to ``talkie.toml.error.txt`` next to it.
 - ``talkie-api-key`` is stripped of surrounding whitespace, written atomically to
-  ``/etc/talkie/api-key`` (0640 root:talkie), then unlinked from the boot partition (FAT has
-  no secure delete: the bytes may remain in free clusters until overwritten).
+  ``/etc/talkie/api-key`` (0600 root:root: systemd hands it to the daemon as a credential; no
+  group may read it), then unlinked from the boot partition (FAT has no secure delete: the
+  bytes may remain in free clusters until overwritten).
 
 Any error is also written to ``--error-file`` (``/run/talkie-firstboot-error``, one line per
 problem, no secret) for the LED / status to show, and the exit status is non-zero (78 for a
@@ -197,7 +198,8 @@ def _install_key(boot: str, etc: str, ids: tuple[int, int] | None) -> None:
             EX_DATAERR,
         )
     _ensure_etc(etc, ids)
-    _write_atomic(os.path.join(etc, "api-key"), (key + "\n").encode(), ids)
+    root_only = None if ids is None else (0, 0)
+    _write_atomic(os.path.join(etc, "api-key"), (key + "\n").encode(), root_only, mode=0o600)
     os.unlink(source)  # FAT has no secure delete: the bytes stay in free clusters for a while
     _fsync_dir(boot)
     log.info(

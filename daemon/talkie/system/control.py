@@ -2,7 +2,8 @@
 
 Server (in the daemon, on the event loop): a unix stream socket, by default
 ``$RUNTIME_DIRECTORY/control`` (systemd's ``RuntimeDirectory=talkie``) or ``/run/talkie/control``,
-mode 0660, group ``talkie`` when that group exists. Protocol: the client sends ONE request line
+mode 0660, group ``talkie-ctl`` when that group exists (a group of its own: using ``talkie ctl``
+gives no access to talkie's config or key). Protocol: the client sends ONE request line
 (UTF-8, at most 4096 bytes): a command word and, for ``say``, its text; the server answers ONE line
 of JSON, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``, and closes the connection.
 
@@ -39,6 +40,8 @@ from talkie.system.control_client import (  # noqa: F401 - re-exported: one prot
 
 log = logging.getLogger("talkie.control")
 
+#: The group that may use the control socket (systemd/talkie.sysusers makes it).
+CONTROL_GROUP = "talkie-ctl"
 #: Longest request line, in bytes, without its newline.
 MAX_LINE = 4096
 #: Longest ``say`` text, in characters.
@@ -109,7 +112,7 @@ class ControlServer:
         path: str | os.PathLike[str],
         commands: Commands,
         *,
-        group: str | None = "talkie",
+        group: str | None = CONTROL_GROUP,
         mode: int = 0o660,
         idle_timeout: float = IDLE_TIMEOUT_S,
     ) -> None:

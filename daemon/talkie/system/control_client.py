@@ -84,7 +84,10 @@ def _cannot_reach(where: str, exc: OSError) -> str:
     elif exc.errno in (errno.EACCES, errno.EPERM):
         why, hint = (
             "permission denied",
-            ("add yourself to the talkie group (sudo usermod -aG talkie $USER, then log in again)"),
+            (
+                "add yourself to the talkie-ctl group (sudo usermod -aG talkie-ctl $USER, then "
+                "log in again)"
+            ),
         )
     elif isinstance(exc, TimeoutError):
         why, hint = "timed out", "is it stuck? (systemctl status talkie)"
