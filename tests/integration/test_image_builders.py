@@ -16,6 +16,7 @@ from tests.integration.test_systemd_units import ENV, tool
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = ROOT / "image" / "pi-gen" / "stage-talkie"
 SCRIPTS = [ROOT / "image" / "build", ROOT / "image" / "pi-gen" / "build", ROOT / "image" / "install-talkie",
+           ROOT / "image" / "wheelhouse",
            STAGE / "prerun.sh", STAGE / "00-talkie" / "01-run.sh", STAGE / "00-talkie" / "02-run-chroot.sh"]
 # In the Raspberry Pi archive only (Raspberry Pi OS = Debian + that archive).
 RASPBERRY_PI_ONLY = {"python3-picamera2", "python3-lgpio"}
@@ -150,3 +151,26 @@ def test_the_serial_log_verdict(tmp_path, change, verdict):
     result = smoke("smoke_verdict", str(log))
     assert verdict in result.stdout + result.stderr
     assert (result.returncode == 0) == (verdict == "PASS")
+
+
+# ---- the wheelhouse both builders install from (the slow part that needs no bootstrap)
+
+
+def test_the_aarch64_wheelhouse_holds_everything_pyproject_asks_for(tmp_path):
+    """What the images install offline, downloaded for aarch64 / CPython 3.11 as the builders do
+    it: a requirement with an environment marker (spaces, quotes) must not break it, the lgpio
+    wheel must be real, and talkie must resolve from the folder alone."""
+    wheels = tmp_path / "wheelhouse"
+    done = subprocess.run([str(ROOT / "image" / "wheelhouse"), str(wheels), "--lgpio", "--check"],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "checked: talkie resolves from the wheelhouse alone" in done.stdout
+    names = sorted(p.name for p in wheels.iterdir())
+    assert all(name.endswith(".whl") for name in names)
+    assert any(n.startswith("talkie-") and n.endswith("-py3-none-any.whl") for n in names)
+    for native in ("numpy", "soxr", "simplejpeg", "webrtcvad_wheels", "lgpio", "pydantic_core"):
+        found = [n for n in names if n.startswith(native + "-")]
+        assert found and all("aarch64" in n for n in found), (native, names)
+    lgpio = next(n for n in names if n.startswith("lgpio-"))
+    assert not lgpio.startswith("lgpio-0.0.0")  # the empty placeholder release
+    assert not any(n.startswith("systemd_python") for n in names)  # the OS's python3-systemd
