@@ -143,6 +143,8 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"# API key: missing: {key.message}")
     else:
         print(f"# API key: set (from {key.source}; not shown)")
+    for note in settings.notes:
+        print(f"talkie: warning: {note}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     return 0
 

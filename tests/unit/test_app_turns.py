@@ -133,3 +133,34 @@ def test_a_new_turn_ends_the_released_one_first_and_a_dropped_one_is_gone():
     assert turns == [("activity_start", 0), ("audio", 1), ("audio", 2), ("activity_end", 0),
                      ("activity_start", 0)]
     assert left == []
+
+
+def test_ctl_stop_says_what_it_stopped_and_stops_it():
+    from talkie.shell.control import Commands
+
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        commands, said = Commands(app), []
+        said.append(commands.stop())  # ready: nothing to stop
+        app.emit(m.ButtonDown())
+        await settle(app)
+        mic.speak(2)
+        said.append(commands.stop())  # the turn being spoken
+        await settle(app)
+        after_turn = (app.state.phase, drained(app))
+        app.emit(m.SessionOpened())
+        app.emit(m.Say("hello"))
+        app.emit(m.ModelAudio(b"\x00\x01" * 480))
+        await settle(app)
+        said.append(commands.stop())  # the answer
+        await settle(app)
+        after_answer = app.state.phase
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return said, after_turn, after_answer
+
+    said, (phase, items), after_answer = asyncio.run(main())
+    assert said == [{"stopped": "nothing (talkie is idle)"}, {"stopped": "the turn in progress"},
+                    {"stopped": "the answer"}]
+    assert phase is m.Phase.IDLE and items == []  # the turn is gone, nothing of it is sent
+    assert after_answer is m.Phase.IDLE

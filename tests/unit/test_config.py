@@ -706,3 +706,13 @@ def test_more_start_frames_than_the_window_is_refused(tmp_path):
     message = error(tmp_path, "[audio]\nvad_window_frames = 4\nvad_start_frames = 5\n")
     assert message == (f"{tmp_path / 'talkie.toml'}:3: [audio] vad_start_frames: more than "
                        "vad_window_frames; found 5; allowed 1 to 4")
+
+
+def test_a_retired_key_still_loads_and_says_so(tmp_path):
+    """[panel] hold_s did nothing: a file that has it loads, with a note naming its line."""
+    path = write(tmp_path, "[panel]\nbutton_pin = 17\nhold_s = 2.0\n")
+    loaded = load(path)
+    assert loaded.notes == (f"{path}:3: [panel] hold_s: does nothing and can go (the long hold "
+                            "that starts a fresh conversation is [session] reset_hold_s); a later "
+                            "release will refuse it",)
+    assert loaded == load(write(tmp_path, "[panel]\nbutton_pin = 17\n"))  # nothing else differs

@@ -32,15 +32,34 @@ def State(*fields, policy: m.Policy = BASE, **named) -> m.State:  # noqa: N802
 WARM_POLICY = Policy(connect_at_start=True, reset_hold_s=10.0, vision_mode="always")
 
 EVENTS: list[m.Event] = [
-    m.ButtonDown(), m.ButtonUp(), m.ButtonHeld(), m.SessionOpened(), m.LinkLost("drop"),
+    m.ButtonDown(), m.ButtonUp(), m.SessionOpened(), m.LinkLost("drop"),
     m.LinkLost("API key rejected", fatal=True), m.ModelAudio(b"\x01\x00" * 240), m.Interrupted(),
     m.TurnComplete(), m.PlaybackDrained(), m.Heard("hello"), m.Said("hi there"),
     m.AudioFailed("no microphone"), m.AudioRestored(), m.Say("what time is it?"), m.Hush(),
     m.Reset(), m.GoAway(5.0), m.GoAway(50.0), m.Started(), m.LinkLost("drop", jitter=0.3),
     m.SpeechStarted(), m.SpeechEnded(),
     m.Reconfigured(Policy(vision_mode="always", idle_disconnect_s=0.0)), m.Reconfigured(BASE),
-    *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "unknown")),
+    *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "answer",
+                                 "unknown")),
 ]
+TIMER_NAMES = ("answer", "handover", "hold", "idle", "retry", "stable")
+#: Every timer pending, at the generation the events above carry (0).
+ALL_ARMED = tuple((name, 0) for name in TIMER_NAMES)
+
+
+def armed(state: m.State, *names: str) -> m.State:
+    """``state`` with the timers ``names`` pending, at generation 0 (what ``m.Timer(name)`` says)."""
+    return replace(state, timers=tuple(sorted({*state.timers, *((n, 0) for n in names)})))
+
+
+def untimed(state: m.State) -> m.State:
+    """``state`` without its timers' bookkeeping (the table compares the rest)."""
+    return replace(state, timers=(), timer_seq=0)
+
+
+def fire(state: m.State, name: str):
+    """The pending timer ``name`` fires (its report carries its generation)."""
+    return m.step(state, m.Timer(name, state.timer(name) or 0))
 
 
 def test_every_event_type_is_exercised():
@@ -49,15 +68,24 @@ def test_every_event_type_is_exercised():
 
 def all_states():
     """Every combination of the state's fields (many unreachable: the step must still be total)."""
-    for phase, link, held, done, attempt, fault, muted, handover, policy, voice in itertools.product(
+    for phase, link, held, done, attempt, fault, muted, handover, policy, voice, timers in \
+            itertools.product(
             Phase, Link, (False, True), (False, True), (0, 1, Policy().give_up_after),
-            Fault, (False, True), (False, True), (Policy(), WARM_POLICY), (False, True)):
+            Fault, (False, True), (False, True), (Policy(), WARM_POLICY), (False, True),
+            ((),)):
         reason = "" if fault is Fault.NONE else "something is wrong"
         yield State(phase, link, held, done, attempt, fault, reason, muted, handover,
-                    policy=policy, voice=voice and held)
+                    policy=policy, voice=voice and held, timers=timers)
 
 
 STATES = list(all_states())
+#: The same states with every timer pending: what a timer's report meets.
+ARMED = [replace(state, timers=ALL_ARMED) for state in STATES]
+
+
+def states_for(event: m.Event) -> list[m.State]:
+    """The states to step ``event`` in: every one, and with every timer pending for a Timer."""
+    return STATES + ARMED if isinstance(event, m.Timer) else STATES
 
 
 def kinds(effects):
@@ -67,7 +95,7 @@ def kinds(effects):
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
 def test_step_is_total_and_pure(event):
     """Every state x event gives a state and a list of effects, and the same answer twice."""
-    for state in STATES:
+    for state in states_for(event):
         new, effects = m.step(state, event)
         assert isinstance(new, m.State)
         assert all(isinstance(e, m.Effect) for e in effects)
@@ -83,7 +111,7 @@ def test_step_is_total_and_pure(event):
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
 def test_no_double_connect(event):
     """A Connect comes only when no session is up or opening, or right after a Disconnect."""
-    for state in STATES:
+    for state in states_for(event):
         _, effects = m.step(state, event)
         running = state.link is not Link.DOWN and not isinstance(event, m.LinkLost)
         for effect in effects:
@@ -124,7 +152,7 @@ TABLE = [
     (WARM, m.ButtonDown(), LISTENING, [m.StartTurn]),
     (CONNECTING, m.ButtonUp(), replace(CONNECTING, held=False), [m.EndTurn]),
     (CONNECTING, m.SessionOpened(), LISTENING, [m.StartTimer]),
-    (replace(CONNECTING, held=False), m.SessionOpened(), THINKING, [m.StartTimer]),
+    (replace(CONNECTING, held=False), m.SessionOpened(), THINKING, [m.StartTimer, m.StartTimer]),
     (replace(CONNECTING, held=False), m.ButtonDown(), CONNECTING, [m.StartTurn]),
     (CONNECTING, m.LinkLost("refused"), R1, [m.StartTimer]),
     (R1, m.Timer("retry"), replace(R1, link=Link.OPENING, retry_s=0.0), [m.Connect]),
@@ -135,7 +163,7 @@ TABLE = [
      State(Phase.RECONNECTING, Link.DOWN, held=True, attempt=GIVE_UP + 1,
            retry_s=min(30.0, 0.5 * 2 ** GIVE_UP)),
      [m.StartTimer]),
-    (LISTENING, m.ButtonUp(), THINKING, [m.EndTurn]),
+    (LISTENING, m.ButtonUp(), THINKING, [m.EndTurn, m.StartTimer]),  # the answer deadline
     (LISTENING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING, held=True, attempt=1),
      [m.ReplayTurn, m.Connect]),
     (THINKING, m.LinkLost("1011"), State(Phase.RECONNECTING, Link.OPENING, attempt=1),
@@ -173,10 +201,9 @@ TABLE = [
      [m.DropTurn, m.FlushPlayback]),
     (ERROR_AUDIO, m.ButtonDown(), ERROR_AUDIO, []),
     (ERROR_AUDIO, m.AudioRestored(), WARM, [m.StartTimer]),
-    (ERROR_LINK, m.AudioRestored(), ERROR_LINK, []),
-    (IDLE, m.ButtonHeld(), IDLE, []),
+    (armed(ERROR_LINK, "retry"), m.AudioRestored(), ERROR_LINK, []),
     # the control socket
-    (WARM, m.Say("hi"), THINKING, [m.SendText]),
+    (WARM, m.Say("hi"), THINKING, [m.SendText, m.StartTimer]),
     (IDLE, m.Say("hi"), replace(CONNECTING, held=False), [m.Connect, m.SendText]),
     (ERROR_LINK, m.Say("hi"), replace(CONNECTING, held=False), [m.Connect, m.SendText]),
     (ERROR_AUDIO, m.Say("hi"), ERROR_AUDIO, []),
@@ -231,7 +258,7 @@ TABLE = [
     (IDLE, m.SpeechStarted(), IDLE, []),
     (THINKING, m.SpeechStarted(), THINKING, []),
     (LISTENING, m.SpeechStarted(), LISTENING, []),
-    (VOICE, m.SpeechEnded(), THINKING, [m.EndTurn]),
+    (VOICE, m.SpeechEnded(), THINKING, [m.EndTurn, m.StartTimer]),
     (LISTENING, m.SpeechEnded(), LISTENING, []),
     (VOICE, m.ButtonUp(), VOICE, []),
     (VOICE, m.ButtonDown(), LISTENING, []),
@@ -250,8 +277,10 @@ TABLE = [
 @pytest.mark.parametrize("state,event,expected,effect_kinds", TABLE,
                          ids=[f"{s.phase.value}-{type(e).__name__}" for s, e, *_ in TABLE])
 def test_transition_table(state, event, expected, effect_kinds):
+    if isinstance(event, m.Timer):
+        state = armed(state, event.name)  # the timer that reports is the one pending
     new, effects = m.step(state, event)
-    assert new == expected
+    assert untimed(new) == untimed(expected)
     assert [k for k in kinds(effects)
             if k not in (m.Show, m.Log, m.CancelTimer, m.Camera)] == effect_kinds
 
@@ -267,7 +296,7 @@ def test_new_settings_reach_the_machine_as_an_event():
     new, effects = m.step(WARM, m.Reconfigured(keep_open))
     assert new.policy == keep_open and effects == [m.CancelTimer("idle")]
     _, effects = m.step(new, m.Reconfigured(BASE))
-    assert effects == [m.StartTimer("idle", BASE.idle_disconnect_s)]
+    assert [(e.name, e.delay_s) for e in effects] == [("idle", BASE.idle_disconnect_s)]
     assert m.step(LISTENING, m.Reconfigured(BASE)) == (LISTENING, [])
 
 
@@ -322,7 +351,7 @@ def test_the_timers_that_are_started_and_cancelled():
     assert timers(LISTENING, m.GoAway(50)) == ([("handover", 40.0)], [])
     assert timers(IDLE, m.LinkLost("bad key", fatal=True))[0] == [("retry", 300.0)]
     held = State(Phase.LISTENING, Link.UP, held=True, policy=WARM_POLICY)
-    assert timers(held, m.ButtonUp()) == ([], ["hold"])
+    assert timers(held, m.ButtonUp()) == ([("answer", 20.0)], ["hold"])  # the answer's deadline
     assert timers(State(link=Link.UP, policy=WARM_POLICY), m.ButtonDown())[0] == [("hold", 10.0)]
     assert timers(State(link=Link.UP, policy=Policy(idle_disconnect_s=0)), m.ButtonDown()) == \
         ([], [])
@@ -334,10 +363,10 @@ def test_a_flapping_link_backs_off_until_a_session_stays_up():
         state, effects = m.step(state, m.LinkLost("1011", jitter=1.0))
         delays += [e.delay_s for e in effects if isinstance(e, m.StartTimer)]
         if m.Connect not in kinds(effects):
-            state, _ = m.step(state, m.Timer("retry"))
+            state, _ = fire(state, "retry")
         state, _ = m.step(state, m.SessionOpened())
     assert delays == [1.0, 2.0, 4.0, 8.0]  # the first retry at once, then doubling waits
-    state, _ = m.step(state, m.Timer("stable"))
+    state, _ = fire(state, "stable")
     assert state.attempt == 0
 
 
@@ -351,8 +380,8 @@ def test_the_camera_follows_the_vision_mode(mode, on_at):
     policy = Policy(vision_mode=mode)
     state, seen = State(policy=policy), set()
     for event in (m.ButtonDown(), m.SessionOpened(), m.ButtonUp(), AUDIO, m.TurnComplete(),
-                  m.PlaybackDrained(), m.Timer("idle")):
-        state, _ = m.step(state, event)
+                  m.PlaybackDrained(), "idle"):
+        state, _ = fire(state, event) if event == "idle" else m.step(state, event)
         if m.camera_wanted(state):
             seen.add("idle-warm" if state.phase is Phase.IDLE else state.phase.value)
     assert seen - {"connecting"} == on_at
@@ -369,7 +398,7 @@ def test_a_goaway_waits_for_a_safe_point_then_hands_over():
     assert trace == [("GoAway", []), ("ButtonUp", []), ("ModelAudio", []),
                      ("TurnComplete", []), ("PlaybackDrained", ["Disconnect", "Connect"]),
                      ("SessionOpened", [])]
-    assert state == replace(WARM)
+    assert untimed(state) == replace(WARM)
 
 
 def test_transcripts_are_logged_as_transcripts():
@@ -398,7 +427,7 @@ def run(events, state=IDLE):
 def test_a_whole_conversation():
     state, trace = run([m.ButtonDown(), m.SessionOpened(), m.ButtonUp(), m.Heard("hi"), AUDIO,
                         AUDIO, m.Said("hello"), m.TurnComplete(), m.PlaybackDrained()])
-    assert state == WARM
+    assert untimed(state) == WARM
     shown = [e.phase for e in trace if isinstance(e, m.Show)]
     assert shown == [Phase.CONNECTING, Phase.LISTENING, Phase.THINKING, Phase.SPEAKING,
                      Phase.IDLE]
@@ -407,7 +436,7 @@ def test_a_whole_conversation():
 
 def test_released_before_the_session_opened_still_sends_the_turn():
     state, trace = run([m.ButtonDown(), m.ButtonUp(), m.SessionOpened()])
-    assert state == THINKING
+    assert untimed(state) == THINKING
     assert [k for k in kinds(trace) if k in (m.StartTurn, m.EndTurn, m.DropTurn)] == \
         [m.StartTurn, m.EndTurn]
 
@@ -459,20 +488,69 @@ class TurnTracker:
                 self.open = False
 
 
+class Clock:
+    """The shell's timers, modelled: started, cancelled, fired (each report with its start's
+    generation, as the shell's Timers sends it)."""
+
+    def __init__(self):
+        self.pending: dict[str, int] = {}
+        self.stale: list[m.Timer] = []  # reports of timers cancelled or replaced since
+
+    def apply(self, effects):
+        for effect in effects:
+            if isinstance(effect, m.StartTimer):
+                if effect.name in self.pending:
+                    self.stale.append(m.Timer(effect.name, self.pending[effect.name]))
+                assert effect.gen > 0, "every start gets its generation from step"
+                self.pending[effect.name] = effect.gen
+            elif isinstance(effect, m.CancelTimer) and effect.name in self.pending:
+                self.stale.append(m.Timer(effect.name, self.pending.pop(effect.name)))
+
+    def fire(self, pick: int) -> m.Timer | None:
+        if not self.pending:
+            return None
+        name = sorted(self.pending)[pick % len(self.pending)]
+        return m.Timer(name, self.pending.pop(name))
+
+
+#: In a generated sequence: the next pending timer fires / a stale report arrives.
+FIRE, STALE = "fire", "stale"
+
+
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(EVENTS), max_size=60),
+@given(st.lists(st.sampled_from(EVENTS) | st.sampled_from([FIRE, STALE]) | st.integers(0, 5),
+                max_size=60),
        st.sampled_from([Policy(), WARM_POLICY, Policy(vision_mode="while_talking"),
-                        Policy(vision_mode="conversation"), Policy(barge_in=False)]))
+                        Policy(vision_mode="conversation"), Policy(barge_in=False),
+                        Policy(answer_timeout_s=0.0)]))
 def test_random_sequences_keep_the_invariants(events, policy):
     state, link_running, turns = State(policy=policy), False, TurnTracker()
-    camera = False
-    for event in events:
-        # The shell only reports link events that can happen: opened/lost while a connect runs.
-        if isinstance(event, (m.SessionOpened, m.LinkLost)) and not link_running:
+    camera, clock = False, Clock()
+    for event in [m.Started(), *events]:  # the shell's first event, once the daemon is up
+        if isinstance(event, int) or event == FIRE:
+            event = clock.fire(event if isinstance(event, int) else 0)
+        elif event == STALE:
+            if not clock.stale:
+                continue
+            event = clock.stale.pop(0)
+            assert m.step(state, event) == (state, []), "a stale timer changes nothing"
             continue
+        # The shell only reports link events that can happen: opened/lost while a connect runs.
+        if event is None or (isinstance(event, (m.SessionOpened, m.LinkLost))
+                             and not link_running):
+            continue
+        if isinstance(event, m.Timer) and event.gen == 0:
+            continue  # the listed Timer events are for the exhaustive tests: here the clock fires
         new, effects = m.step(state, event)
         check_invariants(new)
         turns.apply(effects)
+        clock.apply(effects)
+        assert clock.pending == dict(new.timers), "the machine knows its pending timers"
+        # Liveness: whenever a link is wanted and none is up or opening, a retry is pending;
+        # the wait for an answer is bounded.
+        assert (m.RETRY in clock.pending) == m.wants_link(new), (state, event, new)
+        if new.phase is Phase.THINKING and policy.answer_timeout_s > 0:
+            assert m.ANSWER in clock.pending
         if isinstance(event, m.LinkLost):
             link_running = False  # the session task ended with that report
         for effect in effects:  # the shell carries them out in order
@@ -495,3 +573,121 @@ def test_random_sequences_keep_the_invariants(events, policy):
         if turns.open and new.phase is Phase.ERROR:
             pytest.fail("an error state must drop the open turn")
         state = new
+
+
+# ---- liveness: whenever a link is wanted, a retry is pending
+
+
+def run_timed(events, state):
+    """Step through ``events``; a name (str) fires that pending timer."""
+    trace = []
+    for event in events:
+        state, effects = fire(state, event) if isinstance(event, str) else m.step(state, event)
+        trace.extend(effects)
+    return state, trace
+
+
+def test_a_transient_failure_during_the_slow_error_retry_schedules_the_next_one():
+    state, _ = run_timed([m.ButtonDown(), m.LinkLost("API key rejected", fatal=True),
+                          m.ButtonUp(), "retry", m.LinkLost("connection refused")], IDLE)
+    assert state.phase is Phase.ERROR and state.link is Link.DOWN
+    assert state.reason == "API key rejected"  # what still needs a person
+    assert state.timer(m.RETRY) is not None
+    state, trace = fire(state, "retry")
+    assert m.Connect in kinds(trace)
+
+
+def test_a_kept_session_lost_while_the_answer_plays_is_reopened_after_it():
+    state, _ = run_timed([m.Started(), m.SessionOpened(), m.ButtonDown(), m.ButtonUp(), AUDIO,
+                          m.LinkLost("1011 internal error"), m.TurnComplete()],
+                         State(policy=WARM_POLICY))
+    assert state.phase is Phase.SPEAKING and state.timer(m.RETRY) is None  # plays to its end
+    state, trace = m.step(state, m.PlaybackDrained())
+    assert state.phase is Phase.IDLE and state.timer(m.RETRY) is not None
+    state, trace = fire(state, "retry")
+    assert m.Connect in kinds(trace)
+
+
+@pytest.mark.parametrize("last", [m.Hush(), m.Interrupted()])
+def test_stopping_an_answer_of_a_lost_kept_session_reopens_it(last):
+    state, _ = run_timed([m.Started(), m.SessionOpened(), m.ButtonDown(), m.ButtonUp(), AUDIO,
+                          m.LinkLost("1011 internal error")], State(policy=WARM_POLICY))
+    state, _ = m.step(state, last)
+    assert state.phase is Phase.IDLE and state.link is Link.DOWN
+    assert state.timer(m.RETRY) is not None
+
+
+def test_audio_back_with_a_kept_session_lost_meanwhile_reopens_it():
+    state, _ = run_timed([m.Started(), m.SessionOpened(), m.AudioFailed("no microphone"),
+                          m.LinkLost("1011 internal error"), m.AudioRestored()],
+                         State(policy=WARM_POLICY))
+    assert state.phase is Phase.IDLE and state.timer(m.RETRY) is not None
+
+
+def test_a_press_that_connects_cancels_the_pending_retry():
+    state, _ = run_timed([m.Started(), m.SessionOpened(), m.LinkLost("drop", jitter=1.0)],
+                         State(policy=WARM_POLICY))
+    assert state.timer(m.RETRY) is not None
+    state, trace = m.step(state, m.ButtonDown())
+    assert state.link is Link.OPENING and m.CancelTimer(m.RETRY) in trace
+    assert state.timer(m.RETRY) is None
+
+
+# ---- timers carry their generation
+
+
+def test_a_timer_that_fired_just_before_it_was_cancelled_does_nothing():
+    state, trace = run_timed([m.ButtonDown(), m.SessionOpened(), m.ButtonUp(), m.TurnComplete()],
+                             IDLE)
+    idle = next(e for e in trace if isinstance(e, m.StartTimer) and e.name == "idle")
+    report = m.Timer("idle", idle.gen)  # queued by the shell...
+    state, _ = m.step(state, m.ButtonDown())  # ...while a press cancelled the timer
+    assert state.timer("idle") is None
+    assert m.step(state, report) == (state, [])  # the session stays open
+
+
+def test_the_report_of_a_timer_started_again_is_stale():
+    state, trace = run_timed([m.ButtonDown(), m.SessionOpened()], IDLE)
+    first = next(e for e in trace if isinstance(e, m.StartTimer) and e.name == "stable")
+    state, trace = run_timed([m.LinkLost("drop"), "retry", m.SessionOpened()], state)
+    again = next(e for e in trace if isinstance(e, m.StartTimer) and e.name == "stable")
+    assert again.gen > first.gen and state.timer("stable") == again.gen
+    before = state
+    assert m.step(state, m.Timer("stable", first.gen)) == (before, [])
+
+
+# ---- nothing stuck waiting
+
+
+def test_an_answer_that_never_begins_is_given_up_and_the_link_recycled():
+    state, trace = run_timed([m.ButtonDown(), m.SessionOpened(), m.ButtonUp()], IDLE)
+    deadline = next(e for e in trace if isinstance(e, m.StartTimer) and e.name == "answer")
+    assert state.phase is Phase.THINKING and deadline.delay_s == BASE.answer_timeout_s
+    state, trace = fire(state, "answer")
+    assert state.phase is Phase.IDLE and state.link is Link.DOWN
+    assert [k for k in kinds(trace) if k in (m.DropTurn, m.FlushPlayback, m.Disconnect)] == \
+        [m.DropTurn, m.FlushPlayback, m.Disconnect]
+    logs = [e for e in trace if isinstance(e, m.Log)]
+    assert len(logs) == 1 and logs[0].message.startswith("no answer from Gemini within 20 s")
+    # a warm session is opened again at once (connect_at_start)
+    warm, _ = run_timed([m.Started(), m.SessionOpened(), m.ButtonDown(), m.ButtonUp(), "answer"],
+                        State(policy=WARM_POLICY))
+    assert warm.timer(m.RETRY) is not None
+
+
+def test_the_answer_deadline_stops_when_the_answer_begins_and_can_be_off():
+    state, _ = run_timed([m.ButtonDown(), m.SessionOpened(), m.ButtonUp()], IDLE)
+    state, trace = m.step(state, AUDIO)
+    assert m.CancelTimer("answer") in trace and state.timer("answer") is None
+    off = State(policy=Policy(answer_timeout_s=0.0))
+    state, _ = run_timed([m.ButtonDown(), m.SessionOpened(), m.ButtonUp()], off)
+    assert state.phase is Phase.THINKING and state.timer("answer") is None
+
+
+@pytest.mark.parametrize("state", [LISTENING, CONNECTING, replace(CONNECTING, held=False),
+                                   State(Phase.RECONNECTING, Link.DOWN, held=True, retry_s=2.0)],
+                         ids=["listening", "connecting", "released-connecting", "reconnecting"])
+def test_stop_drops_the_turn_in_progress(state):
+    new, effects = m.step(state, m.Hush())
+    assert new.phase is Phase.IDLE and not new.held and m.DropTurn in kinds(effects)
+    assert new.link is state.link  # the session (or its opening) stays

@@ -113,11 +113,8 @@ class Events:
     def release(self):
         self._hit("release")
 
-    def hold(self):
-        self._hit("hold")
-
     def kwargs(self):
-        return dict(on_press=self.press, on_release=self.release, on_hold=self.hold)
+        return dict(on_press=self.press, on_release=self.release)
 
 
 @pytest.fixture
@@ -180,16 +177,22 @@ def test_button_events_reach_the_loop_thread_not_the_driving_thread(factory, clo
     asyncio.run(main())
 
 
-def test_button_held_fires_on_hold(factory, closing):
+def test_a_long_hold_is_one_press_and_one_release(factory, closing):
+    """Holding the button says nothing more than the press (the long hold that starts a fresh
+    conversation is the machine's timer, [session] reset_hold_s)."""
     async def main():
         loop = asyncio.get_running_loop()
         ev = Events(loop)
-        panel = open_panel(Cfg(led="none", hold_s=0.05), loop=loop, **ev.kwargs())
+        panel = open_panel(Cfg(led="none"), loop=loop, **ev.kwargs())
         closing(panel)
-        held = ev.future("hold")
+        pressed = ev.future("press")
         factory.pin(17).drive_low()
-        await asyncio.wait_for(held, 5)
-        assert ev.log == ["press", "hold"]
+        await asyncio.wait_for(pressed, 5)
+        assert panel.button._device.when_held is None  # gpiozero's hold thread reports nothing
+        released = ev.future("release")
+        factory.pin(17).drive_high()
+        await asyncio.wait_for(released, 5)
+        assert ev.log == ["press", "release"]
         assert ev.threads[-1] == threading.get_ident()
 
     asyncio.run(main())
@@ -232,7 +235,7 @@ def test_close_releases_pins_and_drops_late_events(factory):
 
 def test_button_disabled_still_opens_the_led(factory, closing, loop):
     panel = open_panel(Cfg(button=False), loop=loop, on_press=print,
-                       on_release=print, on_hold=print)
+                       on_release=print)
     closing(panel)
     assert panel.kind == "gpio" and panel.button is None and panel.led.kind == "pwm"
     Button(17, pin_factory=factory).close()  # the button pin was never claimed
@@ -359,7 +362,7 @@ def test_showing_the_same_pattern_does_not_restart_it(factory, closing):
 
 
 def test_panel_show_uses_the_settings_patterns(factory, closing, caplog, loop):
-    panel = open_panel(Cfg(), loop=loop, on_press=print, on_release=print, on_hold=print)
+    panel = open_panel(Cfg(), loop=loop, on_press=print, on_release=print)
     closing(panel)
     pin = factory.pin(27)
     panel.show("idle")
@@ -375,7 +378,7 @@ def test_panel_show_uses_the_settings_patterns(factory, closing, caplog, loop):
 
 def test_led_none_opens_no_led(factory, closing, loop):
     panel = open_panel(Cfg(led="none"), loop=loop, on_press=print,
-                       on_release=print, on_hold=print)
+                       on_release=print)
     closing(panel)
     assert panel.kind == "gpio" and panel.led is None
     panel.show("idle")  # harmless
@@ -450,7 +453,7 @@ def test_no_pin_factory_and_no_tty_gives_none(no_gpio, caplog, loop):
     try:
         with caplog.at_level(logging.INFO, logger="talkie.panel"):
             panel = open_panel(Cfg(), loop=loop, stdin=read_fd,
-                               on_press=print, on_release=print, on_hold=print)
+                               on_press=print, on_release=print)
         assert panel.kind == "none" and panel.button is None and panel.led is None
         assert "not a terminal" in caplog.text
         assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
@@ -463,7 +466,7 @@ def test_no_pin_factory_and_no_tty_gives_none(no_gpio, caplog, loop):
 
 def test_keyboard_off_gives_none_even_on_a_tty(no_gpio, tty_pair, loop):
     panel = open_panel(Cfg(keyboard="off"), loop=loop,
-                       stdin=tty_pair[1], on_press=print, on_release=print, on_hold=print)
+                       stdin=tty_pair[1], on_press=print, on_release=print)
     assert panel.kind == "none" and "pin factory" in panel.reason
 
 
@@ -472,7 +475,7 @@ def test_busy_pin_is_reported_and_falls_back(factory, caplog, loop):
     try:
         with caplog.at_level(logging.WARNING):
             panel = open_panel(Cfg(), loop=loop, stdin=io.StringIO(),
-                               on_press=print, on_release=print, on_hold=print)
+                               on_press=print, on_release=print)
         assert panel.kind == "none" and "GPIO17" in panel.reason
         assert "GPIO17" in caplog.text
         panel.close()
@@ -500,7 +503,7 @@ def pipe_kb(closing):
     ev = Events()
     from talkie.panel.keyboard import KeyboardButton
 
-    kb = KeyboardButton(read_fd, loop=loop, hold_s=2.0, first_release_s=0.7,
+    kb = KeyboardButton(read_fd, loop=loop, first_release_s=0.7,
                         repeat_release_s=0.25, **ev.kwargs())
     closing(kb)
     yield kb, loop, ev
@@ -533,15 +536,15 @@ def test_space_tap_releases_after_the_first_timeout(pipe_kb):
     assert ev.log == ["press", "release"]
 
 
-def test_space_held_long_fires_hold_once(pipe_kb):
+def test_space_held_long_is_one_press_and_one_release(pipe_kb):
     kb, loop, ev = pipe_kb
     kb.feed(b" ")
     for _ in range(100):
         loop.advance(0.03)
         kb.feed(b"  ")
-    assert ev.log == ["press", "hold"]
+    assert ev.log == ["press"]
     loop.advance(1.0)
-    assert ev.log == ["press", "hold", "release"]
+    assert ev.log == ["press", "release"]
 
 
 def test_enter_toggles_and_overrides_space(pipe_kb):
@@ -640,7 +643,7 @@ def test_with_real_panel_settings(factory, closing, loop):
     config = pytest.importorskip("talkie.config")
     settings = config.PanelSettings()
     panel = open_panel(settings, loop=loop, on_press=print,
-                       on_release=print, on_hold=print)
+                       on_release=print)
     closing(panel)
     assert isinstance(panel, Panel) and panel.kind == "gpio"
     for name in ("starting", "idle", "connecting", "listening", "thinking", "speaking",

@@ -140,7 +140,8 @@ def load(path: str | os.PathLike[str]) -> Settings:
         if name == "live":
             values.update(instruction_text(check))
         built[name] = cls(**values, **extra)
-    settings = Settings(source=source, **built)
+    notes = tuple(text for _, text in sorted(check.notes, key=lambda n: n[0]))
+    settings = Settings(source=source, **built, notes=notes)
     if not check.problems:
         check_rules(check, settings)
     if check.problems:

@@ -12,7 +12,7 @@ from typing import Any
 from talkie.config.files import read_file
 from talkie.config.kinds import Invalid, Path, suggest
 from talkie.config.lines import KeyLines
-from talkie.config.schema import PATTERN_FIELDS, SECTIONS, FieldSpec
+from talkie.config.schema import PATTERN_FIELDS, RETIRED, SECTIONS, FieldSpec
 from talkie.config.settings import DEFAULT_PATTERNS, FrozenMap, LiveSettings, Settings
 from talkie.config.text import found, is_secret, name_shown, toml_text, why
 
@@ -30,6 +30,7 @@ class Checker:
         self.source, self.lines = source, lines
         self.base_dir = os.path.dirname(os.path.abspath(source))
         self.problems: list[tuple[int, str]] = []
+        self.notes: list[tuple[int, str]] = []
         self.files: dict[str, bytes] = {}
 
     def report(
@@ -75,6 +76,11 @@ class Checker:
         values: dict[str, Any] = {}
         for key, value in table.items():
             if key in extra:
+                continue
+            retired = RETIRED.get((path[0], key)) if len(path) == 1 else None
+            if retired is not None:
+                line = self.lines.find(path + (key,))
+                self.notes.append((line, f"{self.source}:{line}: [{path[0]}] {key}: {retired}"))
                 continue
             if key not in specs:
                 self.unknown(path, key, value, [*specs, *extra])

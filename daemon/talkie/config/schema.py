@@ -163,7 +163,6 @@ PANEL_FIELDS = (
     F("button", Bool(), "false = no GPIO button"),
     F("button_pull_up", Bool(), "true = button to GND with the internal pull-up"),
     F("bounce_s", Float(0, 1), "button debounce time (seconds)"),
-    F("hold_s", Float(0.2, 30), "a press this long is a long hold (seconds)"),
     F("led", Choice("none", "plain", "pwm", "rgb"), "kind of status LED"),
     F(
         "led_pins",
@@ -206,6 +205,11 @@ SESSION_FIELDS = (
         "after an error only you can fix (bad key, unknown model), try again this often",
     ),
     F(
+        "answer_timeout_s",
+        Float(0, 600),
+        "give up on an answer that has not begun this long after your turn; 0 = wait forever",
+    ),
+    F(
         "state_dir",
         Path('a folder, or "" for $STATE_DIRECTORY or /var/lib/talkie'),
         "where the conversation's resumption handle is kept",
@@ -243,4 +247,12 @@ SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "session": (SessionSettings, SESSION_FIELDS),
     "vision": (VisionSettings, VISION_FIELDS),
     "log": (LogSettings, LOG_FIELDS),
+}
+
+#: Keys talkie no longer uses: a file that has one still loads, with a note that says so.
+RETIRED: dict[tuple[str, str], str] = {
+    ("panel", "hold_s"): (
+        "does nothing and can go (the long hold that starts a fresh conversation is "
+        "[session] reset_hold_s); a later release will refuse it"
+    )
 }

@@ -14,7 +14,6 @@ __all__ = [
     "Event",
     "ButtonDown",
     "ButtonUp",
-    "ButtonHeld",
     "SessionOpened",
     "LinkLost",
     "GoAway",
@@ -101,11 +100,6 @@ class ButtonUp(Event):
 
 
 @dataclass(frozen=True)
-class ButtonHeld(Event):
-    """The talk button has been held for the configured hold time."""
-
-
-@dataclass(frozen=True)
 class SessionOpened(Event):
     """A Live session finished its setup and can take input."""
 
@@ -174,9 +168,11 @@ class Said(Event):
 
 @dataclass(frozen=True)
 class Timer(Event):
-    """A timer started with :class:`StartTimer` fired."""
+    """A timer started with :class:`StartTimer` fired; ``gen`` is that start's (a timer that was
+    cancelled or started again since is stale, and changes nothing)."""
 
     name: str
+    gen: int = 0
 
 
 @dataclass(frozen=True)
@@ -294,10 +290,12 @@ class FinishPlayback(Effect):
 
 @dataclass(frozen=True)
 class StartTimer(Effect):
-    """Report ``Timer(name)`` after ``delay_s`` seconds (replacing a pending timer of that name)."""
+    """Report ``Timer(name, gen)`` after ``delay_s`` seconds (replacing a pending timer of that
+    name). ``gen`` is given by :func:`talkie.core.machine.step`, which keeps the pending timers."""
 
     name: str
     delay_s: float
+    gen: int = 0
 
 
 @dataclass(frozen=True)
@@ -345,7 +343,6 @@ class Log(Effect):
 EVENT_TYPES: tuple[type[Event], ...] = (
     ButtonDown,
     ButtonUp,
-    ButtonHeld,
     SessionOpened,
     LinkLost,
     ModelAudio,

@@ -86,14 +86,13 @@ def open_panel(
     loop: asyncio.AbstractEventLoop,
     on_press: Callable[[], Any],
     on_release: Callable[[], Any],
-    on_hold: Callable[[], Any],
     pin_factory: Any = None,
     stdin: Any = None,
     stream: Any = None,
 ) -> Panel:
     """Open the panel described by `settings` (see module doc). Never raises for GPIO trouble.
 
-    on_press / on_release / on_hold are zero-argument callables, always run in `loop`'s
+    on_press / on_release are zero-argument callables, always run in `loop`'s
     thread. `pin_factory` overrides gpiozero's default; `stdin` / `stream` (default
     sys.stdin / sys.stderr) are used by the keyboard fallback.
     """
@@ -117,10 +116,8 @@ def open_panel(
                     loop=loop,
                     on_press=on_press,
                     on_release=on_release,
-                    on_hold=on_hold,
                     pull_up=settings.button_pull_up,
                     bounce_s=settings.bounce_s,
-                    hold_s=settings.hold_s,
                     pin_factory=pin_factory,
                 )
             except Exception as exc:  # noqa: BLE001 - gpiozero and its pin libraries raise anything
@@ -152,7 +149,6 @@ def open_panel(
         loop=loop,
         on_press=on_press,
         on_release=on_release,
-        on_hold=on_hold,
         stdin=stdin,
         stream=stream,
     )
@@ -165,7 +161,6 @@ def _fallback(
     loop: asyncio.AbstractEventLoop,
     on_press: Callable[[], Any],
     on_release: Callable[[], Any],
-    on_hold: Callable[[], Any],
     stdin: Any,
     stream: Any,
 ) -> Panel:
@@ -183,14 +178,7 @@ def _fallback(
     button = None
     if settings.button:
         try:
-            button = KeyboardButton(
-                stdin,
-                loop=loop,
-                on_press=on_press,
-                on_release=on_release,
-                on_hold=on_hold,
-                hold_s=settings.hold_s,
-            )
+            button = KeyboardButton(stdin, loop=loop, on_press=on_press, on_release=on_release)
         except Exception as exc:  # noqa: BLE001 - e.g. termios refuses the terminal
             log.warning("no GPIO (%s): no keyboard push-to-talk either: %s", reason, exc)
             return Panel("none", settings, reason=reason)

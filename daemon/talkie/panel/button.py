@@ -13,9 +13,9 @@ log = logging.getLogger(__name__)
 class GpioButton:
     """A push button on one GPIO pin.
 
-    gpiozero runs when_pressed / when_released in whatever thread saw the edge and
-    when_held in its hold thread; this class only forwards them with
-    ``loop.call_soon_threadsafe``, so on_press / on_release / on_hold always run in the
+    gpiozero runs when_pressed / when_released in whatever thread saw the edge; this class
+    only forwards them with
+    ``loop.call_soon_threadsafe``, so on_press / on_release always run in the
     loop thread, never synchronously in gpiozero's. Events arriving after close() are
     dropped. close() releases the pin (it can be opened again at once).
     """
@@ -27,10 +27,8 @@ class GpioButton:
         loop: asyncio.AbstractEventLoop,
         on_press: Callable[[], Any],
         on_release: Callable[[], Any],
-        on_hold: Callable[[], Any] | None = None,
         pull_up: bool = True,
         bounce_s: float | None = 0.02,
-        hold_s: float = 2.0,
         pin_factory: Any = None,
     ) -> None:
         from gpiozero import Button
@@ -42,15 +40,12 @@ class GpioButton:
             pin,
             pull_up=pull_up,
             bounce_time=bounce_s if bounce_s else None,
-            hold_time=hold_s,
             pin_factory=pin_factory,
         )
         # Plain zero-argument closures: gpiozero introspects handlers and would pass the
         # Button to a callable that accepts one argument.
         self._device.when_pressed = lambda: self._forward(on_press)
         self._device.when_released = lambda: self._forward(on_release)
-        if on_hold is not None:
-            self._device.when_held = lambda: self._forward(on_hold)
 
     @property
     def is_pressed(self) -> bool:
@@ -78,6 +73,5 @@ class GpioButton:
         try:
             self._device.when_pressed = None
             self._device.when_released = None
-            self._device.when_held = None
         finally:
             self._device.close()

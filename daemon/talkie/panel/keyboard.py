@@ -61,20 +61,16 @@ class KeyboardButton:
         loop: asyncio.AbstractEventLoop,
         on_press: Callable[[], Any],
         on_release: Callable[[], Any],
-        on_hold: Callable[[], Any] | None = None,
-        hold_s: float | None = 2.0,
         first_release_s: float = FIRST_RELEASE_S,
         repeat_release_s: float = REPEAT_RELEASE_S,
     ) -> None:
         self._fd = _fileno(sys.stdin if stdin is None else stdin)
         self._loop = loop
-        self._on_press, self._on_release, self._on_hold = on_press, on_release, on_hold
-        self.hold_s = hold_s
+        self._on_press, self._on_release = on_press, on_release
         self.first_release_s = first_release_s
         self.repeat_release_s = repeat_release_s
         self.mode: str | None = None  # None (up), "space" (held) or "enter" (toggled on)
         self._release_timer: asyncio.TimerHandle | None = None
-        self._hold_timer: asyncio.TimerHandle | None = None
         self._prev = b""
         self._saved_mode: list | None = None
         self._reading = False
@@ -160,14 +156,7 @@ class KeyboardButton:
 
     def _press(self, mode: str) -> None:
         self.mode = mode
-        if mode == "space" and self._on_hold is not None and self.hold_s is not None:
-            self._hold_timer = self._loop.call_later(self.hold_s, self._held)
         self._call(self._on_press)
-
-    def _held(self) -> None:
-        self._hold_timer = None
-        if self.mode == "space" and self._on_hold is not None:
-            self._call(self._on_hold)
 
     def _release(self) -> None:
         self._cancel_timers()
@@ -177,10 +166,9 @@ class KeyboardButton:
         self._call(self._on_release)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._release_timer, self._hold_timer):
-            if timer is not None:
-                timer.cancel()
-        self._release_timer = self._hold_timer = None
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = None
 
     def _call(self, callback: Callable[[], Any]) -> None:
         try:

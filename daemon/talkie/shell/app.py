@@ -267,7 +267,6 @@ class App:
             loop=asyncio.get_running_loop(),
             on_press=lambda: self.emit(m.ButtonDown()),
             on_release=lambda: self.emit(m.ButtonUp()),
-            on_hold=lambda: self.emit(m.ButtonHeld()),
         )
 
     async def _prepare_link(self) -> None:

@@ -45,8 +45,17 @@ class Commands:
     def talk(self) -> None:
         (self.release if self._talking else self.press)()
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, Any]:
+        """Stop what is going on, and say what that was."""
+        phase = self.app.state.phase
+        if phase in (m.Phase.SPEAKING, m.Phase.THINKING):
+            stopped = "the answer"
+        elif phase in (m.Phase.LISTENING, m.Phase.CONNECTING, m.Phase.RECONNECTING):
+            stopped = "the turn in progress"
+        else:
+            return {"stopped": f"nothing (talkie is {phase.value})"}
         self.app.emit(m.Hush())
+        return {"stopped": stopped}
 
     def say(self, text: str) -> None:
         text = " ".join(text.split())

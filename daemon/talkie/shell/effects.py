@@ -84,7 +84,7 @@ class Effects:
             m.Play: self._play,
             m.FlushPlayback: lambda e: app.playback.flush() if app.playback else None,
             m.FinishPlayback: lambda e: app.playback.finish() if app.playback else None,
-            m.StartTimer: lambda e: timers.start(e.name, e.delay_s),
+            m.StartTimer: lambda e: timers.start(e.name, e.delay_s, e.gen),
             m.CancelTimer: lambda e: timers.cancel(e.name),
             m.Show: self.show,
             m.Log: self.log,

@@ -28,6 +28,8 @@ def run(settings: Settings) -> int:
     logs.setup(settings.log.level)
     key = load_api_key(settings.live.api_key_file)
     log.info("talkie starting (config %s, model %s)", settings.source, settings.live.model)
+    for note in settings.notes:
+        log.warning("config: %s", note)
     asyncio.run(serve(App(settings, key)))
     log.info("talkie stopped")
     return 0

@@ -16,6 +16,7 @@ def policy_from(settings: Settings) -> Policy:
         connect_at_start=session.connect_at_start,
         reset_hold_s=session.reset_hold_s,
         error_retry_s=session.error_retry_s,
+        answer_timeout_s=session.answer_timeout_s,
         vision_mode=settings.vision.mode,
         barge_in=settings.audio.barge_in,
     )

@@ -57,8 +57,10 @@ class App(Protocol):
 def _changed(old: Any, new: Any) -> list[str]:
     """``section.key`` names whose values differ."""
     names = []
-    for section in (f.name for f in dataclasses.fields(new) if f.name != "source"):
+    for section in (f.name for f in dataclasses.fields(new)):
         a, b = getattr(old, section), getattr(new, section)
+        if not dataclasses.is_dataclass(b):
+            continue  # the file's name and its notes: not settings
         for f in dataclasses.fields(a):
             if getattr(a, f.name) != getattr(b, f.name):
                 names.append(f"{section}.{f.name}")
@@ -74,6 +76,8 @@ def reload(app: App) -> None:
         log.error("reload refused, the running config stays: %s", exc)
         return
     app.notifier.reloading()
+    for note in new.notes:
+        log.warning("config: %s", note)
     old, changed = app.settings, _changed(app.settings, new)
     app.configure(new, load_api_key(new.live.api_key_file))
     _apply_panel(app, old.panel, new.panel)

@@ -26,13 +26,13 @@ class Timers:
         """The names of the timers now pending."""
         return frozenset(self._pending)
 
-    def start(self, name: str, delay_s: float) -> None:
+    def start(self, name: str, delay_s: float, gen: int = 0) -> None:
         self.cancel(name)
         call_later = self._call_later or asyncio.get_running_loop().call_later
 
         def fire() -> None:
             self._pending.pop(name, None)
-            self._emit(m.Timer(name))
+            self._emit(m.Timer(name, gen))
 
         self._pending[name] = call_later(delay_s, fire)
 

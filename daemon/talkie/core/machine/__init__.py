@@ -23,9 +23,12 @@ as it is and does nothing. ``talkie machine`` prints the whole table (:mod:`.tab
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from talkie.core import vocabulary
 from talkie.core.machine import derived, supervisor, turns, voice
 from talkie.core.machine.state import (
+    ANSWER,
     ANY,
     HOLD,
     IDLE_TIMER,
@@ -37,12 +40,14 @@ from talkie.core.machine.state import (
     State,
     backoff,
     camera_wanted,
+    wants_link,
 )
 from talkie.core.policy import Policy
 from talkie.core.vocabulary import *  # noqa: F403 - re-exported: the machine's whole vocabulary
-from talkie.core.vocabulary import Effect, Event, Phase, Show
+from talkie.core.vocabulary import CancelTimer, Effect, Event, Phase, Show, StartTimer, Timer
 
 __all__ = [
+    "ANSWER",
     "ANY",
     "GROUPS",
     "HOLD",
@@ -56,6 +61,7 @@ __all__ = [
     "State",
     "backoff",
     "camera_wanted",
+    "wants_link",
     "handler_for",
     "step",
 ]
@@ -87,15 +93,39 @@ def handler_for(phase: Phase, event: type[Event]) -> Handler | None:
 def step(state: State, event: Event) -> tuple[State, list[Effect]]:
     """Apply ``event`` to ``state``: the new state and the effects to carry out, in order.
 
-    A change of what the user sees (phase or status) appends one :class:`Show` effect, last.
+    A timer's report counts only while that very timer is pending (else it changes nothing); the
+    timers each effect starts or cancels are kept in the state. A change of what the user sees
+    (phase or status) appends one :class:`Show` effect, last.
     """
+    before = state
+    if isinstance(event, Timer):
+        if state.timer(event.name) != event.gen:
+            return state, []  # cancelled or started again since: a stale report
+        before = replace(state, timers=tuple(t for t in state.timers if t[0] != event.name))
     handler = handler_for(state.phase, type(event))
     if handler is None:
         return state, []
-    new, effects = handler(state, event)
+    new, effects = _kept(*handler(before, event))
     for rule in derived.RULES:
-        new, more = rule(state, new, event)
+        new, more = _kept(*rule(before, new, event))
         effects = [*effects, *more]
     if (new.phase, new.status) != (state.phase, state.status):
         effects.append(Show(new.phase, new.status))
     return new, effects
+
+
+def _kept(state: State, effects: list[Effect]) -> tuple[State, list[Effect]]:
+    """The timers ``effects`` start and cancel, kept in the state; each start gets its
+    generation."""
+    if not any(isinstance(e, StartTimer | CancelTimer) for e in effects):
+        return state, effects
+    timers, seq, out = dict(state.timers), state.timer_seq, []
+    for effect in effects:
+        if isinstance(effect, StartTimer):
+            seq += 1
+            timers[effect.name] = seq
+            effect = replace(effect, gen=seq)
+        elif isinstance(effect, CancelTimer):
+            timers.pop(effect.name, None)
+        out.append(effect)
+    return replace(state, timers=tuple(sorted(timers.items())), timer_seq=seq), out

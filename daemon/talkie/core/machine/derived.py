@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from talkie.core.machine.state import HOLD, IDLE_TIMER, Link, State, Step, camera_wanted
+from talkie.core.machine.state import (
+    ANSWER,
+    HOLD,
+    IDLE_TIMER,
+    RETRY,
+    Link,
+    State,
+    Step,
+    backoff,
+    camera_wanted,
+    wants_link,
+)
 from talkie.core.machine.supervisor import handover, safe_for_handover
 from talkie.core.vocabulary import ButtonDown, Camera, CancelTimer, Event, Phase, StartTimer
 
@@ -30,6 +41,32 @@ def no_wait_while_connecting(before: State, new: State, event: Event) -> Step:
 def handover_at_safe_point(before: State, new: State, event: Event) -> Step:
     """A goAway is pending and the moment is safe: move to a new connection now."""
     return handover(new) if new.handover and safe_for_handover(new) else (new, [])
+
+
+def retry_while_a_link_is_wanted(before: State, new: State, event: Event) -> Step:
+    """Whenever a link is wanted and none is up or opening, one retry is pending (the slow
+    ``error_retry_s`` after a refusal, else the back-off); when none is wanted, none is."""
+    pending = new.timer(RETRY) is not None
+    if wants_link(new) and not pending:
+        if new.phase is Phase.ERROR:
+            return new, [StartTimer(RETRY, new.policy.error_retry_s)]
+        delay = new.retry_s or backoff(new.attempt + 1, 1.0, new.policy)
+        return replace(new, retry_s=delay), [StartTimer(RETRY, delay)]
+    if pending and not wants_link(new):
+        return new, [CancelTimer(RETRY)]
+    return new, []
+
+
+def answer_deadline(before: State, new: State, event: Event) -> Step:
+    """Waiting for an answer (thinking) is bounded: the answer timer (``answer_timeout_s``) runs
+    while thinking, and stops once the answer begins or anything else ends the wait."""
+    waiting = new.phase is Phase.THINKING and new.policy.answer_timeout_s > 0
+    pending = new.timer(ANSWER) is not None
+    if waiting and not pending:
+        return new, [StartTimer(ANSWER, new.policy.answer_timeout_s)]
+    if pending and not waiting:
+        return new, [CancelTimer(ANSWER)]
+    return new, []
 
 
 def warm_idle(s: State) -> bool:
@@ -73,6 +110,8 @@ RULES: tuple[Rule, ...] = (
     voice_turn_over,
     no_wait_while_connecting,
     handover_at_safe_point,
+    retry_while_a_link_is_wanted,
+    answer_deadline,
     idle_clock,
     hold_clock,
     camera_follows,

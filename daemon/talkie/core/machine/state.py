@@ -13,6 +13,7 @@ from talkie.core.vocabulary import Effect, Event, Phase
 
 #: Timer names.
 RETRY, IDLE_TIMER, STABLE, HANDOVER, HOLD = "retry", "idle", "stable", "handover", "hold"
+ANSWER = "answer"
 #: The shortest wait before a reconnect, in seconds (full jitter may draw close to zero).
 MIN_RETRY_S = 0.1
 
@@ -59,6 +60,16 @@ class State:
     #: The user's voice opened this turn (a barge-in): it ends when the voice detector hears the
     #: end of speech, not on a button release. Only with ``held``.
     voice: bool = False
+    #: The timers started and neither cancelled nor fired: (name, generation), by name. Kept by
+    #: ``step`` from the effects, so a rule can ask whether one is pending, and a report from a
+    #: timer cancelled (or started again) since is known to be stale.
+    timers: tuple[tuple[str, int], ...] = ()
+    #: The last generation given to a timer.
+    timer_seq: int = 0
+
+    def timer(self, name: str) -> int | None:
+        """The generation of the pending timer ``name``, or None."""
+        return next((gen for n, gen in self.timers if n == name), None)
 
     @property
     def status(self) -> str:
@@ -70,6 +81,16 @@ class State:
         if self.phase is Phase.ERROR:
             return f"error: {self.reason}"
         return str(self.phase.value)
+
+
+def wants_link(s: State) -> bool:
+    """A link is wanted and none is up or opening: reconnecting, an error of the link (the slow
+    retry), or idle with a session kept open from start."""
+    return s.link is Link.DOWN and (
+        s.phase is Phase.RECONNECTING
+        or (s.phase is Phase.ERROR and s.fault is Fault.LINK)
+        or (s.phase is Phase.IDLE and s.policy.connect_at_start)
+    )
 
 
 def camera_wanted(s: State) -> bool:

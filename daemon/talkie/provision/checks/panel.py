@@ -73,7 +73,6 @@ async def check_panel(
         loop=asyncio.get_running_loop(),
         on_press=pressed.set,
         on_release=lambda: None,
-        on_hold=lambda: None,
         pin_factory=pin_factory,
     )
     try:
