@@ -396,3 +396,44 @@ def test_connect_at_start_keeps_a_warm_session(tmp_path, pulse):
             await stop_rig(rig)
 
     run(main())
+
+
+def test_a_stop_closes_the_session_cleanly_as_a_handover_does(tmp_path, pulse):
+    """SIGTERM (the app's stop) closes the Live socket with 1000, not 1011."""
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=answer()) as double:
+            rig = await start_rig(tmp_path, pulse, double)
+            await rig.turn()
+            await stop_rig(rig)
+            await double.wait_for(lambda: double.connections[0].closed)
+            return double.connections[0].close_code
+
+    assert asyncio.run(asyncio.wait_for(main(), 90)) == 1000
+
+
+def test_an_answer_that_never_comes_is_given_up_in_words_and_the_link_recycled(tmp_path, pulse,
+                                                                               caplog):
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=None) as double:  # takes, never answers
+            rig = await start_rig(tmp_path, pulse, double)
+            await rig.press()
+            rig.mic.speak(5)
+            await rig.release()
+            await rig.until_phase(Phase.THINKING)
+            assert rig.clock.pending()[0] == pytest.approx(SHIPPED.answer_timeout_s)
+            rig.clock.advance(SHIPPED.answer_timeout_s)  # 20 s without a word back
+            await rig.until_idle()
+            await double.wait_for(lambda: double.connections[0].closed)
+            code = double.connections[0].close_code
+            double.auto_reply = answer()
+            second = await rig.turn()  # the next press works as before
+            await stop_rig(rig)
+            return code, second
+
+    with caplog.at_level(logging.INFO, logger="talkie"):
+        code, second = asyncio.run(asyncio.wait_for(main(), 90))
+    assert code == 1000 and second
+    said = [r for r in caplog.records if "no answer from Gemini" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert said[0].getMessage().startswith("no answer from Gemini within 20 s: the question was "
+                                           "dropped")

@@ -192,6 +192,9 @@ class FakeResume:
     def clear(self) -> None:
         self.handle = None
 
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
 
 class FakeControl:
     def __init__(self, log: Log) -> None:

@@ -94,7 +94,7 @@ def test_a_reopened_panel_is_the_one_closed_at_the_end():
         app = make(log)
         task = await running(app)
         first = app.panel
-        app.reopen_panel()
+        await app.reopen_panel()
         assert app.panel is not first
         app.stop()
         await asyncio.wait_for(task, 10)

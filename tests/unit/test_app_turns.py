@@ -62,7 +62,7 @@ async def started(log: fakes.Log):
 
 async def settle(app: App) -> None:
     async with asyncio.timeout(5):
-        while not app._events.empty():  # the dispatcher has taken every event
+        while app._events:  # the dispatcher has taken every event
             await asyncio.sleep(0)
     await asyncio.sleep(0)
 
@@ -124,6 +124,7 @@ def test_a_new_turn_ends_the_released_one_first_and_a_dropped_one_is_gone():
         await settle(app)
         mic.speak(5)
         await asyncio.sleep(IN_FLIGHT_S + 0.1)
+        app.outbox.connected()  # the next session: what closed the dropped turn was not for it
         left = drained(app)
         app.stop()
         await asyncio.wait_for(task, 10)
@@ -164,3 +165,27 @@ def test_ctl_stop_says_what_it_stopped_and_stops_it():
                     {"stopped": "the answer"}]
     assert phase is m.Phase.IDLE and items == []  # the turn is gone, nothing of it is sent
     assert after_answer is m.Phase.IDLE
+
+
+def test_a_reload_during_a_turn_the_voice_opened_keeps_its_chain_until_the_turn_ends():
+    """Only the chain that heard the voice begin can hear it end: the new one takes over after
+    (else SpeechEnded never comes and the turn sticks in listening)."""
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        for event in (m.ButtonDown(), m.SessionOpened(), m.ButtonUp(),
+                      m.ModelAudio(b"\x00\x01" * 480), m.SpeechStarted()):
+            app.emit(event)
+            await settle(app)
+        assert app.state.phase is m.Phase.LISTENING and app.state.voice
+        hearing = app.chain
+        app.rebuild_mic_chain()  # what a reload that changes [audio] barge-in keys does
+        kept = app.chain is hearing
+        app.emit(m.SpeechEnded())  # ...which that chain reports when the user stops
+        await settle(app)
+        after = (app.state.phase, app.chain is not hearing)
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return kept, after
+
+    kept, (phase, replaced) = asyncio.run(main())
+    assert kept and phase is m.Phase.THINKING and replaced

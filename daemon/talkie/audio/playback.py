@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from talkie.audio.ring import Ring
 
 if TYPE_CHECKING:
     from talkie.audio.resample import Resampler
+
+log = logging.getLogger("talkie.audio")
 
 STOP_TIMEOUT_S = 2.0
 #: Seconds of played audio kept for the echo canceller's reference.
@@ -79,8 +82,10 @@ class Playback:
         #: ``dac_stamp``: (its position at the latest block's start, that block's DAC time).
         self.history: Ring | None = None
         self.dac_stamp: tuple[int, float] | None = None
-        #: Times a flush cut what PortAudio already held (stream aborted and restarted).
+        #: Times a flush cut what PortAudio already held (stream aborted and restarted), and times
+        #: the restart failed (the first said in the journal).
         self.cuts = 0
+        self.cut_failures = 0
         self._cutting: concurrent.futures.Future | None = None
         self._lock = threading.Lock()  # stream start/abort/close: loop thread vs the cut's worker
         self._loop = loop
@@ -161,14 +166,16 @@ class Playback:
             raise AudioError(
                 f"cannot open output device {info.name!r} at {device_rate} Hz: {exc}"
             ) from exc
-        self.latency = float(stream.latency)
-        self._stream = stream
-        try:
-            stream.start()
-        except Exception as exc:
-            self._stream = None
-            stream.close(ignore_errors=True)
-            raise AudioError(f"cannot start output device {info.name!r}: {exc}") from exc
+        # under the lock: a flush's restart (_cut, in a worker) never meets a stream half started
+        with self._lock:
+            self.latency = float(stream.latency)
+            self._stream = stream
+            try:
+                stream.start()
+            except Exception as exc:
+                self._stream = None
+                stream.close(ignore_errors=True)
+                raise AudioError(f"cannot start output device {info.name!r}: {exc}") from exc
 
     def play(self, pcm: bytes) -> None:
         """Queue s16le mono audio at ``rate`` Hz (volume applied, resampled if needed)."""
@@ -222,8 +229,17 @@ class Playback:
                 stream.abort(ignore_errors=True)
                 stream.start()
                 self.cuts += 1
-            except Exception:  # noqa: BLE001 - a stream that will not restart stalls: the
-                pass  # shell's watch sees no callbacks and reopens the device
+            except Exception as exc:  # noqa: BLE001 - a stream that will not restart stalls:
+                # the shell's watch sees no callbacks and reopens the device; said once
+                self.cut_failures += 1
+                if self.cut_failures == 1:
+                    log.warning(
+                        "speaker: the output stream did not restart after a flush (%s); "
+                        "it is reopened if it stays silent",
+                        exc,
+                    )
+                else:
+                    log.debug("speaker: the output stream did not restart: %s", exc)
 
     def finish(self) -> None:
         """End of turn: call ``on_drained()`` once when everything queued so far has been heard."""
@@ -235,7 +251,8 @@ class Playback:
         self._finish_gen += 1
         gen = self._finish_gen
         self._pending_finish = gen
-        if self._ring is None or self._stream is None or not self._stream.active:
+        stream = self._stream  # once: a reopen in a worker thread may change it meanwhile
+        if self._ring is None or stream is None or not stream.active:
             self._loop.call_soon(self._drained, gen)
             return
         self._finish_at = self._ring.written

@@ -42,6 +42,9 @@ class Item:
 
 START = Item(Kind.ACTIVITY_START)
 END = Item(Kind.ACTIVITY_END)
+#: The end of an activity a dropped turn left open on the connection (the server must see one);
+#: it belongs to that connection alone.
+CLOSE = Item(Kind.ACTIVITY_END, text="closes a dropped turn")
 
 
 class Outbox:
@@ -58,17 +61,23 @@ class Outbox:
         self.on_ready = on_ready
         self.on_overflow = on_overflow
         self.capturing = False
+        #: An activity went out on this connection and its end has not (the sender's view).
+        self.open_on_the_wire = False
         self.dropped_bytes = 0
         self._queue: deque[Item] = deque()
-        self._sent: list[Item] = []  # the current turn's items already sent
+        #: The items already sent of the turn that went out last (from its start), kept for a
+        #: replay until the next turn starts going out.
+        self._sent: list[Item] = []
         self._bytes = 0  # audio bytes in _queue + _sent
         self._overflowed = False
 
     # ---- the turn (driven by the state machine's effects)
 
     def start_turn(self) -> None:
-        """Queue activity_start; microphone audio is queued from now on."""
-        self._forget_sent()
+        """Queue activity_start; microphone audio is queued from now on. An activity still open
+        is closed first (activities never nest)."""
+        self.end_turn()
+        self._turn_starts()
         self.capturing = True
         self._overflowed = False
         self._put(START)
@@ -82,7 +91,8 @@ class Outbox:
 
     def add_text(self, text: str) -> None:
         """Queue a whole text turn (it is a turn of its own: a replay resends it)."""
-        self._forget_sent()
+        self.end_turn()
+        self._turn_starts()
         self._put(Item(Kind.TEXT, text=text))
 
     def replay(self) -> None:
@@ -93,18 +103,23 @@ class Outbox:
             self.on_ready()
 
     def drop(self) -> None:
-        """Forget the current turn and anything waiting."""
+        """Forget the current turn and anything waiting. An activity it left open on the
+        connection is closed there (the server must see its end; nothing of it is kept)."""
         self.capturing = False
         self._queue.clear()
         self._sent = []
         self._bytes = 0
+        if self.open_on_the_wire:
+            self._put(CLOSE)
 
     def push_audio(self, pcm: bytes) -> None:
         """Microphone audio (one chunk): queued if a turn is being captured, else ignored."""
         if not self.capturing:
             return
         if self._bytes + len(pcm) > self.max_audio_bytes:
-            self._forget_sent()  # replay is best-effort: never at the expense of new audio
+            # replay is best-effort, never at the expense of new audio; but a replay still opens
+            # its activity: the outbox never sends audio outside one
+            self._forget_sent(keep_start=True)
         if self._bytes + len(pcm) > self.max_audio_bytes:
             self.dropped_bytes += len(pcm)
             if not self._overflowed:
@@ -124,9 +139,22 @@ class Outbox:
         """``item`` (the head) went out: keep it for a replay of this turn."""
         if self._queue and self._queue[0] is item:
             self._queue.popleft()
+            if item is CLOSE:
+                self.open_on_the_wire = False
+                return  # nothing to replay: it belongs to the connection that had the turn
             if item.kind in (Kind.ACTIVITY_START, Kind.TEXT):
                 self._forget_sent()  # a turn starts: the replay log holds this turn only
+            self.open_on_the_wire = item.kind is Kind.ACTIVITY_START or (
+                self.open_on_the_wire and item.kind is Kind.AUDIO
+            )
             self._sent.append(item)
+
+    def connected(self) -> None:
+        """A new connection is about to take items: nothing is open on it, and the end meant for
+        a dropped turn's activity on the last one is not for it."""
+        self.open_on_the_wire = False
+        if CLOSE in self._queue:
+            self._queue = deque(item for item in self._queue if item is not CLOSE)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -137,6 +165,14 @@ class Outbox:
         self._queue.append(item)
         self.on_ready()
 
-    def _forget_sent(self) -> None:
+    def _turn_starts(self) -> None:
+        """A new turn is queued: the last one is replayed no more once it has gone out whole;
+        while some of it still waits, what of it was sent stays, so that a replay sends it
+        from its start (its sending forgets it, when the new turn's first item goes out)."""
+        if not self._queue:
+            self._forget_sent()
+
+    def _forget_sent(self, keep_start: bool = False) -> None:
         self._bytes -= sum(len(i.pcm) for i in self._sent)
-        self._sent = []
+        opens = keep_start and bool(self._sent) and self._sent[0].kind is Kind.ACTIVITY_START
+        self._sent = [START] if opens else []

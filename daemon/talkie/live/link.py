@@ -53,6 +53,7 @@ class HandleStore(Protocol):
     def handle(self) -> str | None: ...
     def update(self, handle: str | None, resumable: bool) -> None: ...
     def clear(self) -> None: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
 
 
 class LiveLink:
@@ -182,6 +183,7 @@ class LiveLink:
             stack.callback(setattr, self, "_session", None)
             self._heard.clear()
             self._said.clear()
+            self.outbox.connected()  # nothing is open on this connection yet
             self.listener.opened()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._send_loop(session))

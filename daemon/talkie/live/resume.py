@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,13 +53,20 @@ class ResumeStore:
         *,
         max_age_s: float = MAX_AGE_S,
         clock: Callable[[], float] = time.time,
+        background: bool = False,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.max_age_s = max_age_s
         self.clock = clock
+        #: Write in a thread of the store's own (the daemon's loop never waits for the disk);
+        #: else at once, in the caller's thread.
+        self.background = background
         self._handle: str | None = None
         self.saved_at: float | None = None
         self._write_failed = False  # warn once per run of failures, not at every update
+        self._cond = threading.Condition()
+        self._wanted = self._written = 0  # versions of the state: asked for, on disk
+        self._writer: threading.Thread | None = None
         self._load()
 
     @property
@@ -76,15 +84,55 @@ class ResumeStore:
         if not resumable or not handle:
             # mid-generation or mid-tool-call: the previous handle stays the newest usable one
             return
-        self._handle, self.saved_at = handle, self.clock()
-        if self._save():
-            log.debug("saved a resumption handle")
+        with self._cond:
+            self._handle, self.saved_at = handle, self.clock()
+        self._persist()
 
     def clear(self) -> None:
         """Forget the handle (a fresh conversation from the next session on) and delete the file."""
-        self._handle = self.saved_at = None
+        with self._cond:
+            self._handle = self.saved_at = None
+        self._persist()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what is kept is on disk (at most ``timeout`` s); whether it is."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._written == self._wanted, timeout)
+
+    def _persist(self) -> None:
         if self.path is None:
             return
+        if not self.background:
+            self._write(self._handle, self.saved_at)
+            return
+        with self._cond:
+            self._wanted += 1
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_newest, name="talkie-resume", daemon=True
+                )
+                self._writer.start()
+            self._cond.notify_all()
+
+    def _write_newest(self) -> None:
+        """The writer thread: the newest state, each time it changes (older ones are skipped)."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._written != self._wanted)
+                version, handle, saved_at = self._wanted, self._handle, self.saved_at
+            self._write(handle, saved_at)
+            with self._cond:
+                self._written = version
+                self._cond.notify_all()
+
+    def _write(self, handle: str | None, saved_at: float | None) -> None:
+        if handle is None:
+            self._delete()
+        elif self._save(handle, saved_at):
+            log.debug("saved a resumption handle")
+
+    def _delete(self) -> None:
+        assert self.path is not None
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
@@ -123,10 +171,10 @@ class ResumeStore:
             return
         self._handle, self.saved_at = handle, float(saved_at)
 
-    def _save(self) -> bool:
+    def _save(self, handle: str, saved_at: float | None) -> bool:
         if self.path is None:
             return False
-        text = json.dumps({"handle": self._handle, "saved_at": self.saved_at})
+        text = json.dumps({"handle": handle, "saved_at": saved_at})
         tmp: str | None = None
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ the control socket (:mod:`talkie.shell.control`), and reload (SIGHUP, :mod:`talk
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -39,7 +40,11 @@ log = logging.getLogger("talkie")
 
 #: At shutdown, how long closing the output stream may take.
 STOP_DRAIN_S = 1.0
+#: Events waiting for the machine beyond which what is safe to drop is dropped (and counted):
+#: a transcript line. Nothing that changes the state is ever dropped.
 EVENT_QUEUE = 4096
+#: The events that only make a journal line.
+DROPPABLE = (m.Heard, m.Said)
 #: Where talkie-firstboot.service leaves what it could not install from the boot partition.
 FIRSTBOOT_ERROR = "/run/talkie-firstboot-error"
 
@@ -73,9 +78,13 @@ class App:
         self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
-        self._events: asyncio.Queue[m.Event] = asyncio.Queue(EVENT_QUEUE)
+        self._events: collections.deque[m.Event] = collections.deque()
+        self._events_waiting = asyncio.Event()
+        self._backlog_said = False
         self._timers = Timers(self.emit, call_later)
         self._tg: asyncio.TaskGroup | None = None
+        #: New microphone settings wait for the end of a turn the voice opened.
+        self._chain_stale = False
         self.outbox = Outbox(
             settings.audio.pending_bytes,
             on_ready=self._wake_link,
@@ -116,13 +125,22 @@ class App:
     # ---- public
 
     def emit(self, event: m.Event) -> None:
-        """Queue an event for the state machine (loop thread only)."""
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped_events += 1
-            if self.dropped_events == 1 or self.dropped_events % 1000 == 0:
-                log.error("event queue full: %d events dropped so far", self.dropped_events)
+        """Queue an event for the state machine (loop thread only). Past ``EVENT_QUEUE`` waiting
+        (the loop far behind), a transcript line is dropped and counted; an event that changes
+        the state never is."""
+        if len(self._events) >= EVENT_QUEUE:
+            if isinstance(event, DROPPABLE):
+                self.dropped_events += 1
+                if self.dropped_events == 1 or self.dropped_events % 1000 == 0:
+                    log.error(
+                        "event queue full: %d transcript lines dropped so far", self.dropped_events
+                    )
+                return
+            if not self._backlog_said:
+                self._backlog_said = True
+                log.warning("event queue: %d events waiting (the loop is far behind)", EVENT_QUEUE)
+        self._events.append(event)
+        self._events_waiting.set()
 
     def stop(self) -> None:
         """Ask the daemon to shut down (SIGTERM/SIGINT)."""
@@ -140,6 +158,8 @@ class App:
         self.effects.stepped(before, event, effects)
         for effect in effects:
             self.effects.perform(effect)
+        if self._chain_stale and not self.state.voice:
+            self.rebuild_mic_chain()  # the turn the voice opened is over: the new settings now
 
     async def run(self) -> None:
         """Bring the adapters up, serve until :meth:`stop`, bring them down."""
@@ -162,15 +182,25 @@ class App:
         if self.link is not None:
             self.link.configure(settings.live, key)
 
-    def reopen_panel(self) -> None:
-        """Close the panel and open it again from the settings (pins or kinds changed)."""
-        if self.panel is not None:
-            self.panel.close()
+    async def reopen_panel(self) -> None:
+        """Close the panel and open it again from the settings (pins or kinds changed). Closing
+        waits for the LED's thread (up to seconds): it happens in a worker thread, and the new
+        panel opens once the old one has let its pins go."""
+        old, self.panel = self.panel, None
+        if old is not None:
+            await asyncio.to_thread(old.close)
         self.panel = self._open_panel()
         self.panel.show(self.state.phase.value)
 
     def rebuild_mic_chain(self) -> None:
-        """A new microphone chain from ``[audio]`` (echo control, barge-in, the voice detector)."""
+        """A new microphone chain from ``[audio]`` (echo control, barge-in, the voice detector).
+
+        Not in the middle of a turn the voice opened: only the chain that heard it begin can hear
+        it end, so the new one takes over once that turn is over."""
+        if self.state.voice:
+            self._chain_stale = True
+            return
+        self._chain_stale = False
         assert self.playback is not None
         self.chain = self.factories.mic_chain(
             self.settings, self.playback, on_chunk=self.outbox.push_audio, on_speech=self._speech
@@ -206,6 +236,8 @@ class App:
         control = await self._start_control()
         if control is not None:
             stack.push_async_callback(control.close)
+        # the newest resumption handle on disk before the process goes (a restart resumes)
+        stack.push_async_callback(asyncio.to_thread, self.resume.flush, STOP_DRAIN_S)
         stack.callback(self._timers.cancel_all)
 
     async def _serve(self, tg: asyncio.TaskGroup) -> None:
@@ -225,13 +257,18 @@ class App:
         self.notifier.stopping()
         for task in tasks:
             task.cancel()
-        self.effects.cancel_session()
+        await self.effects.close_session(STOP_DRAIN_S)
 
     async def _dispatch_loop(self) -> None:
         while True:
-            self.handle(await self._events.get())
+            if not self._events:
+                self._backlog_said = False
+                self._events_waiting.clear()
+                await self._events_waiting.wait()
+                continue
+            self.handle(self._events.popleft())
 
-    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
+    def start_task(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None:
         """Run ``coro`` in the daemon's TaskGroup (None once it is shutting down)."""
         if self._tg is None:
             coro.close()

@@ -11,9 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from talkie.core import machine as m
+from talkie.shell import ports
 
 log = logging.getLogger("talkie")
 
@@ -36,16 +36,22 @@ class AudioDevices:
 
     def __init__(
         self,
-        capture: Any,
-        playback: Any,
+        capture: ports.Capture,
+        playback: ports.Playback,
         emit: Callable[[m.Event], None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        retry_s: float = RETRY_S,
+        stall_s: float = STALL_S,
     ) -> None:
         self.capture = capture
         self.playback = playback
         self.emit = emit
         self.clock = clock
+        self.retry_s, self.stall_s = retry_s, stall_s
         self.ok = False
+        #: When the streams were last opened (a stream that never calls back counts from here).
+        self.opened_at = 0.0
         #: Why the streams died while open (a stall), until they are reopened; "" otherwise.
         #: A device that was never there is not a stall: it is an error the user fixes, and a
         #: restart would not help, so it does not stop the watchdog.
@@ -53,7 +59,17 @@ class AudioDevices:
         self._seen: dict[tuple[str, str], int] = {}
 
     def open(self) -> bool:
-        """Start both streams; on failure report it (the machine logs it once) and close them."""
+        """Start both streams; on failure report it (the machine logs it once) and close them.
+
+        Blocking (PortAudio opens devices synchronously): at start-up only, before the loop
+        serves; later, :meth:`reopen` does it in a worker thread."""
+        failure = self._start()
+        if failure:
+            self.emit(m.AudioFailed(failure))
+        return not failure
+
+    def _start(self) -> str:
+        """Start both streams (any thread); why they could not be, or ""."""
         from talkie.audio.devices import AudioError
 
         try:
@@ -62,17 +78,31 @@ class AudioDevices:
         except AudioError as exc:
             self.close()
             self.ok = False
-            self.emit(m.AudioFailed(str(exc)))
-            return False
+            return str(exc)
+        self.opened_at = self.clock()
         self.ok = True
-        return True
+        return ""
 
     def close(self) -> None:
+        """Stop both streams (blocking: playback lets what is queued play out first)."""
         for stream in (self.capture, self.playback):
             try:
                 stream.stop()
             except Exception:  # closing a broken stream must not stop the daemon
                 log.debug("closing an audio stream failed", exc_info=True)
+
+    async def reopen(self) -> bool:
+        """Close and open both streams again (new devices), in a worker thread: the loop goes
+        on meanwhile. A failure is reported like any other (AudioFailed, retried)."""
+        self.ok = False
+        await asyncio.to_thread(self.close)
+        failure = await asyncio.to_thread(self._start)
+        if failure:
+            self.emit(m.AudioFailed(failure))
+        else:
+            self.dead = ""
+            self.emit(m.AudioRestored())  # an error the new devices fix is over
+        return not failure
 
     def stalled(self) -> str:
         """Why the open streams count as dead ("" when they are alive or deliberately closed)."""
@@ -80,9 +110,12 @@ class AudioDevices:
             return ""
         now = self.clock()
         for name, stream in (("microphone", self.capture), ("speaker", self.playback)):
-            last = getattr(stream, "last_callback", 0.0) or 0.0
-            if last and now - last > STALL_S:
+            last = stream.last_callback or 0.0
+            if last and now - last > self.stall_s:
                 return f"the {name} stream stopped ({now - last:.0f} s without audio)"
+            if not last and now - self.opened_at > self.stall_s:  # never called back at all
+                waited = now - self.opened_at
+                return f"the {name} stream never started ({waited:.0f} s without audio)"
         return ""
 
     def alive(self) -> tuple[bool, str]:
@@ -91,21 +124,25 @@ class AudioDevices:
         return (not reason, reason)
 
     async def watch(self) -> None:
-        """Reopen failed devices; turn a stalled stream into AudioFailed; log lost audio."""
+        """Reopen failed devices; turn a stalled stream into AudioFailed; log lost audio. What
+        blocks (PortAudio's open and close) runs in a worker thread."""
         while True:
-            await asyncio.sleep(RETRY_S if not self.ok else STALL_S)
+            await asyncio.sleep(self.retry_s if not self.ok else self.stall_s)
             if not self.ok:
-                if self.open():
+                failure = await asyncio.to_thread(self._start)
+                if failure:
+                    self.emit(m.AudioFailed(failure))  # said once: the machine keys it
+                else:
                     self.dead = ""
                     self.emit(m.AudioRestored())
                 continue
             self.report_counters()
             reason = self.stalled()
             if reason:
-                self.close()
                 self.ok = False
                 self.dead = reason
                 self.emit(m.AudioFailed(reason))
+                await asyncio.to_thread(self.close)
 
     def report_counters(self) -> None:
         for adapter, counter, words in COUNTERS:

@@ -146,10 +146,18 @@ class Effects:
             self._link_task.cancel()
             self._closing, self._link_task = self._link_task, None
 
-    def cancel_session(self) -> None:
-        """At shutdown: cancel the session's task (the TaskGroup waits for it)."""
-        if self._link_task is not None:
-            self._link_task.cancel()
+    async def close_session(self, within_s: float) -> None:
+        """At shutdown: close the session as the server expects (a close frame with 1000, as a
+        handover does), waiting at most ``within_s``; then cancel what is left of it."""
+        task = self._link_task
+        if task is None or task.done():
+            return
+        if self._link_events is not None:
+            self._link_events.stale = True  # what it still reports is for nobody
+        if self.app.link is not None:
+            self.app.link.stop()
+        await asyncio.wait([task], timeout=within_s)
+        task.cancel()
 
     # ---- the turn and the answer
 

@@ -104,7 +104,7 @@ def _default_resume(settings: Settings) -> ports.ResumeStore:
     from talkie.live.resume import ResumeStore, default_state_dir
 
     folder = settings.session.state_dir or default_state_dir()
-    return ResumeStore(f"{folder}/resume.json")
+    return ResumeStore(f"{folder}/resume.json", background=True)  # the loop never waits on disk
 
 
 def _default_vision(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from talkie import config
@@ -49,7 +50,8 @@ class App(Protocol):
     audio: AudioDevices | None
 
     def configure(self, settings: config.Settings, key: Any) -> None: ...
-    def reopen_panel(self) -> None: ...
+    async def reopen_panel(self) -> None: ...
+    def start_task(self, coro: Coroutine[Any, Any, Any], name: str) -> Any: ...
     def rebuild_mic_chain(self) -> None: ...
     def handle(self, event: m.Event) -> None: ...
 
@@ -96,7 +98,7 @@ def _apply_panel(app: App, old: PanelSettings, new: PanelSettings) -> None:
         app.panel.settings = new  # only the patterns changed: show the current state anew
         app.panel.show(app.state.phase.value)
     else:
-        app.reopen_panel()  # pins or kinds changed
+        app.start_task(app.reopen_panel(), name="reopen-panel")  # pins or kinds changed
 
 
 def _apply_audio(app: App, old: AudioSettings, new: AudioSettings) -> None:
@@ -110,7 +112,6 @@ def _apply_audio(app: App, old: AudioSettings, new: AudioSettings) -> None:
     devices = (old.input_device, old.output_device, old.capture_block_ms)
     if devices != (new.input_device, new.output_device, new.capture_block_ms):
         log.info("audio devices changed: reopening them")
-        audio.close()
         audio.capture.configure(device=new.input_device, block_ms=new.capture_block_ms)
         audio.playback.device = new.output_device
-        audio.open()
+        app.start_task(audio.reopen(), name="reopen-audio")  # from the next start on

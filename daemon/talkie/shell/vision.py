@@ -64,6 +64,8 @@ class Vision:
             return
         was = self.wanted
         self.want(False)
+        if self.streamer is not None:
+            self.streamer.shutdown()  # its camera thread ends once the camera is closed
         self.streamer = None
         if (
             self.indicator is not None
@@ -80,6 +82,7 @@ class Vision:
         if self.streamer is not None:
             self.streamer.stop()
             await self.streamer.wait_stopped()  # the camera is released before we exit
+            self.streamer.shutdown()
         if self.indicator is not None:
             self.indicator.close()
 

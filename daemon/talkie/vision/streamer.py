@@ -119,6 +119,12 @@ class VisionStreamer:
         self._closing = asyncio.wrap_future(self._worker.submit(self._close_source))
         self._closing.add_done_callback(lambda _: self._set_active(False))
 
+    def shutdown(self) -> None:
+        """Stop, and let the camera thread end once the camera is closed (the streamer is done
+        with: a new one takes over, or the daemon stops)."""
+        self.stop()
+        self._worker.shutdown(wait=False)
+
     async def wait_stopped(self) -> None:
         """Wait until the close queued by ``stop()`` has run (returns at once if never started)."""
         if self._closing is not None:
