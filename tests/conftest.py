@@ -117,9 +117,18 @@ def talkie_logger_restored():
     """Tests that run logs.setup() (as the daemon does) must not change logging for the next test."""
     import logging
 
-    logger = logging.getLogger("talkie")
-    saved = (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+    import sys
+    import threading
+
+    saved = {}
+    for name in ("talkie", "asyncio"):  # logs.setup() routes asyncio's lines through talkie's
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+    hooks = sys.excepthook, threading.excepthook
     yield
-    logger.handlers[:], logger.filters[:] = saved[0], saved[1]
-    logger.setLevel(saved[2])
-    logger.propagate = saved[3]
+    for name, (handlers, filters, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.filters[:] = handlers, filters
+        logger.setLevel(level)
+        logger.propagate = propagate
+    sys.excepthook, threading.excepthook = hooks

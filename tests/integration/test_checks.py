@@ -129,9 +129,10 @@ def test_silence_no_input_and_a_wrong_key_fail_with_the_fix(tmp_path, pulse):
         "FAIL recorded 1 s: silence (below -70 dBFS): is the microphone muted? check "
         "`alsamixer` / [audio] input_gain_db")
     assert line(text, "SKIP button") == "SKIP button on GPIO17: not asked (--no-input)"
+    # the file the rejected key came from is where a good one goes
     assert line(text, "FAIL API key") == (
         f"FAIL API key (from {tmp_path / 'api-key'}): rejected: put a valid key in "
-        "/etc/talkie/api-key")
+        f"{tmp_path / 'api-key'}")
     assert WRONG not in text + err.getvalue()
     # vision is on by default and this machine has no camera support: said, with the fix
     assert line(text, "FAIL camera") == (
@@ -159,7 +160,9 @@ def test_missing_devices_and_no_key_fail_with_the_fix(tmp_path):
     assert line(text, "FAIL speaker: ").startswith("FAIL speaker: no output device matches")
     assert line(text, "SKIP button and LED") == (
         'SKIP button and LED: none configured ([panel] button = false, led = "none")')
-    assert line(text, "FAIL API key: ").endswith("put your Gemini API key in /etc/talkie/api-key")
+    # what to do first (a status line may be cut short, never its advice), then where it looked
+    assert line(text, "FAIL API key: ").startswith(
+        "FAIL API key: no API key: put your Gemini API key in /etc/talkie/api-key (")
     path.write_text(path.read_text() + '[vision]\nmode = "off"\n')
     out = io.StringIO()
     checks.main(str(path), out=out, err=io.StringIO(), stdin=io.StringIO(), env={})

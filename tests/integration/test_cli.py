@@ -104,7 +104,7 @@ def test_run_without_gpio_falls_back_to_the_keyboard_and_stops_on_sigterm(tmp_pa
         os.write(master, b"\n")  # ENTER: release
         # With no sound card it says it cannot listen; with one (the test rig's PulseAudio may be
         # visible) it tries to connect and says the key is missing. Either way: in words.
-        out += read_until(master, b"cannot listen", b"error: no API key")
+        out += read_until(master, b"cannot listen", b"ERROR talkie: no API key")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
         try:

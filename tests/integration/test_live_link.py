@@ -442,3 +442,76 @@ def test_go_away_time_left_as_a_timedelta():
     from datetime import timedelta
 
     assert duration_s(timedelta(seconds=61, milliseconds=250)) == 61.25
+
+
+@pytest.mark.parametrize("frame", [
+    {"server_content": {"model_turn": {"parts": [{"text": "x\n" * 2000}]}}},  # snake_case
+    {"somethingNew": {"x" * 1000: list(range(1000))}},  # an unknown top-level key
+    bytes(range(256)) * 3500,  # 900 kB of binary that is no JSON at all
+], ids=["snake-case", "unknown-key", "binary"])
+def test_a_malformed_frame_is_one_short_line_in_words_and_its_detail_is_capped(tmp_path, frame,
+                                                                                caplog):
+    async def main():
+        double = LiveDouble(api_keys=(KEY,))
+
+        async def malformed(conn):
+            await conn.send_raw(frame)
+
+        double.on_setup = malformed
+        async with double:
+            link, box, rec = make_link(live_settings(tmp_path, double))
+            with caplog.at_level(logging.DEBUG, logger="talkie"):
+                await asyncio.wait_for(link.run(), 10)
+        return rec
+
+    rec = asyncio.run(main())
+    assert rec.names() == ["opened", "lost"]
+    reason, fatal = rec.events[-1][1]
+    assert not fatal and "\n" not in reason and len(reason) <= 200
+    assert reason.startswith("the service sent a message talkie cannot read")
+    detail = [r.getMessage() for r in caplog.records if r.getMessage().startswith("session ended")]
+    assert detail and all(len(text) <= 2100 for text in detail)
+
+
+@pytest.mark.parametrize("source,home", [
+    ("credential gemini-api-key", "/etc/talkie/api-key"),  # LoadCredential=, fed from there
+    ("/home/pi/talkie/api-key", "/home/pi/talkie/api-key"),  # [live] api_key_file
+    ("$GEMINI_API_KEY", "the GEMINI_API_KEY environment variable"),
+])
+def test_a_rejected_key_names_where_the_key_in_use_came_from(tmp_path, source, home):
+    async def main():
+        double = LiveDouble(api_keys=(KEY,))
+        async with double:
+            rec = Recorder()
+            link = LiveLink(live_settings(tmp_path, double),
+                            Secret("AIzaSy-wrong-key-9876543210", source), Outbox(1 << 16), rec)
+            await asyncio.wait_for(link.run(), 10)
+        return rec.events[-1][1]
+
+    reason, fatal = asyncio.run(main())
+    assert fatal and reason == f"API key rejected: put a valid key in {home}"
+
+
+def test_resuming_is_said_once_per_conversation_not_per_connection(tmp_path, caplog):
+    from talkie.live.resume import ResumeStore
+
+    async def main():
+        double = LiveDouble(api_keys=(KEY,), resume_mode="ignore")  # takes any handle
+
+        async def goodbye(conn):
+            await conn.close(1000, "")
+
+        double.on_setup = goodbye
+        async with double:
+            store = ResumeStore(None)
+            store.update("handle-of-the-conversation", True)
+            link, box, rec = make_link(live_settings(tmp_path, double), resume=store)
+            with caplog.at_level(logging.DEBUG, logger="talkie"):
+                for _ in range(3):  # three connections of one conversation
+                    await asyncio.wait_for(link.run(), 10)
+        return [r for r in caplog.records if "resum" in r.getMessage()]
+
+    said = asyncio.run(main())
+    info = [r for r in said if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in info] == ["resuming the previous conversation"]
+    assert sum(r.levelno == logging.DEBUG for r in said) == 2

@@ -189,3 +189,30 @@ def test_a_reload_during_a_turn_the_voice_opened_keeps_its_chain_until_the_turn_
 
     kept, (phase, replaced) = asyncio.run(main())
     assert kept and phase is m.Phase.THINKING and replaced
+
+
+def test_a_fault_is_one_journal_line_and_the_last_error_clears_once_it_is_over(caplog):
+    import logging
+
+    from talkie.shell.control import Commands
+
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        commands = Commands(app)
+        app.emit(m.AudioFailed("no microphone: input device 'USB' not found"))
+        await settle(app)
+        during = commands.status()["last_error"]
+        app.emit(m.AudioRestored())
+        await settle(app)
+        after = commands.status()["last_error"]
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return during, after
+
+    with caplog.at_level(logging.DEBUG, logger="talkie"):
+        during, after = asyncio.run(main())
+    assert during == "no microphone: input device 'USB' not found" and after == ""
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO
+             and "input device 'USB' not found" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in lines] == [
+        ("ERROR", "no microphone: input device 'USB' not found")]

@@ -565,3 +565,13 @@ def test_talkie_ctl_imports_nothing_heavy(running):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT / "daemon")), timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stderr
+
+
+def test_commands_are_debug_lines_so_a_polling_integration_leaves_the_journal_alone(running,
+                                                                                    control_log):
+    server = running()
+    for _ in range(5):
+        assert run_ctl(server.path, "status")[0] == 0
+    assert run_ctl(server.path, "say", "hello")[0] == 0
+    said = [r for r in control_log if r.getMessage().startswith("control: ")]
+    assert len(said) == 6 and all(r.levelno == logging.DEBUG for r in said)

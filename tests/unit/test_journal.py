@@ -218,3 +218,36 @@ def test_secret_never_reaches_stderr_lines(clean_logging):
     credentials.guard_secret(secret)
     logging.getLogger("talkie.live").warning("key=%s", secret)
     assert secret not in stream.getvalue() and "key=***" in stream.getvalue()
+
+
+def test_asyncio_and_uncaught_exceptions_pass_through_the_same_redaction(clean_logging):
+    """An exception in a callback (asyncio's "Exception in callback ..."), one in a thread and
+    one nobody caught: their lines and tracebacks are the talkie handler's, the key redacted."""
+    import asyncio
+    import sys
+    import threading
+
+    key = "AIzaSyFAKE-exception-hooks-0123456789ab"
+    stream = io.StringIO()
+    logs.setup("info", stream=stream, journal=False)
+    credentials.guard_secret(key)
+
+    def fails():
+        raise RuntimeError(f"handshake failed for key={key}")
+
+    async def main():
+        asyncio.get_running_loop().call_soon(fails)
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    worker = threading.Thread(target=fails, name="talkie-test")
+    worker.start()
+    worker.join()
+    try:
+        fails()
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    text = stream.getvalue()
+    assert key not in text
+    assert "Exception in callback" in text and "uncaught exception in thread talkie-test" in text
+    assert text.count("handshake failed for key=***") == 3

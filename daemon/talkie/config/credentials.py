@@ -44,6 +44,16 @@ class Secret:
         """``text`` with every occurrence of the key replaced by ``***``."""
         return text.replace(self._value, "***") if self._value else text
 
+    @property
+    def home(self) -> str:
+        """Where a person puts a better key, for this key's source: the file the systemd
+        credential is fed from, the ``api_key_file``, or the environment variable."""
+        if self.source == f"credential {CREDENTIAL_NAME}":
+            return KEY_PATH_HINT
+        if self.source.startswith("$"):
+            return f"the {self.source[1:]} environment variable"
+        return self.source
+
     def __repr__(self) -> str:
         return f"Secret(<hidden>, source={self.source!r})"
 
@@ -99,7 +109,8 @@ def load_api_key(
         if env.get(name, "").strip():
             return Secret(env[name].strip(), f"${name}")
     where = "; ".join(tried) if tried else "no key file configured and no GEMINI_API_KEY set"
-    return KeyProblem(f"no API key ({where}): put your Gemini API key in {KEY_PATH_HINT}")
+    # what to do first: a status line may be cut short, never its advice
+    return KeyProblem(f"no API key: put your Gemini API key in {KEY_PATH_HINT} ({where})")
 
 
 #: Third-party loggers that see the Live handshake; websockets.client logs request headers

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 
 from talkie.config.credentials import KEY_PATH_HINT
+from talkie.core.words import one_line
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,11 @@ def _about_key(text: str) -> bool:
     return "api key" in low or "api_key" in low or "permission" in low
 
 
-def _close_failure(code: int | None, message: str, model: str) -> Failure:
-    text = message.strip() or "no reason given"
+def _close_failure(code: int | None, message: str, model: str, key_home: str) -> Failure:
+    text = one_line(message.strip() or "no reason given", 120)
     low = text.lower()
     if code in (1007, 1008) and _about_key(text):
-        return Failure(f"API key rejected: put a valid key in {KEY_PATH_HINT}", fatal=True)
+        return Failure(f"API key rejected: put a valid key in {key_home}", fatal=True)
     if code == 1008 and ("not found" in low or "model" in low):
         return Failure(
             f"model {model!r} is not available for Live ({text}): set [live] model to a Live model",
@@ -53,21 +54,28 @@ def _close_failure(code: int | None, message: str, model: str) -> Failure:
     return Failure(f"closed by the server ({code}: {text})")
 
 
-def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> Failure:
-    """Describe ``exc`` for the user and say whether retrying can help."""
-    exc = _first(exc)
+def classify(
+    exc: BaseException, *, model: str = "", timeout_s: float = 0.0, key_home: str = KEY_PATH_HINT
+) -> Failure:
+    """Describe ``exc`` for the user, in one line of words, and say whether retrying can help.
+    ``key_home`` is where the key in use came from (named when the service rejects it)."""
+    failure = _classify(_first(exc), model, timeout_s, key_home)
+    return Failure(one_line(failure.reason), failure.fatal)
+
+
+def _classify(exc: BaseException, model: str, timeout_s: float, key_home: str) -> Failure:
     from google.genai import errors as genai_errors  # already imported by the SDK that raised
     from websockets import exceptions as ws_errors
 
     if isinstance(exc, genai_errors.APIError):
         # A websocket close carries its reason in ``details`` (a str); an HTTP error in ``message``.
         detail = exc.details if isinstance(exc.details, str) else (exc.message or exc.status or "")
-        return _close_failure(exc.code, str(detail), model)
+        return _close_failure(exc.code, str(detail), model, key_home)
     if isinstance(exc, ws_errors.InvalidStatus):
         status = exc.response.status_code
         if status in (401, 403):
             return Failure(
-                f"API key rejected (HTTP {status}): put a valid key in {KEY_PATH_HINT}", fatal=True
+                f"API key rejected (HTTP {status}): put a valid key in {key_home}", fatal=True
             )
         if status == 404:
             return Failure(
@@ -79,7 +87,7 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
         frame = exc.rcvd
         if frame is None:
             return Failure("connection dropped")
-        return _close_failure(frame.code, frame.reason, model)
+        return _close_failure(frame.code, frame.reason, model, key_home)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Failure(
             f"the endpoint's TLS certificate is not trusted ({exc.verify_message}): "
@@ -98,6 +106,8 @@ def classify(exc: BaseException, *, model: str = "", timeout_s: float = 0.0) -> 
         return Failure("connection refused")
     if isinstance(exc, OSError):
         return Failure(f"network error ({exc.strerror or type(exc).__name__})")
+    if isinstance(exc, (TypeError, ValueError, KeyError)):  # pydantic's ValidationError too
+        return Failure(f"the service sent a message talkie cannot read ({type(exc).__name__})")
     return Failure(f"unexpected {type(exc).__name__}: {exc}")
 
 

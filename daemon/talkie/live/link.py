@@ -24,13 +24,16 @@ import warnings
 from datetime import timedelta
 from typing import Any, Protocol
 
-from talkie.config.credentials import KeyProblem, Secret, guard_secret
+from talkie.config.credentials import KEY_PATH_HINT, KeyProblem, Secret, guard_secret
 from talkie.core.outbox import Item, Kind, Outbox
+from talkie.core.words import one_line
 from talkie.live import errors, options
 
 log = logging.getLogger("talkie.live")
 
 INPUT_MIME = "audio/pcm;rate=16000"
+#: The most of an exception's text the debug log keeps (a bad frame can be 900 kB).
+DETAIL_MAX = 2000
 
 
 class Listener(Protocol):
@@ -80,6 +83,8 @@ class LiveLink:
         self._closing: asyncio.Future[None] | None = None
         self._client: Any = None
         self._heard: list[str] = []
+        #: This conversation was already resumed once (said in the journal then, not again).
+        self._resumed = False
         self._said: list[str] = []
 
     def configure(self, live: Any, key: Secret | KeyProblem) -> None:
@@ -129,14 +134,15 @@ class LiveLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes one report
-            log.debug("session ended: %s", self._redact(repr(exc)))
+            log.debug("session ended: %s", self._redact(repr(exc))[:DETAIL_MAX])
             return exc
         return None
 
     def _start_afresh(self, why: str) -> None:
+        self._resumed = False
         log.warning(
             "the previous conversation could not be resumed (%s); starting a fresh one",
-            self._redact(why),
+            one_line(self._redact(why)),
         )
         if self.resume is not None:
             self.resume.clear()
@@ -145,8 +151,9 @@ class LiveLink:
         if ended is None:
             self.listener.lost("closed by the server", False)
             return
+        home = self.key.home if isinstance(self.key, Secret) else KEY_PATH_HINT
         failure = errors.classify(
-            ended, model=self.live.model, timeout_s=self.live.connect_timeout_s
+            ended, model=self.live.model, timeout_s=self.live.connect_timeout_s, key_home=home
         )
         self.listener.lost(self._redact(failure.reason), failure.fatal)
 
@@ -169,8 +176,13 @@ class LiveLink:
         self._opened = False
         client = self._make_client()
         config = options.connect_config(self.live, handle)
-        if handle is not None:
-            log.info("resuming the previous conversation")
+        if handle is None:
+            self._resumed = False  # a fresh conversation: its first resume is news again
+        elif not self._resumed:
+            self._resumed = True
+            log.info("resuming the previous conversation")  # once per conversation
+        else:
+            log.debug("resuming the conversation on a new connection")
         async with contextlib.AsyncExitStack() as stack:
             async with asyncio.timeout(self.live.connect_timeout_s):
                 with warnings.catch_warnings():

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from talkie.core import machine as m
+from talkie.core.words import one_line
 from talkie.shell import ports
 
 log = logging.getLogger("talkie")
@@ -65,7 +66,7 @@ class AudioDevices:
         serves; later, :meth:`reopen` does it in a worker thread."""
         failure = self._start()
         if failure:
-            self.emit(m.AudioFailed(failure))
+            self.emit(m.AudioFailed(one_line(failure)))
         return not failure
 
     def _start(self) -> str:
@@ -98,7 +99,7 @@ class AudioDevices:
         await asyncio.to_thread(self.close)
         failure = await asyncio.to_thread(self._start)
         if failure:
-            self.emit(m.AudioFailed(failure))
+            self.emit(m.AudioFailed(one_line(failure)))
         else:
             self.dead = ""
             self.emit(m.AudioRestored())  # an error the new devices fix is over
@@ -131,7 +132,7 @@ class AudioDevices:
             if not self.ok:
                 failure = await asyncio.to_thread(self._start)
                 if failure:
-                    self.emit(m.AudioFailed(failure))  # said once: the machine keys it
+                    self.emit(m.AudioFailed(one_line(failure)))  # said once: the machine keys it
                 else:
                     self.dead = ""
                     self.emit(m.AudioRestored())

@@ -63,6 +63,7 @@ class Effects:
         self.notice = ""
         self.sessions = 0
         self.last_error = ""
+        self._last_error_of: type[m.Event] | None = None
         self._logged: dict[str, str] = {}
         self._event_name = ""
         self._released_at: float | None = None
@@ -104,8 +105,13 @@ class Effects:
             self._released_at = asyncio.get_running_loop().time()
         if isinstance(event, m.SessionOpened):
             self.sessions += 1
-        if isinstance(event, m.LinkLost):
-            self.last_error = event.reason
+        # the last fault, until what it was about works again
+        if isinstance(event, m.LinkLost | m.AudioFailed):
+            self.last_error, self._last_error_of = event.reason, type(event)
+        elif (isinstance(event, m.SessionOpened) and self._last_error_of is m.LinkLost) or (
+            isinstance(event, m.AudioRestored) and self._last_error_of is m.AudioFailed
+        ):
+            self.last_error, self._last_error_of = "", None
 
     def fields(self, **more: Any) -> dict[str, Any]:
         """Structured fields for the journal."""
@@ -228,7 +234,9 @@ class Effects:
                 app.panel.show("error")
             else:
                 app.panel.show(effect.phase.value)
-        log.info("state: %s", status, extra=self.fields())
+        # a fault is one journal line (the machine's own, which says what to do), not two
+        level = logging.DEBUG if effect.phase is m.Phase.ERROR else logging.INFO
+        log.log(level, "state: %s", status, extra=self.fields())
         app.notifier.status(status)
         app.on_show(effect.phase, status)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from talkie.core import machine as m
+from talkie.core.words import one_line
 
 
 class LinkEvents:
@@ -25,7 +26,7 @@ class LinkEvents:
         self.emit(m.SessionOpened())
 
     def lost(self, reason: str, fatal: bool) -> None:
-        self.emit(m.LinkLost(reason, fatal, jitter=self.jitter()))
+        self.emit(m.LinkLost(one_line(reason), fatal, jitter=self.jitter()))
 
     def go_away(self, seconds: float) -> None:
         self.emit(m.GoAway(seconds))

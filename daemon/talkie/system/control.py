@@ -297,7 +297,7 @@ class ControlServer:
             return _refuse(f"{word} takes no text (only say does)")
         if word == "help":
             return {"ok": True, "commands": dict(COMMANDS)}
-        log.info("control: %s", word)
+        log.debug("control: %s", word)  # status is polled: not worth the journal
         return await self._call(word)
 
     async def _say(self, text: str) -> dict[str, Any]:
@@ -308,7 +308,7 @@ class ControlServer:
         bad = _bad_character(text)
         if bad is not None:
             return _refuse(f"say: text must be printable (found U+{ord(bad):04X})")
-        log.info("control: say (%d characters)", len(text))
+        log.debug("control: say (%d characters)", len(text))
         return await self._call("say", text)
 
     async def _call(self, word: str, *args: str) -> dict[str, Any]:
@@ -317,7 +317,7 @@ class ControlServer:
             if inspect.isawaitable(result):
                 result = await result
         except Refused as exc:
-            log.info("control: %s refused: %s", word, exc)
+            log.debug("control: %s refused: %s", word, exc)
             return _refuse(str(exc) or f"{word} refused")
         except Exception as exc:  # a failing command answers, the server stays
             log.error("control: %s failed: %s: %s", word, type(exc).__name__, exc, exc_info=True)

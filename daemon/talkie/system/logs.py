@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -57,7 +58,31 @@ def setup(
     # The SDK and websockets log at INFO/DEBUG things we already say in our own words.
     for noisy in ("google_genai", "websockets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # What asyncio says of an exception in a callback or a task, and an exception nobody caught
+    # (in the main thread or another), go out through the same handler and its redaction.
+    aio = logging.getLogger("asyncio")
+    for old in list(aio.handlers):
+        aio.removeHandler(old)
+    aio.addHandler(handler)
+    aio.propagate = False
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
     return root
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    logging.getLogger(ROOT).critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(ROOT).critical(
+        "uncaught exception in thread %s",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def set_level(level: str) -> None:
