@@ -61,7 +61,8 @@ def test_a_rejected_key_is_an_error_in_words_logged_once(tmp_path, pulse, caplog
         with LiveDouble(api_keys=("AIzaSy-the-right-key-000000",)) as double:
             status = asyncio.run(asyncio.wait_for(main(double), 60))
             attempts = len(double.connections)
-    assert status == "error: API key rejected: put a valid key in /etc/talkie/api-key"
+    # the key came from [live] api_key_file: that file is where a good one goes
+    assert status == f"error: API key rejected: put a valid key in {tmp_path / 'api-key'}"
     assert attempts == 2  # one connect per press: no retry loop on a fault only a person can fix
     lines = [r for r in caplog.records if "API key rejected" in r.getMessage()
              and not r.getMessage().startswith("state:")]

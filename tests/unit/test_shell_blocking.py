@@ -100,6 +100,25 @@ def test_trying_a_missing_device_again_does_not_block_the_loop():
     assert events[0] == m.AudioFailed("no speaker: output device 'USB' not found")
 
 
+def test_reopening_the_devices_on_a_reload_does_not_block_the_loop():
+    events: list[m.Event] = []
+
+    async def main():
+        gate, log = Gate(), fakes.Log()
+        devices = AudioDevices(fakes.FakeCapture(log), StuckPlayback(log, gate), events.append)
+        assert devices.open()
+        reopening = asyncio.create_task(devices.reopen())  # new devices in [audio]
+        ticks = await loop_ticks_while(gate)  # the speaker plays out what it holds meanwhile
+        assert await asyncio.wait_for(reopening, 10)
+        return ticks, log.entries
+
+    ticks, entries = asyncio.run(main())
+    assert ticks == 20
+    assert entries[-4:] == [("close", "capture"), ("close", "playback"), ("open", "playback"),
+                            ("open", "capture")]
+    assert events == [m.AudioRestored()]
+
+
 def test_a_stream_that_never_calls_back_is_a_stall_too():
     log, now = fakes.Log(), [0.0]
     devices = AudioDevices(fakes.FakeCapture(log), fakes.FakePlayback(log), lambda e: None,
