@@ -106,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         "from the handlers (docs/machine.md is this output).",
     )
     machine.add_argument(
-        "--group", default="", help="only one state group's part (turns, voice, supervisor)"
+        "--group",
+        default="",
+        help="only one state group's part (turns, voice, supervisor, tools, alarms)",
     )
     return parser
 

@@ -97,12 +97,12 @@ def assert_exactly_once(double, *spoken_turns):
 
 
 async def start_rig(tmp_path, pulse, double, extra="", key=KEY, session="",
-                    factories: Factories | None = None) -> Rig:
+                    factories: Factories | None = None, tail: str = "") -> Rig:
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from talkie.panel import open_panel
 
-    path = write_config(tmp_path, double, pulse, key, extra, audio=PLAIN_AUDIO)
+    path = write_config(tmp_path, double, pulse, key, extra, audio=PLAIN_AUDIO, tail=tail)
     if session:
         path.write_text(path.read_text().replace("[session]\n", f"[session]\n{session}\n"))
     settings = config.load(path)

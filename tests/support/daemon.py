@@ -11,13 +11,15 @@ BUTTON, LED_PIN = 17, 27
 #: One steady PWM level per state, so the LED pin's history spells the states out.
 LEVELS = {
     "starting": 0.05, "idle": 0.1, "connecting": 0.2, "listening": 0.3, "thinking": 0.4,
-    "speaking": 0.5, "reconnecting": 0.6, "error": 0.7,
+    "speaking": 0.5, "reconnecting": 0.6, "error": 0.7, "ringing": 0.8,
 }
 
 
-def write_config(tmp_path: Path, double, pulse, key: str, extra: str = "", audio: str = "") -> Path:
+def write_config(tmp_path: Path, double, pulse, key: str, extra: str = "", audio: str = "",
+                 tail: str = "") -> Path:
     """A talkie.toml for the rig: the double as a private endpoint, the null-sink audio devices,
-    the mock button and LED. ``extra`` goes into [live], ``audio`` into [audio]."""
+    the mock button and LED. ``extra`` goes into [live], ``audio`` into [audio], ``tail`` (more
+    sections) at the end."""
     key_file = tmp_path / "api-key"
     key_file.write_text(key + "\n")
     patterns = "\n".join(f"[panel.patterns.{name}]\nkind = \"solid\"\nbrightness = {level}\n"
@@ -44,6 +46,7 @@ led = "pwm"
 led_pins = [{LED_PIN}]
 
 {patterns}
+{tail}
 """)
     return path
 

@@ -75,9 +75,11 @@ class FakePlayback:
     last_callback = 0.0
     overflows = 0
     busy = False
+    buffered_samples = 0
 
     def __init__(self, log: Log) -> None:
         self.log = log
+        self.played: list[tuple[int, float | None]] = []  # (bytes, gain) of each play
 
     def start(self) -> None:
         self.log("open", "playback")
@@ -85,8 +87,8 @@ class FakePlayback:
     def stop(self, timeout: float = 2.0) -> None:
         self.log("close", "playback")
 
-    def play(self, pcm: bytes) -> None:
-        pass
+    def play(self, pcm: bytes, gain: float | None = None) -> None:
+        self.played.append((len(pcm), gain))
 
     def flush(self) -> None:
         pass

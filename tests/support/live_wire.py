@@ -176,6 +176,7 @@ class LiveConnection:
         self.audio_sent = bytearray()
         self.turns = 0  # completed auto-reply turns
         self.handles: list[str] = []  # resumption handles sent on this connection
+        self.tool_calls_sent: dict[str, float] = {}  # call id -> time.monotonic() of its toolCall
 
     def __repr__(self) -> str:
         return f"<LiveConnection #{self.number} model={self.model} closed={self.closed}>"
@@ -246,7 +247,16 @@ class LiveConnection:
         await self.send_raw({"sessionResumptionUpdate": update})
 
     async def send_tool_call(self, name: str, args: dict | None = None, call_id: str = "call-1") -> None:
-        await self.send_raw({"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args or {}}]}})
+        await self.send_tool_calls([(name, args or {}, call_id)])
+
+    async def send_tool_calls(self, calls: list[tuple[str, Any, str]]) -> None:
+        """One toolCall with several function calls: (name, args, id) each; the monotonic time
+        of the send is kept by id (``tool_calls_sent``), for latency at the double."""
+        functions = [{"id": call_id, "name": name, "args": args} for name, args, call_id in calls]
+        now = time.monotonic()
+        for _, _, call_id in calls:
+            self.tool_calls_sent[call_id] = now
+        await self.send_raw({"toolCall": {"functionCalls": functions}})
 
     async def send_tool_call_cancellation(self, ids: list[str]) -> None:
         await self.send_raw({"toolCallCancellation": {"ids": ids}})

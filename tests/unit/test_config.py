@@ -153,7 +153,7 @@ def test_constants():
 def test_schema_covers_every_dataclass_field():
     for name, (cls, fields) in SECTIONS.items():
         derived = {"system_instruction_text"} if name == "live" else set()
-        extra = {"patterns"} if name == "panel" else set()
+        extra = {"panel": {"patterns"}, "tools": {"options", "mcp"}}.get(name, set())
         names = {f.name for f in dataclasses.fields(cls)}
         assert [f.name for f in fields] == [n for n in (f.name for f in dataclasses.fields(cls))
                                             if n not in derived | extra], name
@@ -169,13 +169,17 @@ def test_shipped_file_documents_every_key(path, spec):
 
 def test_shipped_commented_examples_are_valid(tmp_path):
     """Each commented-out `# key = value` line is valid when uncommented."""
-    section = ""
+    section, examples = "", {}
     for line in SHIPPED.read_text().splitlines():
-        header = re.match(r"^(# )?\[([\w.]+)\]", line)
+        header = re.match(r"^(# )?(\[\[?[\w.]+\]\]?)", line)
         section = header.group(2) if header else section
         example = re.match(r"^# (\w+ = .*?)(\s+#.*)?$", line)
-        if example and section:
-            assert load(write(tmp_path, f"[{section}]\n{example.group(1)}\n")), line
+        if example and section.startswith("[["):  # an array's table: its keys go together
+            examples.setdefault(section, []).append(example.group(1))
+        elif example and section:
+            assert load(write(tmp_path, f"{section}\n{example.group(1)}\n")), line
+    for section, lines in examples.items():
+        assert load(write(tmp_path, section + "\n" + "\n".join(lines) + "\n")), section
 
 
 def test_shipped_commented_patterns_are_the_defaults(tmp_path):
@@ -314,7 +318,7 @@ def test_example_missing_file(tmp_path):
     ('[live]\r\nmodel = "x"\r\n\r\nbogus = 1\r\n', ":4: [live] bogus: unknown key"),
     ('[ live ] # spaced header\n  bogus   =   1   # trailing\n', ":2: [live] bogus: unknown key"),
     ('[audio]\n\n[liv]\nmodel = "x"\n', ":3: [liv]: unknown section (did you mean [live]?); "
-     "allowed: [live], [audio], [panel], [session], [vision], [log]"),
+     "allowed: [live], [audio], [panel], [session], [vision], [tools], [log]"),
     ('[panel.foo]\nx = 1\n', ":1: [panel] foo: unknown key"),
     ('# top\nmodel = "x"\n', ":2: model: key outside any section; it belongs in [live]: "
      "move it below the [live] line"),

@@ -3,6 +3,7 @@ and random event sequences checked against the machine's invariants."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from talkie.config import Settings
 from talkie.core import machine as m
 from talkie.core.machine import Fault, Link, Phase
+from talkie.core.machine.alarms import free_to_ring
 from talkie.shell.policy import policy_from
 
 #: The rules these tests start from: the shipped settings' rules, with the camera off.
@@ -39,10 +41,14 @@ EVENTS: list[m.Event] = [
     m.Reset(), m.GoAway(5.0), m.GoAway(50.0), m.Started(), m.LinkLost("drop", jitter=0.3),
     m.SpeechStarted(), m.SpeechEnded(),
     m.Reconfigured(Policy(vision_mode="always", idle_disconnect_s=0.0)), m.Reconfigured(BASE),
-    *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "answer",
+    *(m.Timer(name) for name in ("retry", "idle", "stable", "handover", "hold", "answer", "ring",
                                  "unknown")),
+    m.ToolCalled("c1", "local_time"), m.ToolCalled("c2", "timers", '{"action": "list"}'),
+    m.ToolAnswered("c1", "local_time", '{"status": "ok"}', "interrupt"),
+    m.ToolAnswered("c2", "timers", '{"status": "ok"}'), m.ToolsCancelled(("c1", "c9")),
+    m.AlarmDue('the timer "pasta"'),
 ]
-TIMER_NAMES = ("answer", "handover", "hold", "idle", "retry", "stable")
+TIMER_NAMES = ("answer", "handover", "hold", "idle", "retry", "ring", "stable")
 #: Every timer pending, at the generation the events above carry (0).
 ALL_ARMED = tuple((name, 0) for name in TIMER_NAMES)
 
@@ -78,7 +84,19 @@ def all_states():
                     policy=policy, voice=voice and held, timers=timers)
 
 
-STATES = list(all_states())
+def tool_and_alarm_states():
+    """The fields of tool calls and alarms, in every phase and link (the rest at its start)."""
+    for phase, link, held, muted, fault, calls, due, ringing in itertools.product(
+            Phase, Link, (False, True), (False, True), Fault, ((), (("c1", "local_time"),)),
+            ((), ('the timer "tea"',)), ((), ('the alarm "wake up"',), "announcing")):
+        reason = "" if fault is Fault.NONE else "something is wrong"
+        announcing = ringing == "announcing"
+        yield State(phase, link, held, fault=fault, reason=reason, muted=muted, calls=calls,
+                    due=due, ringing=('the alarm "wake up"',) if announcing else ringing,
+                    announcing=announcing)
+
+
+STATES = list(all_states()) + list(tool_and_alarm_states())
 #: The same states with every timer pending: what a timer's report meets.
 ARMED = [replace(state, timers=ALL_ARMED) for state in STATES]
 
@@ -92,14 +110,27 @@ def kinds(effects):
     return [type(e) for e in effects]
 
 
-@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
-def test_step_is_total_and_pure(event):
+@functools.cache
+def stepped(index: int) -> list[tuple[m.State, m.State, list[m.Effect]]]:
+    """``EVENTS[index]`` stepped in each of its states: (state, new state, effects), once for
+    all the exhaustive tests."""
+    event = EVENTS[index]
+    return [(state, *m.step(state, event)) for state in states_for(event)]
+
+
+EVENT_INDEX = list(range(len(EVENTS)))
+EVENT_IDS = [type(e).__name__ for e in EVENTS]
+
+
+@pytest.mark.parametrize("index", EVENT_INDEX, ids=EVENT_IDS)
+def test_step_is_total_and_pure(index):
     """Every state x event gives a state and a list of effects, and the same answer twice."""
-    for state in states_for(event):
-        new, effects = m.step(state, event)
+    event = EVENTS[index]
+    for n, (state, new, effects) in enumerate(stepped(index)):
         assert isinstance(new, m.State)
         assert all(isinstance(e, m.Effect) for e in effects)
-        assert m.step(state, event) == (new, effects)
+        if n % 4 == 0:  # pure: the same answer again (a sample is enough: no state is kept)
+            assert m.step(state, event) == (new, effects)
         shows = [e for e in effects if isinstance(e, m.Show)]
         changed = (new.phase, new.status) != (state.phase, state.status)
         assert len(shows) == (1 if changed else 0)
@@ -108,11 +139,11 @@ def test_step_is_total_and_pure(event):
             assert effects[-1] is shows[0]
 
 
-@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
-def test_no_double_connect(event):
+@pytest.mark.parametrize("index", EVENT_INDEX, ids=EVENT_IDS)
+def test_no_double_connect(index):
     """A Connect comes only when no session is up or opening, or right after a Disconnect."""
-    for state in states_for(event):
-        _, effects = m.step(state, event)
+    event = EVENTS[index]
+    for state, _, effects in stepped(index):
         running = state.link is not Link.DOWN and not isinstance(event, m.LinkLost)
         for effect in effects:
             if isinstance(effect, m.Disconnect):
@@ -455,6 +486,8 @@ def check_invariants(s: State) -> None:
         assert s.link is not Link.UP
     if s.phase is Phase.ERROR:
         assert s.fault is not Fault.NONE and s.reason
+    elif s.phase is Phase.RINGING:  # a ring from an error of the link goes back to it
+        assert s.fault in (Fault.NONE, Fault.LINK) and not s.held
     else:
         assert s.fault is Fault.NONE and not s.reason
     if s.turn_done:
@@ -462,7 +495,15 @@ def check_invariants(s: State) -> None:
     if s.phase is Phase.IDLE:
         assert not s.held
     if s.muted:
-        assert s.phase is Phase.IDLE
+        assert s.phase in (Phase.IDLE, Phase.RINGING)
+    assert bool(s.ringing) == (s.phase is Phase.RINGING)
+    if s.announcing:
+        assert s.phase is Phase.RINGING
+    if s.calls:
+        assert s.link is Link.UP
+        assert len({c for c, _ in s.calls}) == len(s.calls)
+    if s.due:
+        assert not free_to_ring(s), "a due alarm waits only while somebody talks"
     if s.handover:
         assert s.link is Link.UP
     if s.retry_s:
@@ -513,6 +554,30 @@ class Clock:
         return m.Timer(name, self.pending.pop(name))
 
 
+class ToolCalls:
+    """The session's view of the tool calls: every call the machine takes is answered at most
+    once, and one that is neither answered nor cancelled is still running."""
+
+    def __init__(self):
+        self.running: set[str] = set()
+        self.answered: set[str] = set()
+
+    def apply(self, effects, event, before):
+        for effect in effects:
+            if isinstance(effect, m.RunTool):
+                assert effect.call_id not in self.running
+                self.running.add(effect.call_id)
+                self.answered.discard(effect.call_id)  # (the sequences reuse ids)
+            elif isinstance(effect, m.SendToolResponse):
+                assert before.link is Link.UP, "an answer goes to the session it came from"
+                assert effect.call_id not in self.answered, "answered twice"
+                self.answered.add(effect.call_id)
+                self.running.discard(effect.call_id)
+            elif isinstance(effect, m.CancelTools):
+                assert set(effect.call_ids) <= self.running
+                self.running -= set(effect.call_ids)
+
+
 #: In a generated sequence: the next pending timer fires / a stale report arrives.
 FIRE, STALE = "fire", "stale"
 
@@ -525,7 +590,7 @@ FIRE, STALE = "fire", "stale"
                         Policy(answer_timeout_s=0.0)]))
 def test_random_sequences_keep_the_invariants(events, policy):
     state, link_running, turns = State(policy=policy), False, TurnTracker()
-    camera, clock = False, Clock()
+    camera, clock, tools, ringing = False, Clock(), ToolCalls(), False
     for event in [m.Started(), *events]:  # the shell's first event, once the daemon is up
         if isinstance(event, int) or event == FIRE:
             event = clock.fire(event if isinstance(event, int) else 0)
@@ -549,7 +614,7 @@ def test_random_sequences_keep_the_invariants(events, policy):
         # Liveness: whenever a link is wanted and none is up or opening, a retry is pending;
         # the wait for an answer is bounded.
         assert (m.RETRY in clock.pending) == m.wants_link(new), (state, event, new)
-        if new.phase is Phase.THINKING and policy.answer_timeout_s > 0:
+        if new.phase is Phase.THINKING and policy.answer_timeout_s > 0 and not new.calls:
             assert m.ANSWER in clock.pending
         if isinstance(event, m.LinkLost):
             link_running = False  # the session task ended with that report
@@ -562,7 +627,16 @@ def test_random_sequences_keep_the_invariants(events, policy):
                 link_running = True
         assert link_running == (new.link is not Link.DOWN)
         if m.Play in kinds(effects):
-            assert new.phase is Phase.SPEAKING
+            assert new.phase in (Phase.SPEAKING, Phase.RINGING)
+        tools.apply(effects, event, state)
+        assert tools.running == {c for c, _ in new.calls}
+        for effect in effects:
+            if isinstance(effect, m.Ring):
+                assert effect.on != ringing, "the chime starts or stops, never twice"
+                ringing = effect.on
+        assert ringing == (new.phase is Phase.RINGING)
+        if ringing:
+            assert m.RING in clock.pending
         for effect in effects:
             if isinstance(effect, m.Camera):
                 assert effect.on != camera, "the camera is switched on or off, never twice"

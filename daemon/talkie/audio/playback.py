@@ -177,8 +177,9 @@ class Playback:
                 stream.close(ignore_errors=True)
                 raise AudioError(f"cannot start output device {info.name!r}: {exc}") from exc
 
-    def play(self, pcm: bytes) -> None:
-        """Queue s16le mono audio at ``rate`` Hz (volume applied, resampled if needed)."""
+    def play(self, pcm: bytes, gain: float | None = None) -> None:
+        """Queue s16le mono audio at ``rate`` Hz (``volume`` applied, or ``gain`` instead: the
+        ring of an alarm has its own; resampled if needed)."""
 
         if self._ring is None:
             raise AudioError("playback is not started")
@@ -191,8 +192,9 @@ class Playback:
         if not pcm:
             return
         samples = np.frombuffer(pcm, dtype=np.int16)
-        if self.volume != 1.0:
-            samples = apply_gain(samples, max(0.0, self.volume))
+        level = self.volume if gain is None else gain
+        if level != 1.0:
+            samples = apply_gain(samples, max(0.0, level))
         if self._resampler is not None:
             samples = self._resampler.process(samples)
         self._ring.write(samples)

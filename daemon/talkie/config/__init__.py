@@ -17,10 +17,11 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any
 
+from talkie.config import tooltables
 from talkie.config.checker import Checker, check_rules, instruction_text, unknown_top
 from talkie.config.files import CONFIG_MAX, read_file
 from talkie.config.lines import KeyLines, too_deep
-from talkie.config.schema import PATTERN_FIELDS, SECTIONS, FieldSpec
+from talkie.config.schema import MCP, OPTION_FIELDS, PATTERN_FIELDS, SECTIONS, FieldSpec
 from talkie.config.settings import (
     DEFAULT_PATTERNS,
     AudioSettings,
@@ -58,6 +59,8 @@ DEFAULT_PATH = "/etc/talkie/talkie.toml"
 EX_CONFIG = 78  # sysexits.h: configuration error
 #: How deep arrays and inline tables may nest (LED colours are the deepest: 3).
 NESTING_MAX = 32
+#: The keys of a section that hold tables of their own (checked apart).
+SPECIAL = {"panel": ("patterns",), "tools": ("options", "mcp")}
 
 
 class ConfigError(Exception):
@@ -135,7 +138,12 @@ def load(path: str | os.PathLike[str]) -> Settings:
         extra: dict[str, Any] = {}
         if name == "panel" and "patterns" in table:
             extra["patterns"] = check.patterns(table["patterns"])
-        special = ("patterns",) if name == "panel" else ()
+        if name == "tools":
+            if "options" in table:
+                extra["options"] = tooltables.tool_options(check, table["options"])
+            if "mcp" in table:
+                extra["mcp"] = tooltables.mcp_servers(check, table["mcp"])
+        special = SPECIAL.get(name, ())
         values = check.table((name,), table, fields, extra=special)
         if name == "live":
             values.update(instruction_text(check))
@@ -167,11 +175,22 @@ def describe(settings: Settings) -> str:
             for state, pattern in settings.panel.patterns.items():
                 out += ["", f"[panel.patterns.{state}]"]
                 out += [_describe_key(s, getattr(pattern, s.name)) for s in PATTERN_FIELDS]
+        if name == "tools":
+            for tool, options in settings.tools.options.items():
+                out += ["", f"[tools.options.{_key_text(tool)}]"]
+                out += [_describe_key(s, getattr(options, s.name)) for s in OPTION_FIELDS]
+            for server in settings.tools.mcp:
+                out += ["", "[[tools.mcp]]"]
+                out += [_describe_key(s, getattr(server, s.name)) for s in MCP[1]]
     return "\n".join(out) + "\n"
 
 
+def _key_text(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_text(name)
+
+
 def _describe_key(spec: FieldSpec, value: Any) -> str:
-    if value is None:
+    if value is None or value == ():
         return f"# {spec.name}: not set ({spec.doc})"
     if is_secret(spec.name, value):
         return f"# {spec.name} = (not shown)"

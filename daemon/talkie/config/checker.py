@@ -39,6 +39,9 @@ class Checker:
         """Add a problem at the line of ``path``, labelled "[section] key"."""
         line = line or self.lines.find(path)
         shown = [name_shown(part) for part in path]
+        item = next((i for i, part in enumerate(path) if part.startswith("#")), None)
+        if item is not None and not label:  # a table of an array: "[[tools.mcp]] #2 url"
+            label = f"[[{'.'.join(shown[:item])}]] {' '.join(shown[item:])}"
         label = label or (f"[{'.'.join(shown[:-1])}] {shown[-1]}" if len(path) > 1 else shown[0])
         self.problems.append((line, f"{self.source}:{line}: {label}: {text}"))
 
@@ -234,7 +237,7 @@ def _indicator_pin(check: Checker, settings: Settings) -> None:
     """The camera's light takes a pin of its own: not the button's, not one of the LED's."""
     panel, vision = settings.panel, settings.vision
     pin = vision.indicator_pin
-    if pin is None or vision.mode == "off":
+    if pin is None or not (vision.mode != "off" or settings.tools.look_enabled(vision.mode)):
         return
     taken = {panel.button_pin: "button_pin"} if panel.button else {}
     if panel.led != "none":

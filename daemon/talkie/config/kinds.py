@@ -236,4 +236,13 @@ def is_endpoint(url: str) -> bool:
     return parts.scheme.lower() in ("https", "wss") and bool(parts.hostname)
 
 
+def is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")

@@ -16,6 +16,8 @@ class KeyLines:
     ``find(("panel", "patterns", "idle", "kind"))`` gives the 1-based line of
     that key's assignment, else of the nearest enclosing key or table header
     (an inline table's keys resolve to the line of its assignment), else 1.
+    The N-th table of an array of tables (``[[tools.mcp]]``) is the path
+    ``("tools", "mcp", "#N")``, counted from 1.
     """
 
     def __init__(self, text: str) -> None:
@@ -43,6 +45,7 @@ class KeyLines:
 
     def _scan(self) -> None:
         table: tuple[str, ...] = ()
+        arrays: dict[tuple[str, ...], int] = {}
         while self._skip(newlines=True) < len(self.text):
             start = self.pos
             if self.text[start] == "[":
@@ -50,6 +53,10 @@ class KeyLines:
                 self.pos += brackets
                 table = self._key("]")
                 self.pos += brackets
+                if brackets == 2:
+                    arrays[table] = arrays.get(table, 0) + 1
+                    self._record(table, start)
+                    table = table + (f"#{arrays[table]}",)
                 self._record(table, start, exact=True)
             else:
                 key = table + self._key("=")

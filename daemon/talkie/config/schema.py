@@ -7,6 +7,7 @@ settings' own (:mod:`talkie.config.settings`). Nothing here knows about files or
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from talkie.config.files import CA_MAX, INSTRUCTION_MAX
@@ -22,13 +23,16 @@ from talkie.config.kinds import (
     Path,
     Text,
     is_endpoint,
+    is_http_url,
 )
 from talkie.config.settings import (
     AudioSettings,
     LiveSettings,
     LogSettings,
+    McpServerSettings,
     PanelSettings,
     SessionSettings,
+    ToolsSettings,
     VisionSettings,
 )
 
@@ -130,6 +134,7 @@ LIVE_FIELDS = (
     F("compression_target_tokens", Int(100), "compress down to this; unset = server default"),
     F("media_resolution", Choice("", "low", "medium", "high"), '"" = model default'),
     F("connect_timeout_s", Float(1, 120), "seconds to wait for the connection"),
+    F("google_search", Bool(), "let the model search the web with Google Search (grounding)"),
 )
 
 AUDIO_FIELDS = (
@@ -234,6 +239,79 @@ VISION_FIELDS = (
     F("retry_s", Float(5, 3600), "after a camera fault, try again this often (seconds)"),
 )
 
+BEHAVIOR = Choice("non_blocking", "blocking")
+SCHEDULING = Choice("interrupt", "when_idle", "silent")
+TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+SERVER_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+TOOLS_FIELDS = (
+    F("time", Bool(), "the model may ask the device's date and time (its time zone)"),
+    F("device", Bool(), "the model may ask how the device is, and start a fresh conversation"),
+    F("volume", Bool(), "the model may get and change the speaker's volume, and mute it"),
+    F("reset", Bool(), "the model may start a fresh conversation when you ask"),
+    F("timers", Bool(), "the model may set, list and cancel timers and alarms"),
+    F(
+        "look",
+        Choice("auto", "on", "off"),
+        'one camera frame on request; auto = when [vision] mode is not "off"',
+    ),
+    F("alarm_volume", Float(0, 1), "loudness of the timer's ring"),
+    F("alarm_ring_s", Float(5, 600), "a ring nobody silences stops after this many seconds"),
+    F("max_timers", Int(1, 100), "most timers and alarms set at once"),
+    F("behavior", BEHAVIOR, "how the model waits for a tool: non_blocking = it keeps talking"),
+)
+
+OPTION_FIELDS = (
+    F("behavior", Choice("", "non_blocking", "blocking"), '"" = [tools] behavior'),
+    F("scheduling", Choice("", "interrupt", "when_idle", "silent"), '"" = the tool\'s own'),
+    F("deadline_s", Float(0.1, 120), "longest a call may take (seconds); unset = the tool's own"),
+)
+
+MCP_FIELDS = (
+    F(
+        "name",
+        Text(
+            'a short name of lower-case letters and digits, like "home"',
+            nonempty=True,
+            valid=SERVER_NAME.fullmatch,
+            max_len=16,
+        ),
+        "the server's name: its tools are offered as NAME_TOOL",
+    ),
+    F(
+        "command",
+        ListOf(
+            Text("a string", nonempty=True, max_len=4096),
+            'an array of strings, the program first, e.g. ["/usr/local/bin/my-mcp", "--stdio"]',
+            max_len=64,
+            unique=False,
+        ),
+        "a program spoken to over its standard input and output (stdio)",
+    ),
+    F(
+        "url",
+        Text("an http:// or https:// URL", valid=is_http_url, max_len=2048),
+        "a streamable-HTTP MCP endpoint",
+    ),
+    F(
+        "token_file",
+        Path('a file path like "tokens/home.token" (in /etc/talkie/tokens), or "" for none'),
+        "file holding a bearer token for the URL (never shown)",
+    ),
+    F(
+        "allow",
+        ListOf(
+            Text("a tool name", valid=TOOL_NAME.fullmatch, nonempty=True, max_len=64),
+            'an array of the server\'s tool names, e.g. ["HassTurnOn", "HassTurnOff"]',
+            max_len=256,
+        ),
+        "only these tools of the server; unset = all of them",
+    ),
+    F("deadline_s", Float(0.1, 120), "longest a call may take (seconds)"),
+    F("behavior", BEHAVIOR, "how the model waits for these tools"),
+    F("scheduling", SCHEDULING, "how the model is told of their results"),
+)
+
 LOG_FIELDS = (
     F("level", Choice("debug", "info", "warning", "error"), "log level"),
     F("transcripts", Bool(), "log what was heard and said"),
@@ -246,8 +324,11 @@ SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "panel": (PanelSettings, PANEL_FIELDS),
     "session": (SessionSettings, SESSION_FIELDS),
     "vision": (VisionSettings, VISION_FIELDS),
+    "tools": (ToolsSettings, TOOLS_FIELDS),
     "log": (LogSettings, LOG_FIELDS),
 }
+#: The tables of an array of tables: [[tools.mcp]].
+MCP = (McpServerSettings, MCP_FIELDS)
 
 #: Keys talkie no longer uses: a file that has one still loads, with a note that says so.
 RETIRED: dict[tuple[str, str], str] = {

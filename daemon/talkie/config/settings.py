@@ -83,6 +83,7 @@ DEFAULT_PATTERNS = FrozenMap(
         "speaking": LedPattern("solid", WHITE, 0.6),
         "reconnecting": LedPattern("blink", YELLOW, 1.0, 0.2, 0.8),
         "error": LedPattern("blink", RED, 1.0, 0.15, 0.15),
+        "ringing": LedPattern("blink", YELLOW, 1.0, 0.5, 0.5),
     }
 )
 
@@ -126,6 +127,7 @@ class LiveSettings:
     compression_target_tokens: int | None = None
     media_resolution: str = ""
     connect_timeout_s: float = 10.0
+    google_search: bool = False
 
     def __post_init__(self) -> None:
         # The effective instruction text defaults to the inline instruction;
@@ -211,6 +213,60 @@ class VisionSettings:
 
 
 @dataclass(frozen=True)
+class ToolOptions:
+    """A [tools.options.NAME] table: how one tool's calls are made and answered."""
+
+    behavior: str = ""
+    scheduling: str = ""
+    deadline_s: float | None = None
+
+
+@dataclass(frozen=True)
+class McpServerSettings:
+    """A [[tools.mcp]] table: one MCP server whose tools the model may call."""
+
+    #: Short name; its tools are declared as ``NAME_TOOL`` (the prefix).
+    name: str = ""
+    #: A command run with its standard input and output as the MCP stream ...
+    command: tuple[str, ...] = ()
+    #: ... or a streamable-HTTP URL.
+    url: str = ""
+    #: A file holding a bearer token for the URL (a secret: never shown).
+    token_file: str = ""
+    #: Only these of its tools (their own names, without the prefix); empty: all of them.
+    allow: tuple[str, ...] = ()
+    deadline_s: float = 10.0
+    behavior: str = "non_blocking"
+    scheduling: str = "when_idle"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}_"
+
+
+@dataclass(frozen=True)
+class ToolsSettings:
+    """The [tools] section: what the assistant may do on the device, and MCP servers."""
+
+    time: bool = True
+    device: bool = True
+    volume: bool = True
+    reset: bool = True
+    timers: bool = True
+    #: One camera frame on request: "auto" (when [vision] mode is not "off"), "on" or "off".
+    look: str = "auto"
+    alarm_volume: float = 0.8
+    alarm_ring_s: float = 60.0
+    max_timers: int = 20
+    behavior: str = "non_blocking"
+    options: Mapping[str, ToolOptions] = field(default_factory=lambda: FrozenMap())
+    mcp: tuple[McpServerSettings, ...] = ()
+
+    def look_enabled(self, vision_mode: str) -> bool:
+        return self.look == "on" or (self.look == "auto" and vision_mode != "off")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """The [log] section."""
 
@@ -228,6 +284,7 @@ class Settings:
     panel: PanelSettings = field(default_factory=PanelSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     vision: VisionSettings = field(default_factory=VisionSettings)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     #: What the file says that talkie takes but warns about (a retired key), one line each as
     #: ``file:line: [section] key: ...``; not part of the settings themselves.

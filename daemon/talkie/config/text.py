@@ -31,7 +31,7 @@ def is_secret(name: str, value: Any) -> bool:
     like a secret (except api_key_file, a path), or anything like an API key."""
     if _SECRET_VALUE.search(repr(value)):
         return True
-    if isinstance(value, (bool, int, float)) or name == "api_key_file":
+    if isinstance(value, (bool, int, float)) or name in ("api_key_file", "token_file"):
         return False
     return bool(_SECRET_NAME.search(name))
 

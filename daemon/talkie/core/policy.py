@@ -29,6 +29,8 @@ class Policy:
     barge_in: bool
     #: Give up on an answer that has not begun this long after the turn ended (0: wait forever).
     answer_timeout_s: float
+    #: A ring nobody silences stops after this long.
+    ring_s: float
     backoff_first_s: float = 0.5
     backoff_cap_s: float = 30.0
     #: Consecutive failed connects after which a turn the user already released is given up

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -47,6 +49,8 @@ class Listener(Protocol):
     def heard(self, text: str) -> None: ...
     def said(self, text: str) -> None: ...
     def go_away(self, seconds: float) -> None: ...
+    def tool_call(self, call_id: str, name: str, args: str) -> None: ...
+    def tools_cancelled(self, call_ids: tuple[str, ...]) -> None: ...
 
 
 class HandleStore(Protocol):
@@ -86,6 +90,10 @@ class LiveLink:
         #: This conversation was already resumed once (said in the journal then, not again).
         self._resumed = False
         self._said: list[str] = []
+        #: The function declarations for each new session (the shell's registry of tools).
+        self.declarations: Callable[[], Sequence[Mapping[str, Any]]] = list
+        #: The calls the current session made and that have not been answered yet.
+        self._calls: set[str] = set()
 
     def configure(self, live: Any, key: Secret | KeyProblem) -> None:
         """New settings and key (a reload): they apply from the next session on."""
@@ -175,7 +183,7 @@ class LiveLink:
     async def _serve(self, handle: str | None) -> None:
         self._opened = False
         client = self._make_client()
-        config = options.connect_config(self.live, handle)
+        config = options.connect_config(self.live, handle, self.declarations())
         if handle is None:
             self._resumed = False  # a fresh conversation: its first resume is news again
         elif not self._resumed:
@@ -195,6 +203,7 @@ class LiveLink:
             stack.callback(setattr, self, "_session", None)
             self._heard.clear()
             self._said.clear()
+            self._calls.clear()
             self.outbox.connected()  # nothing is open on this connection yet
             self.listener.opened()
             async with asyncio.TaskGroup() as tg:
@@ -228,6 +237,40 @@ class LiveLink:
         from google.genai import types
 
         await session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
+        return True
+
+    async def send_tool_response(
+        self,
+        call_id: str,
+        name: str,
+        response: Mapping[str, Any],
+        scheduling: str,
+        media: Sequence[tuple[str, bytes]] = (),
+    ) -> bool:
+        """Answer a call this session made (a ``toolResponse``), with ``media`` (images) as
+        parts of the answer; False if the session it came from is gone (the answer is void) or
+        it was answered already."""
+        session = self._session
+        if session is None or call_id not in self._calls:
+            log.debug("tool call %s: its session is gone; the answer is dropped", call_id)
+            return False
+        self._calls.discard(call_id)
+        from google.genai import types
+
+        parts = [
+            types.FunctionResponsePart(
+                inline_data=types.FunctionResponseBlob(mime_type=mime, data=data)
+            )
+            for mime, data in media
+        ]
+        answer = types.FunctionResponse(
+            id=call_id,
+            name=name or None,
+            response=dict(response),
+            scheduling=types.FunctionResponseScheduling(scheduling.upper()),
+            parts=parts or None,
+        )
+        await session.send_tool_response(function_responses=[answer])
         return True
 
     def stop(self) -> None:
@@ -279,8 +322,25 @@ class LiveLink:
         if message.go_away is not None:
             self._go_away(message.go_away.time_left)
         if message.tool_call is not None:
-            log.warning("the model asked for a tool; talkie offers none yet")
-        # usage_metadata (token counts) and tool_call_cancellation: nothing to do.
+            self._tool_call(message.tool_call)
+        if message.tool_call_cancellation is not None:
+            ids = tuple(str(i) for i in message.tool_call_cancellation.ids or ())
+            self._calls.difference_update(ids)
+            if ids:
+                self.listener.tools_cancelled(ids)
+        # usage_metadata (token counts): nothing to do.
+
+    def _tool_call(self, call: Any) -> None:
+        """Each function call of a ``toolCall``, to the listener (with a made-up id if the
+        server sent none: the answer must still match it)."""
+        for n, function in enumerate(call.function_calls or ()):
+            call_id = str(function.id or f"talkie-{self._generation}-{len(self._calls)}-{n}")
+            try:
+                args = json.dumps(function.args or {}, ensure_ascii=False)
+            except (TypeError, ValueError):
+                args = "null"  # the runner answers: the arguments are not an object
+            self._calls.add(call_id)
+            self.listener.tool_call(call_id, str(function.name or ""), args)
 
     def _go_away(self, time_left: Any) -> None:
         seconds = duration_s(time_left)

@@ -7,6 +7,7 @@ import costs most of a second and is not needed before the first press.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,11 +38,15 @@ def _unset_none(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v not in (None, "")}
 
 
-def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveConnectConfig:
+def connect_config(
+    live: LiveSettings, handle: str | None = None, declarations: Sequence[Mapping[str, Any]] = ()
+) -> types.LiveConnectConfig:
     """The LiveConnectConfig for a session with these settings.
 
     Every setup asks for session resumption; with ``handle`` (from an earlier session's
-    ``sessionResumptionUpdate``) the session continues that conversation.
+    ``sessionResumptionUpdate``) the session continues that conversation. ``declarations`` are
+    the tools the model may call (:meth:`talkie.tools.Tool.declaration`); ``[live]
+    google_search`` adds Google Search.
     """
     from google.genai import types
 
@@ -104,7 +109,30 @@ def connect_config(live: LiveSettings, handle: str | None = None) -> types.LiveC
     )
     if extra:
         fields["generation_config"] = types.GenerationConfig(**extra)
+    tools = _tools(types, live, declarations)
+    if tools:
+        fields["tools"] = tools
     return types.LiveConnectConfig(**fields)
+
+
+def _tools(
+    types: Any, live: LiveSettings, declarations: Sequence[Mapping[str, Any]]
+) -> list[types.Tool]:
+    tools = []
+    if declarations:
+        functions = [
+            types.FunctionDeclaration(
+                name=d["name"],
+                description=d["description"],
+                parameters_json_schema=d["parameters_json_schema"],
+                behavior=types.Behavior(d["behavior"]),
+            )
+            for d in declarations
+        ]
+        tools.append(types.Tool(function_declarations=functions))
+    if live.google_search:
+        tools.append(types.Tool(google_search=types.GoogleSearch()))
+    return tools
 
 
 def http_options(live: LiveSettings) -> types.HttpOptions:

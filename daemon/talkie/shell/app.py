@@ -20,6 +20,7 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,6 +35,7 @@ from talkie.shell.factories import Factories
 from talkie.shell.link import LinkEvents
 from talkie.shell.policy import policy_from
 from talkie.shell.timers import Timers
+from talkie.shell.tools import ToolBox
 from talkie.system import logs
 
 log = logging.getLogger("talkie")
@@ -97,6 +99,8 @@ class App:
         self.audio: AudioDevices | None = None
         self.vision: ports.Camera | None = None
         self.chain: ports.MicChain | None = None
+        self.started_at = time.monotonic()
+        self.tools = ToolBox(self, settings)
         self.effects = Effects(self, self._timers)
 
     @property
@@ -121,6 +125,17 @@ class App:
     @property
     def capture(self) -> ports.Capture | None:
         return self.audio.capture if self.audio else None
+
+    def status_words(self) -> dict[str, Any]:
+        """How the daemon is, in a few fields (``talkie ctl status``, the device_status tool)."""
+        return {
+            "state": self.state.phase.value,
+            "status": self.state.status,
+            "link": self.state.link.value,
+            "session": self.sessions,
+            "last_error": self.last_error,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
 
     # ---- public
 
@@ -178,6 +193,7 @@ class App:
         self.settings = settings
         self.key = key
         logs.set_level(settings.log.level)
+        self.tools.reconfigure(settings)
         self.outbox.max_audio_bytes = settings.audio.pending_bytes
         if self.link is not None:
             self.link.configure(settings.live, key)
@@ -217,9 +233,11 @@ class App:
         self.panel.show("starting")
         link_events = LinkEvents(self.emit, self.jitter)
         self.link = f.link(self.settings, self.key, self.outbox, link_events, self.resume)
+        self.link.declarations = self.tools.declarations
         playback = f.playback(
             self.settings, loop=loop, on_drained=lambda: self.emit(m.PlaybackDrained())
         )
+        self.tools.volume.attach(playback)
         self.chain = f.mic_chain(
             self.settings, playback, on_chunk=self.outbox.push_audio, on_speech=self._speech
         )
@@ -229,6 +247,7 @@ class App:
         self.vision = f.vision(self.settings, self.link.send_video, self.effects.camera_fault)
         stack.push_async_callback(self.vision.close)
         self.audio.open()
+        await self.tools.open(stack)
         self.effects.read_notice(self.firstboot_error)
         self.effects.show(m.Show(self.state.phase, self.state.status))
         if isinstance(self.key, KeyProblem):

@@ -24,15 +24,7 @@ class Commands:
         self._talking = False  # `talk` toggles, like ENTER on the keyboard
 
     def status(self) -> dict[str, Any]:
-        state: m.State = self.app.state
-        return {
-            "state": state.phase.value,
-            "status": state.status,
-            "link": state.link.value,
-            "session": self.app.sessions,
-            "last_error": self.app.last_error,
-            "uptime_s": round(self.clock() - self.started, 1),
-        }
+        return {**self.app.status_words(), "uptime_s": round(self.clock() - self.started, 1)}
 
     def press(self) -> None:
         self._talking = True
@@ -52,6 +44,8 @@ class Commands:
             stopped = "the answer"
         elif phase in (m.Phase.LISTENING, m.Phase.CONNECTING, m.Phase.RECONNECTING):
             stopped = "the turn in progress"
+        elif phase is m.Phase.RINGING:
+            stopped = "the ring"
         else:
             return {"stopped": f"nothing (talkie is {phase.value})"}
         self.app.emit(m.Hush())

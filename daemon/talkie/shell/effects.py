@@ -20,6 +20,7 @@ from talkie.core.outbox import Outbox
 from talkie.shell import ports
 from talkie.shell.link import LinkEvents
 from talkie.shell.timers import Timers
+from talkie.shell.tools import ToolBox
 
 
 class Host(Protocol):
@@ -35,6 +36,7 @@ class Host(Protocol):
     panel: ports.Panel | None
     vision: ports.Camera | None
     chain: ports.MicChain | None
+    tools: ToolBox
     on_show: Callable[[m.Phase, str], None]
     jitter: Callable[[], float]
 
@@ -89,6 +91,10 @@ class Effects:
             m.CancelTimer: lambda e: timers.cancel(e.name),
             m.Show: self.show,
             m.Log: self.log,
+            m.RunTool: lambda e: app.tools.run(e),
+            m.CancelTools: lambda e: app.tools.cancel(e),
+            m.SendToolResponse: lambda e: app.tools.respond(e),
+            m.Ring: lambda e: app.tools.ring(e),
         }
 
     def perform(self, effect: m.Effect) -> None:
@@ -141,6 +147,7 @@ class Effects:
         link = self.app.link
         assert link is not None
         link.listener = events  # each session reports through its own listener
+        await self.app.tools.ready()  # MCP servers still starting get a moment to list tools
         await link.run()
 
     def _disconnect(self, effect: m.Effect) -> None:

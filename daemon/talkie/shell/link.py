@@ -45,3 +45,9 @@ class LinkEvents:
 
     def said(self, text: str) -> None:
         self.emit(m.Said(text))
+
+    def tool_call(self, call_id: str, name: str, args: str) -> None:
+        self.emit(m.ToolCalled(call_id, name, args))
+
+    def tools_cancelled(self, call_ids: tuple[str, ...]) -> None:
+        self.emit(m.ToolsCancelled(call_ids))

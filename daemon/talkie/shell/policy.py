@@ -1,6 +1,6 @@
-"""The machine's rules from the settings: the one place that reads ``[session]``, ``[vision] mode``
-and ``[audio] barge_in`` for the state machine (whose :class:`~talkie.core.policy.Policy` has no
-defaults of its own for them)."""
+"""The machine's rules from the settings: the one place that reads ``[session]``, ``[vision] mode``,
+``[audio] barge_in`` and ``[tools] alarm_ring_s`` for the state machine (whose
+:class:`~talkie.core.policy.Policy` has no defaults of its own for them)."""
 
 from __future__ import annotations
 
@@ -19,4 +19,5 @@ def policy_from(settings: Settings) -> Policy:
         answer_timeout_s=session.answer_timeout_s,
         vision_mode=settings.vision.mode,
         barge_in=settings.audio.barge_in,
+        ring_s=settings.tools.alarm_ring_s,
     )

@@ -21,6 +21,7 @@ from talkie.core import machine as m
 from talkie.shell import ports
 from talkie.shell.audio import AudioDevices
 from talkie.shell.policy import policy_from
+from talkie.shell.tools import ToolBox
 
 log = logging.getLogger("talkie")
 
@@ -48,6 +49,7 @@ class App(Protocol):
     panel: ports.Panel | None
     vision: ports.Camera | None
     audio: AudioDevices | None
+    tools: ToolBox
 
     def configure(self, settings: config.Settings, key: Any) -> None: ...
     async def reopen_panel(self) -> None: ...
@@ -105,7 +107,9 @@ def _apply_audio(app: App, old: AudioSettings, new: AudioSettings) -> None:
     audio = app.audio
     if audio is None:
         return
-    audio.playback.volume = new.volume
+    app.tools.volume.reconfigure(
+        new.volume
+    )  # (a volume set by voice holds until the file's changes)
     audio.capture.configure(gain_db=new.input_gain_db)
     if any(getattr(old, k) != getattr(new, k) for k in CHAIN_KEYS):
         app.rebuild_mic_chain()

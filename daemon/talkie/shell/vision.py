@@ -45,6 +45,8 @@ class Vision:
         self.streamer: Any = None
         self.indicator: Any = None
         self.wanted = False
+        #: The ``look`` tool may use the camera (the privacy light is needed even with mode off).
+        self.look = settings.tools.look_enabled(settings.vision.mode)
         self._open_indicator()
 
     def want(self, on: bool) -> None:
@@ -58,9 +60,17 @@ class Vision:
         elif self.streamer is not None and self.streamer.running:
             self.streamer.stop()
 
+    async def snapshot(self, timeout_s: float = 5.0) -> bytes:
+        """One frame now, as JPEG, whatever ``[vision] mode`` says (the ``look`` tool is allowed
+        by ``[tools] look``); the privacy light shows while the camera is open."""
+        if self.streamer is None:
+            self.streamer = self._make_streamer()
+        return bytes(await self.streamer.snapshot(timeout_s))
+
     def reconfigure(self, settings: Any) -> None:
         """New ``[vision]`` settings (a reload): a new streamer from the next start on."""
         if settings.vision == self.settings:
+            self.look = settings.tools.look_enabled(settings.vision.mode)
             return
         was = self.wanted
         self.want(False)
@@ -74,6 +84,7 @@ class Vision:
             self.indicator.close()
             self.indicator = None
         self.settings = settings.vision
+        self.look = settings.tools.look_enabled(settings.vision.mode)
         if self.indicator is None:
             self._open_indicator()
         self.want(was)
@@ -119,7 +130,7 @@ class Vision:
 
     def _open_indicator(self) -> None:
         pin = self.settings.indicator_pin
-        if pin is None or self.settings.mode == "off":
+        if pin is None or (self.settings.mode == "off" and not self.look):
             return
         try:
             from talkie.panel.leds import open_led_device

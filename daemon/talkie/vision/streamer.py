@@ -35,6 +35,8 @@ from talkie.vision.source import CameraError, Frame, FrameSource
 log = logging.getLogger(__name__)
 
 ENCODE_MS_KEPT = 1000
+#: How often a snapshot looks for the camera's first frame.
+SNAPSHOT_POLL_S = 0.05
 
 
 class VisionStreamer:
@@ -129,6 +131,26 @@ class VisionStreamer:
         """Wait until the close queued by ``stop()`` has run (returns at once if never started)."""
         if self._closing is not None:
             await asyncio.shield(self._closing)
+
+    async def snapshot(self, timeout_s: float = 5.0) -> bytes:
+        """One frame, taken now, as JPEG (``look``): from the camera the stream has open, or
+        opening it for this frame alone (the privacy light shows meanwhile). Raises CameraError
+        (or TimeoutError) when there is none."""
+        opened = not self._active
+        if opened:
+            await self._in_worker(self.source.open, self.size)
+            self._set_active(True)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    frame, jpeg, _ = await self._in_worker(self._grab, None)
+                    if jpeg is not None:
+                        return jpeg
+                    await self._sleep(SNAPSHOT_POLL_S)
+        finally:
+            if opened and self._task is None:  # nobody started streaming meanwhile
+                await asyncio.shield(asyncio.wrap_future(self._worker.submit(self._close_source)))
+                self._set_active(False)
 
     def stats(self) -> dict[str, float]:
         """The counters, for status and benches."""

@@ -7,16 +7,17 @@ the hardware and the network report into events (:mod:`talkie.core.vocabulary`),
 (timers) and new settings (a reload) come in as events.
 
 The state (:mod:`.state`) has two orthogonal parts, the **phase** the user sees on the LED (idle,
-connecting, listening, thinking, speaking, reconnecting, error) and the **link** (down, opening,
-up), plus the :class:`~talkie.core.policy.Policy` it was configured with. A user turn is captured
-into the uplink's outbox (:mod:`talkie.core.outbox`) from the press on, whatever the link is
-doing; the outbox is sent in order once a session is up, so connecting on the first press, a
+connecting, listening, thinking, speaking, reconnecting, error, ringing) and the **link** (down,
+opening, up), plus the :class:`~talkie.core.policy.Policy` it was configured with. A user turn is
+captured into the uplink's outbox (:mod:`talkie.core.outbox`) from the press on, whatever the link
+is doing; the outbox is sent in order once a session is up, so connecting on the first press, a
 reconnect or a goAway handover in the middle of a turn loses no word.
 
 Transitions are declared per (phase, event) by small handlers, one module per state group, each
 with its part of the table in its docstring: :mod:`.turns` (the button, the answer, text turns,
-audio devices), :mod:`.voice` (barge-in by the user's voice) and :mod:`.supervisor` (the session:
-back-off, handover, idle close, reset, new settings). After the handler, the derived rules
+audio devices), :mod:`.voice` (barge-in by the user's voice), :mod:`.supervisor` (the session:
+back-off, handover, idle close, reset, new settings), :mod:`.tools` (the model's tool calls) and
+:mod:`.alarms` (timers and alarms ringing). After the handler, the derived rules
 (:mod:`.derived`) add what follows from the change itself. A pair with no handler leaves the state
 as it is and does nothing. ``talkie machine`` prints the whole table (:mod:`.table`).
 """
@@ -26,13 +27,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from talkie.core import vocabulary
-from talkie.core.machine import derived, supervisor, turns, voice
+from talkie.core.machine import alarms, derived, supervisor, tools, turns, voice
 from talkie.core.machine.state import (
     ANSWER,
     ANY,
     HOLD,
     IDLE_TIMER,
     RETRY,
+    RING,
     Fault,
     Handler,
     Handlers,
@@ -53,6 +55,7 @@ __all__ = [
     "HOLD",
     "IDLE_TIMER",
     "RETRY",
+    "RING",
     "Fault",
     "Handler",
     "Handlers",
@@ -68,7 +71,13 @@ __all__ = [
 __all__ += vocabulary.__all__
 
 #: The state groups, each with its part of the transition table.
-GROUPS: tuple[Handlers, ...] = (turns.HANDLERS, voice.HANDLERS, supervisor.HANDLERS)
+GROUPS: tuple[Handlers, ...] = (
+    turns.HANDLERS,
+    voice.HANDLERS,
+    supervisor.HANDLERS,
+    tools.HANDLERS,
+    alarms.HANDLERS,
+)
 
 
 def _merged(groups: tuple[Handlers, ...]) -> dict[tuple[Phase | None, type[Event]], Handler]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from talkie.core.machine.alarms import free_to_ring, ring
 from talkie.core.machine.state import (
     ANSWER,
     HOLD,
     IDLE_TIMER,
     RETRY,
+    RING,
     Link,
     State,
     Step,
@@ -22,8 +24,24 @@ from talkie.core.machine.state import (
     camera_wanted,
     wants_link,
 )
-from talkie.core.machine.supervisor import handover, safe_for_handover
-from talkie.core.vocabulary import ButtonDown, Camera, CancelTimer, Event, Phase, StartTimer
+from talkie.core.machine.supervisor import (
+    fresh_conversation,
+    handover,
+    resets_now,
+    safe_for_handover,
+)
+from talkie.core.vocabulary import (
+    ButtonDown,
+    Camera,
+    CancelTimer,
+    CancelTools,
+    Event,
+    Log,
+    Phase,
+    Ring,
+    StartTimer,
+    ToolAnswered,
+)
 
 Rule = Callable[[State, State, Event], Step]
 
@@ -43,6 +61,43 @@ def handover_at_safe_point(before: State, new: State, event: Event) -> Step:
     return handover(new) if new.handover and safe_for_handover(new) else (new, [])
 
 
+def calls_end_unanswered(before: State, new: State, event: Event) -> Step:
+    """A tool call is under way only while its session is up; one that leaves the state
+    unanswered (the link went, a reset, the user moved on, the server cancelled it) is
+    cancelled, and what it would answer is void."""
+    if new.calls and new.link is not Link.UP:
+        new = replace(new, calls=())
+    answered = event.call_id if isinstance(event, ToolAnswered) else None
+    gone = tuple(c for c, _ in before.calls if new.call(c) is None and c != answered)
+    return new, ([CancelTools(gone)] if gone else [])
+
+
+def ring_when_free(before: State, new: State, event: Event) -> Step:
+    """A timer or alarm is due and nobody is talking: it rings."""
+    return ring(new) if new.due and free_to_ring(new) else (new, [])
+
+
+def ring_follows(before: State, new: State, event: Event) -> Step:
+    """Entering ringing starts the chime and the ring's timer (``alarm_ring_s``); leaving it stops
+    them, and what rang without being silenced (the speaker failed) rings again when it can."""
+    was, now = before.phase is Phase.RINGING, new.phase is Phase.RINGING
+    if now and not was:
+        return new, [Ring(True), StartTimer(RING, new.policy.ring_s)]
+    if was and not now:
+        if new.ringing:
+            new = replace(new, due=(*new.ringing, *new.due), ringing=(), announcing=False)
+        return new, [Ring(False), CancelTimer(RING)]
+    return new, []
+
+
+def reset_when_heard(before: State, new: State, event: Event) -> Step:
+    """A fresh conversation the model asked for starts once its answer has been heard."""
+    if not (new.reset_due and resets_now(new)):
+        return new, []
+    new, effects = fresh_conversation(new)
+    return new, [*effects, Log("info", "the conversation was reset, as asked")]
+
+
 def retry_while_a_link_is_wanted(before: State, new: State, event: Event) -> Step:
     """Whenever a link is wanted and none is up or opening, one retry is pending (the slow
     ``error_retry_s`` after a refusal, else the back-off); when none is wanted, none is."""
@@ -59,8 +114,9 @@ def retry_while_a_link_is_wanted(before: State, new: State, event: Event) -> Ste
 
 def answer_deadline(before: State, new: State, event: Event) -> Step:
     """Waiting for an answer (thinking) is bounded: the answer timer (``answer_timeout_s``) runs
-    while thinking, and stops once the answer begins or anything else ends the wait."""
-    waiting = new.phase is Phase.THINKING and new.policy.answer_timeout_s > 0
+    while thinking with no tool call under way (a call has its own deadline), and stops once the
+    answer begins or anything else ends the wait."""
+    waiting = new.phase is Phase.THINKING and new.policy.answer_timeout_s > 0 and not new.calls
     pending = new.timer(ANSWER) is not None
     if waiting and not pending:
         return new, [StartTimer(ANSWER, new.policy.answer_timeout_s)]
@@ -70,12 +126,14 @@ def answer_deadline(before: State, new: State, event: Event) -> Step:
 
 
 def warm_idle(s: State) -> bool:
-    """A session is open and nobody is talking: the idle-close clock runs."""
+    """A session is open, nobody is talking and no tool call is under way: the idle-close clock
+    runs."""
     return (
         s.phase is Phase.IDLE
         and s.link is Link.UP
         and s.policy.idle_disconnect_s > 0
         and not s.policy.connect_at_start
+        and not s.calls
     )
 
 
@@ -110,6 +168,10 @@ RULES: tuple[Rule, ...] = (
     voice_turn_over,
     no_wait_while_connecting,
     handover_at_safe_point,
+    calls_end_unanswered,
+    reset_when_heard,
+    ring_when_free,
+    ring_follows,
     retry_while_a_link_is_wanted,
     answer_deadline,
     idle_clock,

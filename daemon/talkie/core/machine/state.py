@@ -13,7 +13,7 @@ from talkie.core.vocabulary import Effect, Event, Phase
 
 #: Timer names.
 RETRY, IDLE_TIMER, STABLE, HANDOVER, HOLD = "retry", "idle", "stable", "handover", "hold"
-ANSWER = "answer"
+ANSWER, RING = "answer", "ring"
 #: The shortest wait before a reconnect, in seconds (full jitter may draw close to zero).
 MIN_RETRY_S = 0.1
 
@@ -66,6 +66,20 @@ class State:
     timers: tuple[tuple[str, int], ...] = ()
     #: The last generation given to a timer.
     timer_seq: int = 0
+    #: The model's tool calls under way, (id, tool name): each is answered once, or cancelled.
+    calls: tuple[tuple[str, str], ...] = ()
+    #: Timers and alarms due and not rung yet, each in words (``the timer "pasta"``).
+    due: tuple[str, ...] = ()
+    #: Ringing: what rings (in words).
+    ringing: tuple[str, ...] = ()
+    #: Ringing: the text turn that has the model say what rings is on its way.
+    announcing: bool = False
+    #: The model asked for a fresh conversation: it starts once its answer has been heard.
+    reset_due: bool = False
+
+    def call(self, call_id: str) -> str | None:
+        """The tool name of the call ``call_id`` under way, or None."""
+        return next((name for c, name in self.calls if c == call_id), None)
 
     def timer(self, name: str) -> int | None:
         """The generation of the pending timer ``name``, or None."""
@@ -103,8 +117,8 @@ def camera_wanted(s: State) -> bool:
     if mode == "while_talking":
         return s.held and s.phase in (Phase.LISTENING, Phase.CONNECTING, Phase.RECONNECTING)
     if mode == "conversation":
-        return s.phase not in (Phase.IDLE, Phase.ERROR) or (
-            s.phase is Phase.IDLE and s.link is not Link.DOWN
+        return s.phase not in (Phase.IDLE, Phase.ERROR, Phase.RINGING) or (
+            s.phase in (Phase.IDLE, Phase.RINGING) and s.link is not Link.DOWN
         )
     if mode == "always":
         return s.link is not Link.DOWN

@@ -60,6 +60,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from talkie.core.machine.state import ANY, Fault, Handlers, Link, State, Step
+from talkie.core.machine.tools import interrupt_calls
 from talkie.core.vocabulary import (
     AudioFailed,
     AudioRestored,
@@ -138,8 +139,10 @@ def _press_while_thinking(s: State, e: Event) -> Step:
 
 def barge_in(s: State, *, voice: bool) -> Step:
     """The user cuts the answer short (the button, or their voice): silence the speaker first, then
-    open the new turn (activity_start makes the server interrupt the model)."""
-    effects: list[Effect] = [FlushPlayback()]
+    open the new turn (activity_start makes the server interrupt the model); the tool calls under
+    way are answered as interrupted."""
+    s, answers = interrupt_calls(s, "not done: the user interrupted")
+    effects: list[Effect] = [FlushPlayback(), *answers]
     turn = StartTurn(preroll=voice)
     s = replace(s, held=True, voice=voice, turn_done=False)
     if s.link is Link.UP:
@@ -283,7 +286,11 @@ def _say(s: State, e: Event) -> Step:
 def _hush(s: State, e: Event) -> Step:
     """Stop the answer: silence the speaker, drop the rest of the model's turn."""
     done = s.phase is Phase.SPEAKING and s.turn_done
-    return replace(s, phase=Phase.IDLE, turn_done=False, muted=not done), [FlushPlayback()]
+    s, answers = interrupt_calls(s, "not done: the user stopped the answer")
+    return replace(s, phase=Phase.IDLE, turn_done=False, muted=not done), [
+        FlushPlayback(),
+        *answers,
+    ]
 
 
 @on((Phase.LISTENING, Phase.CONNECTING, Phase.RECONNECTING), Hush)
@@ -291,7 +298,11 @@ def _hush_turn(s: State, e: Event) -> Step:
     """Drop the turn in progress (spoken, or waiting for the link); the session stays, and an
     answer to what of it reached the server is not played."""
     muted = s.phase is Phase.LISTENING  # the turn streamed: the server may answer its part
-    return replace(s, phase=Phase.IDLE, held=False, voice=False, muted=muted), [DropTurn()]
+    s, answers = interrupt_calls(s, "not done: the user stopped the answer")
+    return replace(s, phase=Phase.IDLE, held=False, voice=False, muted=muted), [
+        DropTurn(),
+        *answers,
+    ]
 
 
 # ---- audio devices
