@@ -247,3 +247,50 @@ def test_a_timer_survives_a_restart_rings_through_the_speaker_and_a_press_silenc
             await stop_rig(rig)
 
     run(main())
+
+
+def test_an_mcp_server_s_tools_are_declared_called_and_a_crash_is_answered(tmp_path, pulse):
+    import sys
+    from pathlib import Path
+
+    server = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"
+    tail = ("[tools]\n[[tools.mcp]]\nname = \"home\"\n"
+            f"command = [{json.dumps(sys.executable)}, {json.dumps(str(server))}, \"--stdio\"]\n"
+            "allow = [\"echo\", \"crash\", \"lights_on\"]\n")
+
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=answer()) as double:
+            rig = await start_rig(tmp_path, pulse, double, tail=tail)
+            conn = await open_session(rig, double)
+            # the first session waited for the server's listing: its tools are declared, prefixed
+            names = {f["name"] for t in conn.setup["tools"] for f in t.get("function_declarations", [])}
+            assert {"home_echo", "home_crash", "home_lights_on"} <= names
+            assert "home_pid" not in names  # not in the allow list
+            await conn.send_tool_calls([("home_echo", {"text": "hello"}, "e-1"),
+                                        ("home_lights_on", {"room": "kitchen"}, "l-1"),
+                                        ("home_echo", {}, "e-2")])
+            await double.wait_for(lambda: {"e-1", "l-1", "e-2"} <= set(by_id(double)), 15)
+            answers = by_id(double)
+            assert answers["e-1"][0][2] == {"status": "ok", "result": "hello"}
+            assert "kitchen" in answers["l-1"][0][2]["result"]
+            assert answers["e-2"][0][2]["status"] == "error"  # checked against its schema first
+            # a duplicated acting call does not switch the lights twice
+            await conn.send_tool_calls([("home_lights_on", {"room": "kitchen"}, "l-1")])
+            await double.wait_for(lambda: len(by_id(double)["l-1"]) == 2, 10)
+            assert by_id(double)["l-1"][1][2] == answers["l-1"][0][2]
+            # the server dies mid-call: the call is answered with an error, the daemon carries on
+            await conn.send_tool_calls([("home_crash", {}, "c-1")])
+            await double.wait_for(lambda: "c-1" in by_id(double), 15)
+            crashed = by_id(double)["c-1"][0][2]
+            assert crashed["status"] == "error" and crashed["retryable"] is True
+            assert "home" in rig.app.status_words()["mcp"]
+            # ... and is started again: calls work once it is back
+            await until(lambda: rig.app.status_words()["mcp"]["home"] == "up", timeout=20,
+                        what="the server back")
+            await conn.send_tool_calls([("home_echo", {"text": "again"}, "e-3")])
+            await double.wait_for(lambda: "e-3" in by_id(double), 15)
+            assert by_id(double)["e-3"][0][2] == {"status": "ok", "result": "again"}
+            await rig.turn()  # the session goes on
+            await stop_rig(rig)
+
+    run(main())

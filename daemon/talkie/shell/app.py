@@ -135,6 +135,7 @@ class App:
             "session": self.sessions,
             "last_error": self.last_error,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            **self.tools.words(),
         }
 
     # ---- public
@@ -271,6 +272,7 @@ class App:
         self.notifier.ready(self.state.status)
         self.ready.set()
         self.emit(m.Started())
+        self.tools.start()
         tasks.append(tg.create_task(self._prepare_link(), name="prepare-link"))
         await self._stopping.wait()
         self.notifier.stopping()

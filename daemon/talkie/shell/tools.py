@@ -12,6 +12,7 @@ effect starts and stops the chime (:class:`~talkie.shell.ringer.Ringer`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -73,6 +74,7 @@ class ToolBox:
         self.alarms: Any = None
         self.mcp: Any = None
         self._unknown_options: set[str] = set()
+        self._mcp_task: asyncio.Task[Any] | None = None
         self.registry = Registry()
 
     # ---- lifecycle
@@ -90,13 +92,18 @@ class ToolBox:
             stack.callback(store.close)
             stack.callback(self.alarms.close)
             self.alarms.start()
-        if tools.mcp:
-            stack.push_async_callback(self._close_mcp)
-            self.app.start_task(self._start_mcp(tools.mcp), name="mcp-start")
+        stack.push_async_callback(self._close_mcp)
         stack.callback(self.calls.cancel_all)
         stack.callback(lambda: self.ringer.ring(False))
         stack.callback(lambda: self.volume.file.close())
         self.rebuild()
+
+    def start(self) -> None:
+        """Once the daemon is READY: the MCP servers start (in the daemon's task group)."""
+        if self.settings.tools.mcp and self.mcp is None and self._mcp_task is None:
+            self._mcp_task = self.app.start_task(
+                self._start_mcp(self.settings.tools.mcp), name="mcp-start"
+            )
 
     async def _start_mcp(self, servers: Any) -> None:
         """MCP servers start after READY (importing the client takes a while): their tools are
@@ -112,16 +119,33 @@ class ToolBox:
         await self.mcp.start()
 
     async def _close_mcp(self) -> None:
-        if self.mcp is not None:
-            await self.mcp.aclose()
+        servers, self.mcp = self.mcp, None
+        if servers is not None:
+            await servers.aclose()
+
+    async def _restart_mcp(self, servers: Any) -> None:
+        """A reload changed [[tools.mcp]]: the old servers stop, the new ones start."""
+        await self._close_mcp()
+        self.rebuild()
+        if servers:
+            await self._start_mcp(servers)
 
     def reconfigure(self, settings: Settings) -> None:
-        """A reload: new [tools] settings from now on (MCP servers and timers as they were)."""
+        """A reload: new [tools] settings from now on. Changed MCP servers start again; the same
+        ones list their tools again. Timers stay as they were started (on or off) until the
+        next restart."""
+        before = self.settings.tools.mcp
         self.settings = settings
         self.ringer.volume = settings.tools.alarm_volume
         self.volume.reconfigure(settings.audio.volume)
-        if settings.tools.mcp != getattr(self.mcp, "servers", settings.tools.mcp):
-            log.warning("[[tools.mcp]] changed: the MCP servers change at the next restart")
+        if settings.tools.mcp != before:
+            self._mcp_task = self.app.start_task(
+                self._restart_mcp(settings.tools.mcp), name="mcp-restart"
+            )
+        elif self.mcp is not None:
+            self.mcp.relist()
+        if settings.tools.timers and self.alarms is None:
+            log.warning("[tools] timers = true takes effect at the next restart")
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -148,8 +172,21 @@ class ToolBox:
 
     async def ready(self) -> None:
         """Before a session opens: MCP servers still listing their tools get a moment."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + MCP_READY_S
+        if self._mcp_task is not None and not self._mcp_task.done():
+            await asyncio.wait({self._mcp_task}, timeout=MCP_READY_S)
         if self.mcp is not None:
-            await self.mcp.ready(MCP_READY_S)
+            await self.mcp.ready(max(0.0, until - loop.time()))
+
+    def words(self) -> dict[str, Any]:
+        """For ``talkie ctl status``: the timers set, each MCP server's state."""
+        out: dict[str, Any] = {}
+        if self.alarms is not None:
+            out["timers"] = len(self.alarms.list())
+        if self.mcp is not None:
+            out["mcp"] = self.mcp.status()
+        return out
 
     # ---- the machine's effects
 

@@ -7,6 +7,7 @@
     await servers.ready(5.0)         # every server listed its tools once, or failed once
     servers.tools()                  # -> list[Tool]: NAME_TOOL, filtered by `allow`
     servers.status()                 # -> {"home": "up" | "starting" | "restarting in 4 s: ..."}
+    servers.relist()                 # a reload: the servers that are up list their tools again
     await servers.aclose()           # child processes gone; idempotent
 
 A server is a command speaking MCP on its standard input and output (its standard error goes to the
@@ -178,7 +179,7 @@ class _Server:
 
         async with contextlib.AsyncExitStack() as stack:
             read, write = await self._open(stack)
-            self.link = link = _Watched(read, self.wake.set)
+            self.link = link = _Watched(read, self._link_ended)
             session = await stack.enter_async_context(
                 ClientSession(
                     link,
@@ -260,6 +261,13 @@ class _Server:
             self.wake.set()
         elif isinstance(message, Exception):
             log.debug("MCP server %s: %s", self.name, self.redact(one_line(str(message))))
+
+    def _link_ended(self) -> None:
+        """The session's stream ended: not up from now on (the supervisor starts it again)."""
+        if self.state == "up":
+            self.state, self.reason = "restarting", self._ended_words()
+            self.retry_at = asyncio.get_running_loop().time()
+        self.wake.set()
 
     def _adopt(self, listing: Sequence[McpTool]) -> None:
         self.tools = mcp_result.declare(self.settings, listing, self._runner, self.warned)
@@ -367,6 +375,13 @@ class McpServers:
     def tools(self) -> list[Tool]:
         """The tools to declare now: every server's last listing, even while it restarts."""
         return [tool for server in self._servers for tool in server.tools]
+
+    def relist(self) -> None:
+        """Every server that is up lists its tools again (a reload)."""
+        for server in self._servers:
+            if server.state == "up":
+                server.relist = True
+                server.wake.set()
 
     def status(self) -> dict[str, str]:
         """Each server's state in words: "up", "starting", "restarting in N s: <reason>"."""
