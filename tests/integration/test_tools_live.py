@@ -294,3 +294,43 @@ def test_an_mcp_server_s_tools_are_declared_called_and_a_crash_is_answered(tmp_p
             await stop_rig(rig)
 
     run(main())
+
+
+def test_look_sends_one_camera_picture_with_its_answer_and_lights_the_privacy_light(tmp_path, pulse):
+    import base64
+
+    import simplejpeg
+    from gpiozero.pins.mock import MockFactory
+
+    from talkie.shell.factories import Factories
+    from talkie.shell.vision import Vision
+
+    tail = ('[vision]\nmode = "off"\ncamera = "synthetic"\nindicator_pin = 22\n'
+            '[tools]\nlook = "on"\n')
+
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=answer()) as double:
+            light = MockFactory()  # the privacy light's pin
+            factories = Factories(vision=lambda s, send, fault: Vision(s, send, fault,
+                                                                       pin_factory=light))
+            rig = await start_rig(tmp_path, pulse, double, tail=tail, factories=factories)
+            conn = await open_session(rig, double)
+            names = {f["name"] for t in conn.setup["tools"] for f in t.get("function_declarations", [])}
+            assert "look" in names  # allowed by [tools] look although the camera does not stream
+            videos = len([m for m in double.messages if m.kind == "video"])
+            await conn.send_tool_calls([("look", {}, "look-1")])
+            await double.wait_for(lambda: "look-1" in by_id(double), 15)
+            (_, name, response, raw), = by_id(double)["look-1"]
+            assert name == "look" and response["status"] == "ok"
+            parts = raw.get("parts", [])
+            images = [p["inline_data"] for p in parts if "inline_data" in p]
+            assert len(images) == 1 and images[0]["mime_type"] == "image/jpeg"
+            rgb = simplejpeg.decode_jpeg(base64.urlsafe_b64decode(images[0]["data"]), colorspace="RGB")
+            assert rgb.ndim == 3 and rgb.shape[2] == 3
+            # one picture, not a stream: no video frames went out, and the camera is closed again
+            assert len([m for m in double.messages if m.kind == "video"]) == videos
+            lit = [float(c.state) for c in light.pin(22).states]
+            assert max(lit) > 0 and lit[-1] == 0  # lit for the picture, off again
+            await stop_rig(rig)
+
+    run(main())
