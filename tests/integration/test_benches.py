@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+#: Figures that must be exactly 0 (counts of what went wrong), by script.
+ZEROS = {"tools.py": {"unanswered", "duplicated_effects"}}
 
 
 @pytest.mark.parametrize("script,args,keys", [
@@ -21,6 +23,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
       "baseline_connect_ms_p50"}),
     ("barge_in.py", ["--trials", "3", "--echo-minutes", "1"],
      {"trials", "latency_ms_p50", "latency_ms_p95", "echo_minutes", "erle_db", "cpu_pct"}),
+    ("tools.py", ["--calls", "20"], {"calls", "builtin_ms_p95", "mcp_stdio_ms_p95",
+                                     "mcp_http_ms_p95"}),
 ])
 def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
@@ -29,3 +33,6 @@ def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert keys <= figures.keys()
     assert all(isinstance(figures[k], (int, float)) and figures[k] > 0 for k in keys)
+    zeros = ZEROS.get(script, set())
+    assert zeros <= figures.keys()
+    assert {k: figures[k] for k in zeros} == dict.fromkeys(zeros, 0)

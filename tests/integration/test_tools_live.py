@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from talkie.core.machine import Phase
+from talkie.core.machine import Phase, Reset
 from talkie.tools import Registry, Tool, ok
 from tests.integration.test_supervisor import KEY, answer, start_rig, stop_rig
 from tests.support.daemon import led_states
@@ -291,6 +291,21 @@ def test_an_mcp_server_s_tools_are_declared_called_and_a_crash_is_answered(tmp_p
             await double.wait_for(lambda: "e-3" in by_id(double), 15)
             assert by_id(double)["e-3"][0][2] == {"status": "ok", "result": "again"}
             await rig.turn()  # the session goes on
+            # a reload that changes the server: it starts again, and the next session declares
+            # what it offers now
+            path = tmp_path / "talkie.toml"
+            path.write_text(path.read_text().replace('allow = ["echo", "crash", "lights_on"]',
+                                                     'allow = ["echo", "pid"]'))
+            rig.app.reload()
+            await until(lambda: "home_pid" in rig.app.tools.registry.names, timeout=20,
+                        what="the new listing")
+            assert "home_crash" not in rig.app.tools.registry.names
+            rig.app.emit(Reset())
+            await until(lambda: rig.app.state.link.value != "up", what="the session closed")
+            await rig.turn()
+            new = double.connections[-1].setup["tools"]
+            names = {f["name"] for t in new for f in t.get("function_declarations", [])}
+            assert {"home_echo", "home_pid"} <= names and "home_crash" not in names
             await stop_rig(rig)
 
     run(main())
