@@ -66,7 +66,8 @@ def mcp_servers(check: Checker, value: Any) -> tuple[McpServerSettings, ...]:
                 check.report((*at, "name"), 'missing; allowed a short name like "home"')
             continue
         has_command, has_url = bool(server.command), bool(server.url)
-        if has_command == has_url:
+        rejected = any(key in table and key not in values for key in ("command", "url"))
+        if has_command == has_url and not (rejected and not has_command and not has_url):
             check.report(
                 (*at, "url" if has_url else "command"),
                 "give exactly one of command (a program) and url (streamable HTTP); found "

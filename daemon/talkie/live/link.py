@@ -31,6 +31,11 @@ from talkie.core.outbox import Item, Kind, Outbox
 from talkie.core.words import one_line
 from talkie.live import errors, options
 
+#: An image (or other medium) that goes with a tool's answer: (mime type, bytes).
+Media = tuple[str, bytes]
+#: One call's answer: (call id, name, response, scheduling, media).
+ToolAnswer = tuple[str, str, Mapping[str, Any], str, Sequence[Media]]
+
 log = logging.getLogger("talkie.live")
 
 INPUT_MIME = "audio/pcm;rate=16000"
@@ -239,39 +244,40 @@ class LiveLink:
         await session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
         return True
 
-    async def send_tool_response(
-        self,
-        call_id: str,
-        name: str,
-        response: Mapping[str, Any],
-        scheduling: str,
-        media: Sequence[tuple[str, bytes]] = (),
-    ) -> bool:
-        """Answer a call this session made (a ``toolResponse``), with ``media`` (images) as
-        parts of the answer; False if the session it came from is gone (the answer is void) or
-        it was answered already."""
+    async def send_tool_responses(self, answers: Sequence[ToolAnswer]) -> int:
+        """Answer calls this session made, in one ``toolResponse``: each answer is ``(call id,
+        name, response, scheduling, media)``, its media (images) sent as parts of it. An answer
+        to a call of a session that is gone (void) or answered already is left out; how many
+        went."""
         session = self._session
-        if session is None or call_id not in self._calls:
-            log.debug("tool call %s: its session is gone; the answer is dropped", call_id)
-            return False
-        self._calls.discard(call_id)
+        due = [a for a in answers if session is not None and a[0] in self._calls]
+        for call_id, *_ in answers:
+            if session is None or call_id not in self._calls:
+                log.debug("tool call %s: its session is gone; the answer is dropped", call_id)
+        if session is None or not due:
+            return 0
         from google.genai import types
 
-        parts = [
-            types.FunctionResponsePart(
-                inline_data=types.FunctionResponseBlob(mime_type=mime, data=data)
+        responses = []
+        for call_id, name, response, scheduling, media in due:
+            self._calls.discard(call_id)
+            parts = [
+                types.FunctionResponsePart(
+                    inline_data=types.FunctionResponseBlob(mime_type=mime, data=data)
+                )
+                for mime, data in media
+            ]
+            responses.append(
+                types.FunctionResponse(
+                    id=call_id,
+                    name=name or None,
+                    response=dict(response),
+                    scheduling=types.FunctionResponseScheduling(scheduling.upper()),
+                    parts=parts or None,
+                )
             )
-            for mime, data in media
-        ]
-        answer = types.FunctionResponse(
-            id=call_id,
-            name=name or None,
-            response=dict(response),
-            scheduling=types.FunctionResponseScheduling(scheduling.upper()),
-            parts=parts or None,
-        )
-        await session.send_tool_response(function_responses=[answer])
-        return True
+        await session.send_tool_response(function_responses=responses)
+        return len(responses)
 
     def stop(self) -> None:
         """The shell is closing this session (a handover, a reset): send nothing more on it.

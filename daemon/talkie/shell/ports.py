@@ -44,14 +44,10 @@ class Link(Protocol):
     async def run(self) -> None: ...
     def stop(self) -> None: ...
     async def send_video(self, jpeg: bytes) -> bool: ...
-    async def send_tool_response(
+    async def send_tool_responses(
         self,
-        call_id: str,
-        name: str,
-        response: Mapping[str, Any],
-        scheduling: str,
-        media: Sequence[tuple[str, bytes]] = (),
-    ) -> bool: ...
+        answers: Sequence[tuple[str, str, Mapping[str, Any], str, Sequence[tuple[str, bytes]]]],
+    ) -> int: ...
 
 
 class Capture(Protocol):

@@ -75,6 +75,9 @@ class ToolBox:
         self.mcp: Any = None
         self._unknown_options: set[str] = set()
         self._mcp_task: asyncio.Task[Any] | None = None
+        #: Answers waiting to be sent, and the task sending them.
+        self._outgoing: list[Any] = []
+        self._sender: asyncio.Task[Any] | None = None
         self.registry = Registry()
 
     # ---- lifecycle
@@ -155,9 +158,13 @@ class ToolBox:
             from talkie.tools.alarms import timer_tool
 
             found.append(timer_tool(self.alarms))
-        if self.mcp is not None:
-            found.extend(self.mcp.tools())
-        self.registry = Registry(self._with_options(t) for t in found)
+        served = self.mcp.tools() if self.mcp is not None else []
+        self.registry = Registry(
+            [
+                *(self._with_options(t) for t in found),
+                *(self._with_options(t, mcp=True) for t in served),
+            ]
+        )
         self.calls.registry = self.registry
         for name in set(self.settings.tools.options) - set(self.registry.names):
             if name not in self._unknown_options and not any(
@@ -203,22 +210,27 @@ class ToolBox:
             self.calls.take_media(call_id)
 
     def respond(self, effect: m.SendToolResponse) -> None:
-        link = self.app.link
-        if link is None:
+        """Send an answer. The answers given in one turn of the loop (a toolCall of several
+        calls, answered at once) go out together in one toolResponse."""
+        if self.app.link is None:
             return
         media = self.calls.take_media(effect.call_id)
         response = json.loads(effect.response)
-        self.app.start_task(
-            self._send(link, effect, response, media), name=f"tool-answer-{effect.name}"
-        )
+        self._outgoing.append((effect.call_id, effect.name, response, effect.scheduling, media))
+        if self._sender is None or self._sender.done():
+            self._sender = self.app.start_task(self._send_all(), name="tool-answers")
 
-    async def _send(self, link: Any, effect: m.SendToolResponse, response: Any, media: Any) -> None:
-        try:
-            await link.send_tool_response(
-                effect.call_id, effect.name, response, effect.scheduling, media
-            )
-        except Exception as exc:  # noqa: BLE001 - a dead socket: the link reports it itself
-            log.debug("answering tool call %s failed: %s", effect.call_id, exc)
+    async def _send_all(self) -> None:
+        while self._outgoing:
+            answers, self._outgoing = self._outgoing, []
+            link = self.app.link
+            if link is None:
+                return
+            try:
+                await link.send_tool_responses(answers)
+            except Exception as exc:  # noqa: BLE001 - a dead socket: the link reports it itself
+                ids = ", ".join(a[0] for a in answers)
+                log.debug("answering tool calls %s failed: %s", ids, exc)
 
     def ring(self, effect: m.Ring) -> None:
         self.ringer.ring(effect.on)
@@ -258,9 +270,11 @@ class ToolBox:
             "look": t.look_enabled(self.settings.vision.mode),
         }
 
-    def _with_options(self, tool: Tool) -> Tool:
+    def _with_options(self, tool: Tool, *, mcp: bool = False) -> Tool:
+        """``tool`` as configured: ``[tools] behavior`` for a built-in one (an MCP server's has
+        its own), then its ``[tools.options.NAME]``."""
         t = self.settings.tools
-        behavior = tool.behavior if self._is_mcp(tool) else t.behavior  # a server has its own
+        behavior = tool.behavior if mcp else t.behavior
         options = t.options.get(tool.name)
         if options is None:
             return dataclasses.replace(tool, behavior=behavior)
@@ -270,9 +284,6 @@ class ToolBox:
             scheduling=options.scheduling or tool.scheduling,
             deadline_s=options.deadline_s or tool.deadline_s,
         )
-
-    def _is_mcp(self, tool: Tool) -> bool:
-        return any(tool.name.startswith(s.prefix) for s in self.settings.tools.mcp)
 
     def _due(self, alarm: Any) -> None:
         self.app.emit(m.AlarmDue(alarm.words))

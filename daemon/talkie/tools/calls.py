@@ -61,7 +61,7 @@ class Calls:
         self.on_answer = on_answer
         self.redact = redact
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._answered: OrderedDict[str, Result] = OrderedDict()
+        self._answered: OrderedDict[str, tuple[Result, str]] = OrderedDict()
         self._media: OrderedDict[str, list[Media]] = OrderedDict()
         self.started = self.cancelled = 0
 
@@ -76,7 +76,8 @@ class Calls:
             return
         if call_id in self._answered:
             log.info("tool call %s came again: it gets its first answer", call_id)
-            self._answer(call_id, name, self._answered[call_id], "when_idle")
+            result, scheduling = self._answered[call_id]
+            self._answer(call_id, name, result, scheduling)
             return
         tool = self.registry.get(name)
         if tool is None:
@@ -130,7 +131,7 @@ class Calls:
             while len(self._media) > MEDIA_KEPT:
                 self._media.popitem(last=False)
         if tool.acts:
-            self._answered[call_id] = result
+            self._answered[call_id] = (result, tool.scheduling)
             while len(self._answered) > REMEMBERED:
                 self._answered.popitem(last=False)
         self._answer(call_id, tool.name, result, tool.scheduling)
