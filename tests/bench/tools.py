@@ -2,7 +2,7 @@
 built-in tools and for an MCP server's over stdio and over streamable HTTP; and that every call is
 answered once and acts once.
 
-    .venv/bin/python tests/bench/tools.py [--calls N] [--per-frame K] [--deadline S]
+    .venv/bin/python tests/bench/tools.py [--calls N] [--per-frame 1,2,1,4,1] [--deadline S]
 
 The daemon runs in-process (real SDK, real playback into the PulseAudio test rig's speaker, mock
 panel; tests/integration/test_supervisor.py's rig) against the Live double
@@ -11,7 +11,10 @@ configured ([[tools.mcp]]), both tests/support/mcp_server.py: ``stdio`` (the dae
 standard input and output the MCP stream) and ``http`` (run here, streamable HTTP on 127.0.0.1 with
 a bearer token from a token_file). The bench waits until both servers' tools are in the daemon's
 registry (``stdio_echo``, ``http_echo``), opens the session with one turn, and then the double
-sends toolCall frames of ``--per-frame`` calls each, one frame after the other's answers.
+sends toolCall frames, one after the other's answers, of as many calls as ``--per-frame`` says in
+turn: the service mostly asks for one function at a time, and for several at once when one request
+needs them ("the kitchen and the hall lights"); the default pattern 1,2,1,4,1 is 1.8 calls a frame.
+``builtin_ms_p95_by_frame`` gives the built-in figure by the size of the frame.
 
 What is measured (all times are time.monotonic(): the double stamps a toolCall just before it
 writes the frame, ``LiveConnection.tool_calls_sent``, and every message it receives on arrival,
@@ -30,7 +33,7 @@ frame sent to the toolResponse carrying its id (the function response's id) rece
   ``duplicated_effects``: toolResponses beyond one per sending of an id, timers beyond one per
   timers set id (``rig.app.tools.alarms.list()``), lights switched beyond one per lights_on id;
   ``errors``: answers that were errors ({"status": "error", ...}) or not what was asked (for
-  information; device_status answers with the daemon's own status word, "ready", not "ok"). All three are 0 in a good run.
+  information). All three are 0 in a good run.
 
 One warm-up frame per scenario is not counted (the first call of a tool imports its schema
 checker, the first MCP call opens the HTTP client's connection).
@@ -186,21 +189,29 @@ class Bench:
             pass
         ledger.read(self.double)
 
-    async def frames(self, calls: list[Call], per_frame: int) -> None:
-        for at in range(0, len(calls), per_frame):
-            await self.frame(calls[at:at + per_frame])
+    async def frames(self, calls: list[Call], sizes: list[int]) -> dict[int, list[str]]:
+        """``calls`` in frames of ``sizes`` calls (the pattern repeated); the ids by frame size."""
+        by_size: dict[int, list[str]] = {}
+        at = n = 0
+        while at < len(calls):
+            size = sizes[n % len(sizes)]
+            chunk = calls[at:at + size]
+            await self.frame(chunk)
+            by_size.setdefault(len(chunk), []).extend(c.id for c in chunk)
+            at, n = at + size, n + 1
+        return by_size
 
 
 def builtin_calls(count: int, per_frame: int) -> tuple[list[Call], set[str]]:
     """``count`` calls of the built-in tools, and the ids of the timers set among them. Every
-    tenth call sends again a timers set of an earlier frame (answered by
-    then): the same id and arguments."""
+    tenth call sends again a timers set of an earlier frame (answered by then: at least two
+    frames of at most ``per_frame`` calls back): the same id and arguments."""
     kinds = ["time", "volume_get", "volume_set", "status", "timers_list", "timers_set"]
     calls: list[Call] = []
     sets: list[tuple[int, Call]] = []  # (position, call) of every first timers set
     for i in range(count):
         kind = kinds[i % len(kinds)]
-        earlier = [c for at, c in sets if at < i - i % per_frame]  # in a frame before this one
+        earlier = [c for at, c in sets if at < i - 2 * per_frame]  # in a frame before this one
         if i % 10 == 9 and earlier:
             calls.append(earlier[i % len(earlier)])
             continue
@@ -272,8 +283,9 @@ async def run(args, pulse, workdir: Path, double: LiveDouble, http: HttpServer) 
                            Call("speaker_volume", {"action": "get"}, "w-volume"),
                            Call("device_status", {}, "w-status"),
                            Call("timers", {"action": "list"}, "w-timers")])
-        calls, set_ids = builtin_calls(args.calls, args.per_frame)
-        await bench.frames(calls, args.per_frame)
+        sizes = [int(n) for n in args.per_frame.split(",")]
+        calls, set_ids = builtin_calls(args.calls, max(sizes))
+        frame_ids = await bench.frames(calls, sizes)
         builtin = bench.ledger.latencies([c.id for c in calls], args.deadline)
         by_tool = {}
         for name in sorted({c.name for c in calls}):
@@ -289,7 +301,7 @@ async def run(args, pulse, workdir: Path, double: LiveDouble, http: HttpServer) 
         for server in ("stdio", "http"):
             await bench.frame([Call(f"{server}_echo", {"text": "warm"}, f"{server}-w")])
             echoes = echo_calls(server, args.calls)
-            await bench.frames(echoes, args.per_frame)
+            await bench.frames(echoes, sizes)
             mcp[server] = bench.ledger.latencies([c.id for c in echoes], args.deadline)
             extra_lights += await lights(bench, server)
 
@@ -297,6 +309,9 @@ async def run(args, pulse, workdir: Path, double: LiveDouble, http: HttpServer) 
         ledger = bench.ledger
         result: dict[str, object] = {
             "calls": args.calls, "per_frame": args.per_frame,
+            "builtin_ms_p95_by_frame": {
+                str(size): ms(p95(v)) for size, ids in sorted(frame_ids.items())
+                if (v := bench.ledger.latencies(sorted(set(ids)), args.deadline))},
             "builtin_ms_p50": ms(statistics.median(builtin)) if builtin else 0.0,
             "builtin_ms_p95": ms(p95(builtin)) if builtin else 0.0,
             "builtin_ms_max": ms(max(builtin)) if builtin else 0.0,
@@ -333,7 +348,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200,
                         help="calls of the built-in tools, and of each MCP server's echo")
-    parser.add_argument("--per-frame", type=int, default=4, help="function calls per toolCall")
+    parser.add_argument("--per-frame", default="1,2,1,4,1",
+                        help="calls per toolCall frame, frame after frame (the pattern repeats)")
     parser.add_argument("--deadline", type=float, default=10.0,
                         help="seconds a call may go without its answer before it is unanswered")
     parser.add_argument("--verbose", action="store_true", help="the daemon's log on stderr")

@@ -107,6 +107,8 @@ def test_several_calls_at_once_each_get_one_answer_with_their_id(tmp_path, pulse
             assert answers["s-1"][0][2]["timer"]["label"] == "pasta"
             assert answers["t-1"][0][3]["scheduling"] == "INTERRUPT"
             assert rig.app.playback.volume == pytest.approx(0.3)
+            # kept on disk (written by the volume file's own writer thread)
+            await until(lambda: (tmp_path / "volume.json").exists(), what="volume.json")
             saved = json.loads((tmp_path / "volume.json").read_text())
             assert saved["level"] == pytest.approx(0.3)
             # the same call again (a duplicate after an interruption) sets nothing twice

@@ -771,7 +771,8 @@ def zone():
 def test_time_tool_answers_the_date_time_and_zone(zone, tz, name, offset):
     zone(tz)
     tool = builtin.tools({"time": True}, FakeHost())[0]
-    result = run(tool.run({}, "t1"))
+    assert tool.quick  # answered at once, in the step that asked
+    result = tool.run({}, "t1")
     assert set(result) == {"status", "date", "weekday", "time", "timezone", "utc_offset"}
     assert result["status"] == "ok"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", result["date"])
@@ -1516,3 +1517,28 @@ def test_toolbox_redacts_the_api_key(tmp_path):
     assert box._redact(f"x {SECRET} y") == "x *** y"
     app.key = KeyProblem("none")
     assert box._redact(f"x {SECRET}") == f"x {SECRET}"
+
+
+def test_a_quick_tool_is_answered_in_the_same_call_with_no_task():
+    ran = []
+
+    def quick(args, call_id):
+        ran.append(call_id)
+        return ok(n=len(ran))
+
+    def broken(args, call_id):
+        raise RuntimeError("no luck")
+
+    async def main() -> None:
+        calls, answers = calls_of(Tool("q", "q", quick, quick=True, acts=True),
+                                  Tool("b", "b", broken, quick=True))
+        calls.start("c1", "q", {})
+        # answered before start() returned: no task, nothing running
+        assert answers.results == [{"status": "ok", "n": 1}] and calls.running == frozenset()
+        calls.start("c1", "q", {})  # a repeated call of an acting tool: the first answer again
+        assert ran == ["c1"] and answers.results[-1] == {"status": "ok", "n": 1}
+        calls.start("c2", "b", {})
+        assert answers.results[-1]["status"] == "error"
+        assert answers.results[-1]["error"] == "b failed: RuntimeError: no luck"
+
+    run(main())

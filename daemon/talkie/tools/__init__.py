@@ -27,6 +27,9 @@ MEDIA = "_media"
 Media = tuple[str, bytes]
 #: ``run(arguments, call_id)``: a tool that acts may key what it does by the call's id.
 Run = Callable[[Mapping[str, Any], str], Awaitable[Result]]
+#: A tool whose answer is there at once (it reads or sets what is in memory): a plain function,
+#: run in the step that asked for it, with no task and no deadline. It must never wait.
+QuickRun = Callable[[Mapping[str, Any], str], Result]
 
 BEHAVIORS = ("non_blocking", "blocking")
 SCHEDULINGS = ("interrupt", "when_idle", "silent")
@@ -54,7 +57,7 @@ class Tool:
 
     name: str
     description: str
-    run: Run
+    run: Run | QuickRun
     #: JSON schema of the arguments: an object.
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
@@ -66,6 +69,8 @@ class Tool:
     #: How the model is told of the result (non-blocking calls): "interrupt" it speaks of it now,
     #: "when_idle" once it is done speaking, "silent" only into its context.
     scheduling: str = "when_idle"
+    #: ``run`` is a :data:`QuickRun`: answered at once, in the same step.
+    quick: bool = False
 
     def declaration(self) -> dict[str, Any]:
         """The function declaration for the Live setup."""

@@ -300,7 +300,7 @@ PARAMETERS = {
 def timer_tool(alarms: Alarms, *, tz: dt.tzinfo | None = None) -> Tool:
     """The ``timers`` tool acting on ``alarms``; local time in ``tz`` (None: the system's)."""
 
-    async def run(args: Mapping[str, Any], call_id: str) -> Result:
+    def run(args: Mapping[str, Any], call_id: str) -> Result:
         action = args["action"]
         if action == "set":
             return _set(alarms, args, call_id, tz)
@@ -313,7 +313,13 @@ def timer_tool(alarms: Alarms, *, tz: dt.tzinfo | None = None) -> Tool:
         return _cancel(alarms, args, tz)
 
     return Tool(
-        "timers", DESCRIPTION, run, parameters=PARAMETERS, acts=True, scheduling="interrupt"
+        "timers",
+        DESCRIPTION,
+        run,
+        parameters=PARAMETERS,
+        acts=True,
+        scheduling="interrupt",
+        quick=True,
     )
 
 

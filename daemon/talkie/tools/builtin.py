@@ -25,7 +25,7 @@ class Host(Protocol):
     async def snapshot(self) -> bytes: ...
 
 
-async def _now(args: Mapping[str, Any], call: str) -> Result:
+def _now(args: Mapping[str, Any], call: str) -> Result:
     now = dt.datetime.now().astimezone()
     return ok(
         date=now.strftime("%Y-%m-%d"),
@@ -63,7 +63,7 @@ def _readings() -> dict[str, Any]:
 
 
 def _status_tool(host: Host) -> Tool:
-    async def status(args: Mapping[str, Any], call: str) -> Result:
+    def status(args: Mapping[str, Any], call: str) -> Result:
         words = dict(host.status())
         # the host's "status" is what the LED says ("ready"): the answer's own is "ok"
         if "status" in words:
@@ -77,11 +77,12 @@ def _status_tool(host: Host) -> Tool:
         "temperature (where they can be read).",
         status,
         scheduling="interrupt",
+        quick=True,
     )
 
 
 def _volume_tool(host: Host) -> Tool:
-    async def volume(args: Mapping[str, Any], call: str) -> Result:
+    def volume(args: Mapping[str, Any], call: str) -> Result:
         action = args["action"]
         if action == "set":
             if "level" not in args:
@@ -112,6 +113,7 @@ def _volume_tool(host: Host) -> Tool:
         },
         acts=True,
         scheduling="interrupt",
+        quick=True,
     )
 
 
@@ -134,7 +136,7 @@ def _look_tool(host: Host) -> Tool:
 
 
 def _reset_tool(host: Host) -> Tool:
-    async def reset(args: Mapping[str, Any], call: str) -> Result:
+    def reset(args: Mapping[str, Any], call: str) -> Result:
         host.reset_conversation()
         return ok(note="the conversation starts afresh once this answer has been heard")
 
@@ -145,6 +147,7 @@ def _reset_tool(host: Host) -> Tool:
         reset,
         acts=True,
         scheduling="silent",
+        quick=True,
     )
 
 
@@ -155,6 +158,7 @@ def _time_tool() -> Tool:
         "know them otherwise.",
         _now,
         scheduling="interrupt",
+        quick=True,
     )
 
 

@@ -47,6 +47,10 @@ def _checked_args(tool: Tool, args: Any) -> Mapping[str, Any] | str:
     return one_line(f"{where}: {first.message}", 160)
 
 
+def _failed(tool: Tool, exc: Exception) -> Result:
+    return error(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+
+
 class Calls:
     """The calls under way and the answers of the acting ones already given."""
 
@@ -89,6 +93,9 @@ class Calls:
             self._answer(call_id, name, error(f"bad arguments: {checked}"), tool.scheduling)
             return
         self.started += 1
+        if tool.quick:
+            self._finish(call_id, tool, self._quick(tool, checked, call_id))
+            return
         task = asyncio.get_running_loop().create_task(
             self._run(call_id, tool, checked), name=f"tool-{name}"
         )
@@ -109,21 +116,32 @@ class Calls:
         """The images that go with the answer to ``call_id`` (once)."""
         return self._media.pop(call_id, [])
 
+    def _quick(self, tool: Tool, args: Mapping[str, Any], call_id: str) -> Any:
+        try:
+            return tool.run(args, call_id)
+        except Exception as exc:  # a failing tool is an answer
+            log.debug("tool %s failed", tool.name, exc_info=True)
+            return _failed(tool, exc)
+
     async def _run(self, call_id: str, tool: Tool, args: Mapping[str, Any]) -> None:
         try:
             async with asyncio.timeout(tool.deadline_s):
-                result = await tool.run(args, call_id)
+                result = await tool.run(args, call_id)  # type: ignore[misc]
         except TimeoutError:
             result = error(
                 f"{tool.name} did not finish within {tool.deadline_s:g} s", retryable=True
             )
         except asyncio.CancelledError:
             raise  # cancelled: never answered
-        except Exception as exc:
+        except Exception as exc:  # a failing tool is an answer
             log.debug("tool %s failed", tool.name, exc_info=True)
-            result = error(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+            result = _failed(tool, exc)
         finally:
             self._running.pop(call_id, None)
+        self._finish(call_id, tool, result)
+
+    def _finish(self, call_id: str, tool: Tool, result: Any) -> None:
+        """Answer ``call_id`` with ``result``: its media kept aside, fit to be sent."""
         media = result.pop(MEDIA, None) if isinstance(result, dict) else None
         result = self._fit(tool.name, result)
         if media and result.get("status") == "ok":
