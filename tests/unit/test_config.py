@@ -13,7 +13,7 @@ from hypothesis import given, settings as hyp_settings, strategies as st
 
 from talkie import config
 from talkie.config import ConfigError, KeyLines, Settings, describe, load
-from talkie.config.kinds import Bool, Choice, Device, Float, Int, ListOf, Path, Text
+from talkie.config.kinds import Bool, Choice, Device, Float, Int, ListOf, Path, Switch, Text
 from talkie.config.schema import PATTERN_FIELDS, SECTIONS
 from talkie.config.settings import DEFAULT_PATTERNS, LedPattern
 
@@ -94,6 +94,8 @@ def wrong_types(kind):
         return [("1", "1 (integer)"), ('"yes"', '"yes" (string)')]
     if isinstance(kind, Device):
         return [("true", "true (boolean)"), ("1.5", "1.5 (float)"), ("[1]", "[1] (array)")]
+    if isinstance(kind, Switch):  # true and false are on and off
+        return [("5", "5 (integer)"), ('["a"]', '["a"] (array)')]
     if isinstance(kind, Int):
         return [("true", "true (boolean)"), ("1.5", "1.5 (float)"), ('"high"', '"high" (string)')]
     if isinstance(kind, Float):

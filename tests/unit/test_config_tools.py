@@ -364,7 +364,8 @@ def test_alarm_volume_out_of_range(tmp_path, value):
 
 def test_look_maybe_lists_the_allowed_values(tmp_path):
     assert the_problem(tmp_path, '[tools]\nlook = "maybe"\n') == (
-        '2: [tools] look: unknown value; found "maybe"; allowed one of: auto, on, off'
+        '2: [tools] look: unknown value; found "maybe"; allowed one of: auto, on, off (or true, '
+        "false)"
     )
 
 
@@ -421,3 +422,10 @@ def test_describe_round_trips_the_default_tools(tmp_path):
     text = describe(Settings())
     assert "[[tools.mcp]]" not in text and "[tools.options." not in text
     assert load(write(tmp_path, text)).tools == ToolsSettings()
+
+
+@pytest.mark.parametrize("value, stored", [("true", "on"), ("false", "off"), ('"Auto"', "auto")])
+def test_look_takes_true_and_false_for_on_and_off(tmp_path, value, stored):
+    path = tmp_path / "talkie.toml"
+    path.write_text(f"[tools]\nlook = {value}\n")
+    assert load(path).tools.look == stored

@@ -175,6 +175,19 @@ class Choice(Kind):
         raise Invalid(what, self.expect, value)
 
 
+class Switch(Choice):
+    """``auto``, ``on`` or ``off``; ``true`` and ``false`` mean on and off."""
+
+    def __init__(self) -> None:
+        super().__init__("auto", "on", "off")
+        self.expect = "one of: auto, on, off (or true, false)"
+
+    def check(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return super().check(value)
+
+
 class Device(Kind):
     """A sound device: "" (default), part of its name, or its index."""
 

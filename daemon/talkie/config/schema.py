@@ -21,6 +21,7 @@ from talkie.config.kinds import (
     Kind,
     ListOf,
     Path,
+    Switch,
     Text,
     is_endpoint,
     is_http_url,
@@ -252,7 +253,7 @@ TOOLS_FIELDS = (
     F("timers", Bool(), "the model may set, list and cancel timers and alarms"),
     F(
         "look",
-        Choice("auto", "on", "off"),
+        Switch(),
         'one camera frame on request; auto = when [vision] mode is not "off"',
     ),
     F("alarm_volume", Float(0, 1), "loudness of the timer's ring"),
