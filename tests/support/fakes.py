@@ -7,7 +7,7 @@ hardware, a network or systemd. They implement the shell's seams (:mod:`talkie.s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from talkie.config import LiveSettings, Settings
@@ -121,6 +121,8 @@ class FakeLink:
 
     def __init__(self, log: Log) -> None:
         self.log = log
+        self.declarations: Callable[[], Sequence[Mapping[str, Any]]] = list
+        self.answers: list[Any] = []
 
     def configure(self, live: LiveSettings, key: Secret | KeyProblem) -> None:
         pass
@@ -144,6 +146,10 @@ class FakeLink:
     async def send_video(self, jpeg: bytes) -> bool:
         return False
 
+    async def send_tool_responses(self, answers: Any) -> int:
+        self.answers.extend(answers)
+        return len(answers)
+
 
 class FakeCamera:
     wanted = False
@@ -160,6 +166,9 @@ class FakeCamera:
 
     async def close(self) -> None:
         self.log("close", "camera")
+
+    async def snapshot(self, timeout_s: float = 5.0) -> bytes:
+        raise RuntimeError("the fake camera takes no pictures")
 
 
 class FakeNotifier:
