@@ -16,6 +16,7 @@ from talkie.config import ConfigError, KeyLines, Settings, describe, load
 from talkie.config.kinds import Bool, Choice, Device, Float, Int, ListOf, Path, Switch, Text
 from talkie.config.schema import PATTERN_FIELDS, SECTIONS
 from talkie.config.settings import DEFAULT_PATTERNS, LedPattern
+from tests.support.config_files import error, write
 
 SHIPPED = FilePath(__file__).resolve().parents[2] / "config" / "talkie.toml"
 SECRET = "AIzaSyD-S3CR3T-value-0123456789abcdefgh"
@@ -38,20 +39,6 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 # ------------------------------------------------------------------ helpers
-def write(tmp_path: FilePath, text: str, name: str = "talkie.toml") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def error(tmp_path: FilePath, text: str) -> str:
-    """The ConfigError message for a config file holding ``text``."""
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
-        load(path)
-    return str(caught.value)
-
-
 def doc(path: tuple[str, ...], key: str, value: str, extra: str = "") -> str:
     """A config with ``key = value`` on line 5 of table ``path``."""
     return f"# test\n\n[{'.'.join(path)}]\n# the key under test:\n{key} = {value}\n{extra}\n"

@@ -12,26 +12,12 @@ import pytest
 from talkie.config import ConfigError, Settings, describe, load
 from talkie.config.settings import McpServerSettings, ToolOptions, ToolsSettings
 from talkie.config.tooltables import MCP_MAX
+from tests.support.config_files import write
 
 TOKEN = "tok-0123456789-very-secret-bearer"
 
 
 # ------------------------------------------------------------------ helpers
-# (as tests/unit/test_config.py's write() and error(): that module is not importable as a package)
-def write(tmp_path: FilePath, text: str, name: str = "talkie.toml") -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def error(tmp_path: FilePath, text: str) -> str:
-    """The ConfigError message for a config file holding ``text``."""
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
-        load(path)
-    return str(caught.value)
-
-
 def problems(tmp_path: FilePath, text: str) -> list[str]:
     """The ConfigError's lines, each checked to be "file:line: ...", without the file name."""
     path = write(tmp_path, text)
