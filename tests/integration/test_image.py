@@ -273,6 +273,9 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
         key = root / "etc" / "talkie" / "api-key"
         assert key.read_text() == "" and mode(key) == 0o600  # root's alone
         assert (key.stat().st_uid, key.stat().st_gid) == (0, 0)
+        tokens = root / "etc" / "talkie" / "tokens"  # the MCP servers' bearer tokens
+        assert tokens.is_dir() and mode(tokens) == 0o700
+        assert (tokens.stat().st_uid, tokens.stat().st_gid) == (0, 0)
 
     venv = root / "opt" / "talkie"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()

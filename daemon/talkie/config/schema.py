@@ -251,11 +251,7 @@ TOOLS_FIELDS = (
     F("volume", Bool(), "the model may get and change the speaker's volume, and mute it"),
     F("reset", Bool(), "the model may start a fresh conversation when you ask"),
     F("timers", Bool(), "the model may set, list and cancel timers and alarms"),
-    F(
-        "look",
-        Switch(),
-        'one camera frame on request; auto = when [vision] mode is not "off"',
-    ),
+    F("look", Switch(), 'one camera frame on request; auto = when [vision] mode is not "off"'),
     F("alarm_volume", Float(0, 1), "loudness of the timer's ring"),
     F("alarm_ring_s", Float(5, 600), "a ring nobody silences stops after this many seconds"),
     F("max_timers", Int(1, 100), "most timers and alarms set at once"),
