@@ -132,3 +132,13 @@ def talkie_logger_restored():
         logger.setLevel(level)
         logger.propagate = propagate
     sys.excepthook, threading.excepthook = hooks
+
+
+@pytest.fixture(autouse=True)
+def frozen_objects_released():
+    """A daemon started in a test freezes what is loaded (shell.app.settle_memory), as the real one
+    does once at its start: the next test's garbage must stay collectable."""
+    import gc
+
+    yield
+    gc.unfreeze()

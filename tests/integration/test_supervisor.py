@@ -437,3 +437,18 @@ def test_an_answer_that_never_comes_is_given_up_in_words_and_the_link_recycled(t
     assert len(said) == 1 and said[0].levelno == logging.WARNING
     assert said[0].getMessage().startswith("no answer from Gemini within 20 s: the question was "
                                            "dropped")
+
+
+def test_what_is_loaded_at_start_leaves_the_collector_s_generations(tmp_path, pulse):
+    import gc
+
+    async def main():
+        async with LiveDouble(api_keys=(KEY,), auto_reply=answer()) as double:
+            gc.unfreeze()
+            rig = await start_rig(tmp_path, pulse, double)  # returns once the SDK is loaded
+            frozen = gc.get_freeze_count()
+            await stop_rig(rig)
+            return frozen
+
+    # the SDK, pydantic's schemas and numpy: a full collection no longer walks them
+    assert asyncio.run(asyncio.wait_for(main(), 30)) > 100_000

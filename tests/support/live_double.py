@@ -329,6 +329,7 @@ class LiveDouble:
         return connection.respond(status, body)
 
     def _record(self, conn: LiveConnection, raw: str | bytes) -> Message:
+        arrived = time.monotonic()  # the frame's arrival, before the double's own parsing
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         try:
             parsed = json.loads(text)
@@ -340,7 +341,7 @@ class LiveDouble:
         except (ValueError, TypeError, AttributeError):  # undecodable base64 etc.
             kind, blob, mime = "other", None, None
         with self._lock:
-            msg = Message(conn.number, len(self._messages) + 1, time.monotonic(), kind, data, text, parsed, blob, mime)
+            msg = Message(conn.number, len(self._messages) + 1, arrived, kind, data, text, parsed, blob, mime)
             self._messages.append(msg)
         self._notify()
         return msg

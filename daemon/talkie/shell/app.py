@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -49,6 +50,14 @@ EVENT_QUEUE = 4096
 DROPPABLE = (m.Heard, m.Said)
 #: Where talkie-firstboot.service leaves what it could not install from the boot partition.
 FIRSTBOOT_ERROR = "/run/talkie-firstboot-error"
+
+
+def settle_memory() -> None:
+    """What is loaded so far (the SDK, pydantic's schemas, numpy: hundreds of thousands of objects
+    that live as long as the daemon) leaves the garbage collector's generations: a full collection
+    then walks what is new only, a pause of a few ms instead of a tenth of a second in the loop
+    (and the audio it serves)."""
+    gc.freeze()
 
 
 class App:
@@ -333,6 +342,7 @@ class App:
                 await asyncio.to_thread(self.link.prepare)
             except Exception:
                 log.debug("preparing the Live SDK failed", exc_info=True)
+        settle_memory()
         self.prepared.set()
 
     def _heartbeat(self) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -120,6 +121,7 @@ class ToolBox:
             on_change=self.rebuild,
         )
         await self.mcp.start()
+        gc.freeze()  # the MCP client's modules, as the app does for the SDK's (settle_memory)
 
     async def _close_mcp(self) -> None:
         servers, self.mcp = self.mcp, None
