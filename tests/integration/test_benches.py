@@ -21,6 +21,8 @@ ZEROS = {"tools.py": {"unanswered", "duplicated_effects"}}
     ("handover.py", ["--handovers", "2", "--drops", "2"],
      {"handovers", "handover_gap_ms_p95", "idle_handover_ms_p95", "reconnect_ms_p95",
       "baseline_connect_ms_p50"}),
+    ("barge_in_room.py", ["--trials", "3", "--echo-minutes", "1", "--jobs", "1"],
+     {"trials", "echo_minutes", "cpu_pct", "first_barge_in_possible_s"}),
     ("barge_in.py", ["--trials", "3", "--echo-minutes", "1"],
      {"trials", "latency_ms_p50", "latency_ms_p95", "echo_minutes", "erle_db", "cpu_pct"}),
     ("tools.py", ["--calls", "20"], {"calls", "builtin_ms_p95", "mcp_stdio_ms_p95",
