@@ -245,3 +245,37 @@ def test_barge_in_trials_are_heard_and_never_before_the_user_speaks():
 def test_a_minute_of_its_own_voice_at_0_db_coupling_never_barges_in():
     run = sim.echo_only(60.0, gain_db=0.0, seed=7)
     assert run["false"] == 0 and run["erle_db"] > 15, run
+
+
+def _positions(ref, pb, *, jitter_ms, drift_ppm, seconds, seed=0):
+    """Where the reference reads (history positions) block by block, with the playback's DAC
+    stamps jittering by ``jitter_ms`` and its clock ``drift_ppm`` fast; and where it should."""
+    rng = np.random.default_rng(seed)
+    rate = pb.device_rate
+    true_rate = rate * (1 + drift_ppm * 1e-6)
+    pb.history.push(np.zeros(rate, dtype=np.int16))
+    got, want = [], []
+    for k in range(int(seconds * 100)):
+        t = 1.0 + k * 0.01
+        # the playback's latest callback: block j left the DAC at its true time, stamped with jitter
+        j = int((t + 0.03 - 1.0) * true_rate // 480)
+        at = j * 480
+        while pb.history.written < at + 480:
+            pb.history.push(np.zeros(480, dtype=np.int16))
+        dac = 1.0 + at / true_rate + rng.uniform(-jitter_ms, jitter_ms) / 1000
+        pb.dac_stamp = (at, dac)
+        ref.take(160, t)
+        got.append(ref._next - 160 * rate / 16000)  # where this block was read from
+        want.append((t - 1.0) * true_rate + ref.lead_ms / 1000 * rate)
+    return np.array(got), np.array(want)
+
+
+def test_jittering_timestamps_do_not_wobble_the_reference_and_drift_is_followed():
+    pb = FakePlayback(48000)
+    ref = EchoReference(pb, 16000)
+    ref.estimator = None
+    got, want = _positions(ref, pb, jitter_ms=0.5, drift_ppm=200, seconds=60)
+    steps = np.diff(got[100:])  # the read position moves on by one block each time ...
+    assert np.std(steps) < 0.2  # ... smoothly: 0.5 ms of jitter is 24 samples, not followed
+    err_ms = (got - want) / 48  # ... and stays with the drifting clock (12 ms over the minute)
+    assert np.max(np.abs(err_ms[1000:])) < 1.5 and ref.resyncs == 0
