@@ -9,7 +9,7 @@ import pytest
 
 from talkie.audio.echo import SpeexEcho
 from talkie.audio.ring import Ring
-from talkie.audio.reference import DelayEstimator, EchoReference
+from talkie.audio.reference import EchoDelay, EchoReference
 from talkie.audio.uplink_chain import MicChain
 from talkie.audio.vad import END, START, SpeechGate
 from tests.support import bargein_sim as sim
@@ -221,16 +221,42 @@ def test_the_reference_is_resampled_from_the_device_rate():
     assert abs(lag) <= 16  # within 1 ms: the resampler's own delay
 
 
-def test_the_delay_estimator_finds_an_echo_later_than_the_timestamps_say():
-    est = DelayEstimator()
-    rng = np.random.default_rng(0)
-    env = np.repeat(rng.uniform(1e2, 1e7, 100), 5)  # a speech-like energy envelope, 10 ms frames
+def test_the_echo_delay_is_found_to_a_fraction_of_a_sample_and_noise_is_not_an_echo():
+    speech = c.assistant_talk(1.0, seed=3)
+    ref = c.to_s16(c.scale_to(speech, -20.0))
+    true_lag = 700.3  # the echo 43.8 ms after the reference
+    h = np.zeros(3000, dtype=np.float32)
+    k = np.arange(-40, 41)
+    h[700 + k] = (np.sinc(k - 0.3) * np.hamming(81)) * 0.5  # a fractional delay ...
+    h[1400:3000] += np.random.default_rng(1).standard_normal(1600).astype(np.float32) * 0.003
+    echo = c.through_room(ref.astype(np.float32), h)  # ... and a reverb tail
+    noise = np.random.default_rng(2).standard_normal(len(ref)) * 60
+    mic = np.clip(echo + noise, -32768, 32767).astype(np.int16)
+    est = EchoDelay(16000)
     found = None
-    for t in range(len(env)):
-        est.reference(env[t])
-        est.microphone(0.1 * env[t - 12] if t >= 12 else 1.0)  # the echo: 120 ms later
-        found = est.estimate() if found is None else found
-    assert found is not None and abs(found - 0.10) < 0.011  # 120 ms less a 20 ms margin
+    for i in range(0, len(ref) - 160, 160):
+        est.push(mic[i:i + 160], ref[i:i + 160])
+        if i >= 16000 * 0.6 and found is None:
+            found = est.search()
+    assert found is not None and abs(found[0] - true_lag) < 0.5 and found[1] > 8
+    unrelated = EchoDelay(16000)
+    other = c.to_s16(c.scale_to(c.assistant_talk(1.0, seed=9), -20.0))
+    for i in range(0, len(ref) - 160, 160):
+        unrelated.push(other[i:i + 160], ref[i:i + 160])
+    got = unrelated.search()
+    assert got is not None and got[1] < 8  # another voice in the room is not the echo
+
+
+def test_the_reference_leads_the_echo_half_a_second_into_the_first_answer():
+    from dataclasses import replace
+
+    from tests.support import hard_room as hr
+
+    cond = replace(hr.Condition(), hidden_ms=25.0, coupling_db=-6.0, jitter_ms=0.3)
+    sc = hr.scene(cond, 4.0)
+    result = hr.run_chain(sc, "aec")
+    assert result["aligned_at"] is not None
+    assert result["aligned_at"] - sc.first_answer_s <= 0.5
 
 
 # ---- the whole chain in the simulated room

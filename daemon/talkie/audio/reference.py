@@ -8,9 +8,12 @@ starts ``lead_ms`` after it (already handed to PortAudio, not yet heard), so tha
 even when the clocks' estimate is that much off. The canceller's tail covers the lead, the room's
 delay (10-40 ms) and its reverb.
 
-What the timestamps cannot see (a USB card's or a sound server's own buffering) is measured:
-:class:`DelayEstimator` correlates the microphone's and the reference's 10 ms energy envelopes over
-the last seconds and, once it is sure, moves the reference later by the echo's extra delay.
+What the timestamps cannot see (a USB card's or a sound server's own buffering, 0-300 ms) is
+measured: :class:`EchoDelay` finds the echo in the microphone by the phase correlation of the two
+over the last half second (GCC-PHAT), to a fraction of a sample, and the reference moves to lead
+it by ``lead_ms``: about 0.4 s into the first answer (the envelope correlation before it took 2.7
+s). An echo too faint to find (below the room's noise after 3 s of loud reference) cannot fool the
+speech gate either: the timestamps are trusted then.
 
 The reference is read as one continuous stream, resampled to the microphone's rate by a low-pass
 FIR and linear interpolation at exact positions. It moves on by the samples it reads, and takes
@@ -27,9 +30,21 @@ import numpy as np
 
 from talkie.audio.ring import Ring
 
+#: An echo found this many samples (at 16 kHz: 20 ms) off where the reference leads it has moved
+#: (a restarted stream, buffering that changed): the reference follows it there.
+MOVED = 320
+#: A reference frame louder than -50 dBFS (s16 power) is loud enough to find its echo by.
+LOUD_POWER = (32768 * 10 ** (-50 / 20)) ** 2
+
 
 class EchoReference:
     """Reads aligned reference blocks at ``rate`` from a playback's history."""
+
+    #: A GCC-PHAT peak this many times the correlation's spread is the echo (noise: about 4).
+    CONFIDENCE = 8.0
+    #: With the reference loud this long and still no echo found, it is too faint to find (below
+    #: the room's noise): the timestamps are trusted as they are.
+    FAINT_S = 3.0
 
     def __init__(
         self,
@@ -48,7 +63,11 @@ class EchoReference:
         self.resyncs = 0
         #: Echo delay beyond the timestamps' estimate, as measured (seconds).
         self.extra_delay_s = 0.0
-        self.estimator: DelayEstimator | None = DelayEstimator()
+        self.estimator: EchoDelay | None = EchoDelay(self.rate)
+        self.found = False  # the echo has been found (or is too faint to matter)
+        self._candidate: float | None = None
+        self._frames = self._loud_frames = 0
+        self._block = np.zeros(0, dtype=np.int16)
         self._next: float | None = None  # history position (device rate) of the next sample
         self._dev_rate = 0
         self._fir = np.ones(1, dtype=np.float32)
@@ -58,7 +77,8 @@ class EchoReference:
         stamp = self.playback.dac_stamp
         if stamp is None:
             self._next = None
-            return np.zeros(n, dtype=np.int16)
+            self._block = np.zeros(n, dtype=np.int16)
+            return self._block
         count, dac = stamp
         dev_rate = self.playback.device_rate
         if dev_rate != self._dev_rate:
@@ -70,22 +90,20 @@ class EchoReference:
             )
         step = dev_rate / self.rate
         want = count + (adc_time - dac + self.lead_ms / 1000.0 - self.extra_delay_s) * dev_rate
-        if self.estimator is not None:  # the envelope the echo delay is measured against
-            self.estimator.reference(self._energy(int(want), max(1, int(n * step))))
         if self._next is None or abs(want - self._next) > self.resync_ms * dev_rate / 1000:
             self.resyncs += self._next is not None
             self._next = float(round(want))
         else:  # follow the clocks' slow drift, not their jitter
             self._next += self.follow * (want - self._next)
-        block = self._resampled(self._next, n, step)
+        self._block = self._resampled(self._next, n, step)
         self._next += n * step
-        return block
+        return self._block
 
     def _resampled(self, start: float, n: int, step: float) -> np.ndarray:
         """``n`` samples at history positions ``start + k * step``: low-passed, then linearly
         interpolated (exactly timed: no resampler state to drift)."""
-        if step == 1.0:
-            return self._read(int(round(start)), n)
+        if step == 1.0 and start == int(start):
+            return self._read(int(start), n)
         half = len(self._fir) // 2
         lo = int(np.floor(start)) - half
         span = int(np.ceil(start + n * step)) + half + 2 - lo
@@ -94,29 +112,57 @@ class EchoReference:
         y = np.interp(pos, np.arange(len(x)), x)
         return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
 
-    # ---- internals
-
     @property
     def aligned(self) -> bool:
-        """Whether the echo delay has been measured (until then the reference cannot be trusted
-        to lead its echo: only the button barges in)."""
-        return self.estimator is None or self.estimator.estimates > 0
+        """Whether the echo has been found (until then the reference cannot be trusted to lead
+        it: only the button barges in)."""
+        return self.estimator is None or self.found
 
     def microphone(self, mic: np.ndarray) -> None:
-        """The microphone frame that goes with the latest :meth:`take`: feeds the delay estimate."""
-        if self.estimator is None:
-            return
-        x = mic.astype(np.float32)
-        self.estimator.microphone(float(np.dot(x, x)) / max(1, len(x)))
-        found = self.estimator.estimate()
-        if found is not None and abs(found) >= self.estimator.step_s:
-            # the next take() re-synchronises on it; the envelopes start afresh
-            self.extra_delay_s = max(0.0, self.extra_delay_s + found)
-            self.estimator.restart()
+        """The microphone frame that goes with the latest :meth:`take`: where its echo is.
 
-    def _energy(self, start: int, k: int) -> float:
-        x = self._read(start, k).astype(np.float32)
-        return float(np.dot(x, x)) / k
+        Until the echo is found, every 100 ms a search over the whole reach (300 ms); two
+        confident measurements that agree (within 3 samples) move the reference to lead the
+        echo by ``lead_ms``: half a second into the first answer. From then on every 2 s a
+        search finds an echo that moved by more than 20 ms (a restarted stream, buffering that
+        changed) and moves the reference again; the clocks' slow drift is the timestamps' to
+        follow, and the canceller's."""
+        est = self.estimator
+        if est is None or len(self._block) != len(mic):
+            return
+        est.push(mic, self._block)
+        self._frames += 1
+        lead = self.lead_ms * self.rate / 1000.0
+        if not self.found:
+            x = self._block.astype(np.float32)
+            self._loud_frames += float(np.dot(x, x)) / len(x) > LOUD_POWER
+            if self._frames % 10 == 0:
+                self._seek(est.search(), lead)
+            if not self.found and self._loud_frames * 0.01 >= self.FAINT_S:
+                self.found = True  # too faint to find: the timestamps are trusted
+            return
+        if self._frames % 200 == 0:
+            got = est.search()
+            if got is not None and got[1] >= self.CONFIDENCE and abs(got[0] - lead) > MOVED:
+                self._seek(got, lead)
+                return
+
+    def _seek(self, got: tuple[float, float] | None, lead: float) -> None:
+        if got is None or got[1] < self.CONFIDENCE:
+            self._candidate = None
+            return
+        if self._candidate is None or abs(got[0] - self._candidate) > 3.0:
+            self._candidate = got[0]
+            return
+        self._candidate = None
+        self.found = True
+        # move the reference: the echo is that much later (or sooner) than it leads it by
+        self.extra_delay_s += (got[0] - lead) / self.rate
+        self._next = None
+        if self.estimator is not None:
+            self.estimator.clear()
+
+    # ---- internals
 
     def _read(self, start: int, k: int) -> np.ndarray:
         """History samples [start, start + k): zeros for what is not (or no longer) there."""
@@ -126,80 +172,68 @@ class EchoReference:
         return history.window(start, k)
 
 
-class DelayEstimator:
-    """How much later than the reference the echo arrives, from 10 ms energy envelopes.
+class EchoDelay:
+    """Where the echo is, to a fraction of a sample: the microphone against the reference by
+    GCC-PHAT (the cross-correlation of their phases, 300 Hz-4 kHz), over the last half second.
 
-    Every ``every`` frames it correlates the log-energy envelope of the last ``window`` frames of
-    the microphone with the reference's at lags 0 .. ``max_lag`` frames, and reports a delay when
-    the best lag's correlation beats ``confidence`` twice in a row at the same place (to the frame).
-    Only frames where the reference was loud count. Cheap: 100 values a second, a few dot products.
+    ``search()`` looks over lags of 0 .. ``max_lag_s`` and returns the lag in samples (the echo
+    that much later than the reference) and its confidence (the peak over the correlation's
+    spread), or None when the reference was too quiet to tell. Cheap: two FFTs of 8192 samples,
+    ten times a second until the echo is found, then every 2 s.
     """
 
-    def __init__(
-        self,
-        *,
-        window: int = 200,
-        max_lag: int = 40,
-        every: int = 25,
-        confidence: float = 0.6,
-        margin_frames: int = 2,
-    ) -> None:
-        self.window, self.max_lag, self.every = window, max_lag, every
-        self.confidence, self.margin = confidence, margin_frames
-        self.step_s = 0.02
-        size = window + max_lag
-        # the envelopes, one value per frame, written in step (so both hold ``frames`` values)
-        self._ref = Ring(size, dtype=np.float64, fill=-120.0)
-        self._mic = Ring(size, dtype=np.float64, fill=-120.0)
-        self._pending: float | None = None  # a reference level waiting for its microphone frame
-        self._last: int | None = None
-        self.estimates = 0
+    def __init__(self, rate: int = 16000, *, window: int = 8192, max_lag_s: float = 0.3) -> None:
+        self.rate, self.window = rate, window
+        self.max_lag = int(max_lag_s * rate)
+        self._mic = Ring(window, dtype=np.float32)
+        self._ref = Ring(window, dtype=np.float32)
+        self._loud = Ring(window // 160, dtype=np.float64)  # the reference's level, a frame each
+        f = np.fft.rfftfreq(window, 1 / rate)
+        self._band = ((f >= 300) & (f <= 4000)).astype(np.float32)
+        self._hann = np.hanning(window).astype(np.float32)
 
-    def reference(self, power: float) -> None:
-        self._pending = 10 * np.log10(power + 1.0)
+    def push(self, mic: np.ndarray, ref: np.ndarray) -> None:
+        self._mic.push(mic.astype(np.float32))
+        self._ref.push(ref.astype(np.float32))
+        x = ref.astype(np.float32)
+        self._loud.append(float(np.dot(x, x)) / max(1, len(x)))
 
-    def microphone(self, power: float) -> None:
-        if self._pending is None:
-            return
-        self._ref.append(self._pending)
-        self._pending = None
-        self._mic.append(10 * np.log10(power + 1.0))
+    def clear(self) -> None:
+        for ring in (self._mic, self._ref, self._loud):
+            ring.clear()
 
-    def restart(self) -> None:
-        """Forget the envelopes (the reference moved)."""
-        self._ref.clear()
-        self._mic.clear()
-        self._last = None
+    @property
+    def loud_s(self) -> float:
+        """How much of the window the reference was loud for (above -50 dBFS), in seconds."""
+        n = min(self._loud.written, self._loud.capacity)
+        if n == 0:
+            return 0.0
+        levels = self._loud.latest(n)
+        return float(np.count_nonzero(levels > LOUD_POWER)) * 0.01
 
-    def estimate(self) -> float | None:
-        """How much later (or, negative, sooner) the reference should be read, in seconds, when a
-        confident measurement says so; else None."""
-        frames, size = self._mic.written, self._mic.capacity
-        if frames < size or frames % self.every:
+    def search(self) -> tuple[float, float] | None:
+        return self._measure(0, self.max_lag)
+
+    def _measure(self, lo: int, hi: int) -> tuple[float, float] | None:
+        n = min(self._mic.written, self.window)
+        if n < self.window // 2 or self.loud_s < 0.25:
             return None
-        mic_env, ref_env = self._mic.latest(size), self._ref.latest(size)  # oldest first
-        mic = mic_env[self.max_lag :]
-        loud = ref_env > 30.0  # s16 power of -60 dBFS and up
-        best, best_lag = -1.0, 0
-        for lag in range(self.max_lag + 1):
-            ref = ref_env[self.max_lag - lag : len(ref_env) - lag]
-            use = loud[self.max_lag - lag : len(ref_env) - lag]
-            if use.sum() < self.window // 4:
-                continue
-            a, b = mic[use] - mic[use].mean(), ref[use] - ref[use].mean()
-            den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-            corr = float(np.dot(a, b)) / den if den > 0 else 0.0
-            if corr > best:
-                best, best_lag = corr, lag
-        if best < self.confidence:
-            self._last = None
+        mic = np.zeros(self.window, dtype=np.float32)
+        ref = np.zeros(self.window, dtype=np.float32)
+        mic[-n:], ref[-n:] = self._mic.latest(n), self._ref.latest(n)
+        cross = np.fft.rfft(mic * self._hann) * np.conj(np.fft.rfft(ref * self._hann))
+        cross *= self._band / np.maximum(np.abs(cross), 1e-9)
+        r = np.fft.irfft(cross, self.window)[lo : hi + 1]
+        if len(r) < 3:
             return None
-        confirmed = self._last is not None and abs(best_lag - self._last) <= 1
-        self._last = best_lag
-        if not confirmed:
-            return None
-        self.estimates += 1
-        return (best_lag - self.margin) * 0.01
+        k = int(np.argmax(r))
+        spread = float(np.std(r)) or 1e-9
+        frac = 0.0
+        if 0 < k < len(r) - 1:  # the peak between samples: a parabola through three
+            a, b, c = r[k - 1], r[k], r[k + 1]
+            den = a - 2 * b + c
+            frac = 0.5 * (a - c) / den if den < 0 else 0.0
+        return lo + k + frac, float(r[k]) / spread
 
 
 def _lowpass(cutoff: float, taps: int = 31) -> np.ndarray:

@@ -150,6 +150,10 @@ class MicChain:
             self.gate.reset()
             return
         aec = self.echo == "aec"
+        if aec and out is None:
+            # the canceller's first frame of an answer: what it gave is the frame before, and
+            # this one (echo and all) is not the user's voice to judge
+            return
         decision = self.gate.feed(
             mic if out is None else out,
             ref_db if aec else -120.0,
