@@ -10,9 +10,11 @@ timestamps jittering by up to 0.5 ms, 0-30 ms of output delay the timestamps do 
 whisper; fan, babble or a TV across the room. The chain is the daemon's own, built as ``[audio]``
 builds it (``talkie.shell.factories``), with the real EchoReference reading a 48 kHz history.
 
-* **trials**: the assistant answers; 2.5-5 s in the user speaks over it. A speech start before
-  the user's first sample at the microphone is a false barge-in (counted, not a latency); no
-  start within 2 s of it is a miss. Latency: from that first sample to the first silent sample at
+* **trials**: the assistant answers; 2.5-5 s in the user speaks over it. A speech start while
+  the answer plays and before the user's first sample at the microphone is a false barge-in
+  (counted, not a latency; one before the answer, a TV say, is no barge-in, but the start it
+  leaves the gate in can hide the user's); no start within 2 s of the user's first sample is a
+  miss. Latency: from that first sample to the first silent sample at
   the speaker (the end of the deciding 10 ms block plus one output period), counted in samples.
 * **false barge-ins per hour**: ``--echo-minutes`` of the assistant speaking alone through the
   rooms (answers of 5-20 s with pauses of 1-4 s between), every speech start while an answer
@@ -65,7 +67,7 @@ def trial(args: tuple[int, int]) -> list[dict]:
     for echo in ECHOES:
         r = hr.run_chain(sc, echo)
         starts = [s for s in r["starts"] if s < sc.onset + MISS_AFTER_S * hr.RATE]
-        early = [s for s in starts if s < sc.onset]
+        early = [s for s in starts if s < sc.onset and hr.speaking_at(sc, s)]
         late = [s for s in starts if s >= sc.onset]
         detected = late[0] if late else None
         silent = None if detected is None else -(-detected // hr.BLOCK) * hr.BLOCK + hr.BLOCK
