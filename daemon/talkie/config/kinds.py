@@ -240,22 +240,21 @@ class ListOf(Kind):
         return tuple(out)
 
 
-def is_endpoint(url: str) -> bool:
+def _is_url(url: str, schemes: tuple[str, ...]) -> bool:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
         return False
-    return parts.scheme.lower() in ("https", "wss") and bool(parts.hostname)
+    return parts.scheme.lower() in schemes and bool(parts.hostname)
+
+
+def is_endpoint(url: str) -> bool:
+    return _is_url(url, ("https", "wss"))
 
 
 def is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    return _is_url(url, ("http", "https"))
 
 
 BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
