@@ -23,6 +23,7 @@ ZEROS = {"tools.py": {"unanswered", "duplicated_effects"}}
       "baseline_connect_ms_p50"}),
     ("barge_in_room.py", ["--trials", "3", "--echo-minutes", "1", "--jobs", "1"],
      {"trials", "echo_minutes", "cpu_pct", "first_barge_in_possible_s"}),
+    ("barge_in_e2e.py", ["--trials", "2"], {"trials", "e2e_latency_ms_p50"}),
     ("barge_in.py", ["--trials", "3", "--echo-minutes", "1"],
      {"trials", "latency_ms_p50", "latency_ms_p95", "echo_minutes", "erle_db", "cpu_pct"}),
     ("tools.py", ["--calls", "20"], {"calls", "builtin_ms_p95", "mcp_stdio_ms_p95",
