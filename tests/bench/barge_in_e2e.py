@@ -90,7 +90,8 @@ async def run(args, pulse, tmp: Path, double) -> dict:
                 user = c.to_s16(c.scale_to(c.speech(line, c.USER_VOICES[k % 3]), -16))
                 room.say(user)
                 try:
-                    await shows.until(lambda p: Phase.LISTENING in p[since:], timeout=4)
+                    await shows.until(lambda p, since=since: Phase.LISTENING in p[since:],
+                                      timeout=4)
                     async with asyncio.timeout(3):
                         while room.silent_at is None:
                             await asyncio.sleep(0.01)
