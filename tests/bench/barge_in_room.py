@@ -57,15 +57,24 @@ def pct(values, q):
     return float(np.percentile(values, q)) if len(values) else None
 
 
-def trial(args: tuple[int, int]) -> list[dict]:
-    k, seed = args
+def _canceller(name: str):
+    """A canceller in speex's place (``--canceller``), or None for the daemon's own."""
+    if name == "speex":
+        return None
+    from tests.bench.barge_in import WebRtcEcho
+
+    return WebRtcEcho
+
+
+def trial(args: tuple[int, int, str]) -> list[dict]:
+    k, seed, canceller = args
     cond = hr.hard_set(k + 1, seed=seed)[k]
     rng = np.random.default_rng(seed * 100 + k)
     user_at = 3.0 + float(rng.uniform(0, 2.5))
     sc = hr.scene(cond, user_at + 4.0, user_at=user_at, k=k)
     out = []
     for echo in ECHOES:
-        r = hr.run_chain(sc, echo)
+        r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
         starts = [s for s in r["starts"] if s < sc.onset + MISS_AFTER_S * hr.RATE]
         early = [s for s in starts if s < sc.onset and hr.speaking_at(sc, s)]
         late = [s for s in starts if s >= sc.onset]
@@ -80,8 +89,8 @@ def trial(args: tuple[int, int]) -> list[dict]:
     return out
 
 
-def echo_run(args: tuple[int, int, float]) -> list[dict]:
-    k, seed, seconds = args
+def echo_run(args: tuple[int, int, float, str]) -> list[dict]:
+    k, seed, seconds, canceller = args
     cond = hr.hard_set(k + 1, seed=seed)[k]
     rng = np.random.default_rng(seed * 100 + k)
     answers, at = [], 0.2
@@ -92,7 +101,7 @@ def echo_run(args: tuple[int, int, float]) -> list[dict]:
     sc = hr.scene(cond, seconds, answers=answers, k=k)
     out = []
     for echo in ECHOES:
-        r = hr.run_chain(sc, echo)
+        r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
         erle = None
         if echo == "aec":
             busy = np.repeat(sc.busy, hr.BLOCK)[:len(r["out"])]
@@ -174,15 +183,19 @@ def main() -> None:
     parser.add_argument("--echo-minutes", type=float, default=30.0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--canceller", choices=("speex", "webrtc"), default="speex",
+                        help="the daemon's speex canceller, or the WebRTC audio processing "
+                        "module (AEC3, from the livekit wheel) in its place")
     args = parser.parse_args()
     run_s = 80.0  # of which the assistant speaks about 70 s
     n_runs = max(1, int(round(args.echo_minutes * 60 / (run_s * 0.85))))
     with ProcessPoolExecutor(args.jobs) as pool:
-        trials = [x for group in pool.map(trial, [(k, args.seed) for k in range(args.trials)])
-                  for x in group]
-        runs = [x for group in pool.map(echo_run, [(k, args.seed + 1, run_s)
-                                                   for k in range(n_runs)]) for x in group]
+        jobs = [(k, args.seed, args.canceller) for k in range(args.trials)]
+        trials = [x for group in pool.map(trial, jobs) for x in group]
+        jobs = [(k, args.seed + 1, run_s, args.canceller) for k in range(n_runs)]
+        runs = [x for group in pool.map(echo_run, jobs) for x in group]
     result = figures(trials, runs, "aec")
+    result["canceller"] = args.canceller
     for echo, name in (("off", "webrtcvad"), ("half_duplex", "half_duplex")):
         base = figures(trials, runs, echo)
         for key in ("latency_ms_p50", "latency_ms_p95", "miss_pct", "false_barge_ins_per_hour",

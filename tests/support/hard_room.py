@@ -311,7 +311,8 @@ def chain_for(echo: str, playback: SimPlayback, events: list, at: list[int]):
                               on_speech=lambda started: events.append((at[0], started)))
 
 
-def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False) -> dict:
+def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
+              canceller=None) -> dict:
     """Feed ``sc`` to the daemon's chain in capture blocks, the playback's callbacks running
     ``OUT_LATENCY_S`` ahead of their DAC times. Returns the speech starts (sample at the end of
     the deciding block), when the reference was first aligned (s), the CPU time (s) and the
@@ -322,6 +323,8 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False) -> d
     events: list[tuple[int, bool]] = []
     at = [0]
     chain = chain_for(echo, playback, events, at)
+    if canceller is not None and echo == "aec":
+        chain.canceller = canceller()  # another canceller in speex's place
     out: list[bytes] = []
     chain.on_chunk = out.append
     reference = getattr(chain, "reference", None)
