@@ -6,8 +6,6 @@ state-machine events as the button, so a remote press and a GPIO press are one a
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from talkie.core import machine as m
@@ -17,14 +15,12 @@ from talkie.system.control import MAX_SAY, Refused
 class Commands:
     """The control socket's view of an :class:`talkie.shell.app.App`."""
 
-    def __init__(self, app: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.clock = clock
-        self.started = clock()
         self._talking = False  # `talk` toggles, like ENTER on the keyboard
 
     def status(self) -> dict[str, Any]:
-        return {**self.app.status_words(), "uptime_s": round(self.clock() - self.started, 1)}
+        return self.app.status_words()  # its uptime among them: one clock, the app's
 
     def press(self) -> None:
         self._talking = True
