@@ -349,4 +349,4 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
             break
     starts = [a for a, s in events if s]
     return {"starts": starts, "aligned_at": aligned_at, "cpu_s": cpu,
-            "out": np.frombuffer(b"".join(out), dtype=np.int16)}
+            "out": np.frombuffer(b"".join(out), dtype=np.int16), "reference": reference}

@@ -16,12 +16,16 @@ s). An echo too faint to find (below the room's noise after 3 s of loud referenc
 speech gate either: the timestamps are trusted then.
 
 The reference is read as one continuous stream, resampled to the microphone's rate by a low-pass
-FIR and linear interpolation at exact positions. It moves on by the samples it reads, and takes
-``follow`` (0.2 %) of the timestamps' disagreement each block: a time constant of 5 s, so their
-jitter (0.1-0.5 ms on USB cards, 5-24 samples at 48 kHz) is averaged away instead of becoming a
-wobble the canceller cannot follow, while a clock drift of 200 ppm is followed within a
-millisecond. It jumps only when the estimate moves by more than ``resync_ms`` (a flush, an xrun,
-a restarted stream).
+FIR and linear interpolation at exact positions. Until the echo is found it moves on by the samples
+it reads and takes ``follow`` (0.2 %) of the timestamps' disagreement each block: a time constant
+of 5 s, so their jitter (0.1-0.5 ms on USB cards, 5-24 samples at 48 kHz) is averaged away instead
+of becoming a wobble the canceller cannot follow. Once it is found the position is **counted**: the
+echo's delay is measured every second, and the line through the last 20 s of measurements (where
+the reference should have read, against the microphone's sample count) gives the two clocks' rate
+and the position, onto which the reference glides. A drift the timestamps do not show (some
+drivers report the nominal rate) is followed as well as one they do; the timestamps then only
+learn their own offset, and a jump in it by more than ``resync_ms`` (a flush, an xrun, a restarted
+stream) re-synchronises the reference and starts the count again.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ class EchoReference:
     #: With the reference loud this long and still no echo found, it is too faint to find (below
     #: the room's noise): the timestamps are trusted as they are.
     FAINT_S = 3.0
+    #: Once aligned, the delay is measured every this many frames (1 s); the line through the
+    #: measurements of the last ``TRACK_S`` seconds (5 at least, over 4 s) places the reference,
+    #: which glides onto it (``LOCK_FOLLOW`` a frame).
+    TRACK_FRAMES = 100
+    TRACK_S = 20.0
+    LOCK_FOLLOW = 0.02
+    #: A measurement this many samples off the line is not the echo (three in a row: it moved).
+    OUTLIER = 4.0
+    #: No pair of clocks drifts apart faster than this (s/s: 1000 ppm).
+    MAX_DRIFT = 1e-3
 
     def __init__(
         self,
@@ -69,34 +83,54 @@ class EchoReference:
         self._frames = self._loud_frames = 0
         self._block = np.zeros(0, dtype=np.int16)
         self._next: float | None = None  # history position (device rate) of the next sample
+        self._m = 0  # microphone samples taken
+        self._pos = Ring(64, dtype=np.float64)  # per frame: the history position it read from
+        #: (microphone sample, history position of its echo): the measured delays since aligned
+        self._points: list[tuple[float, float]] = []
+        self._misses = 0
+        #: The line they lie on (position, slope, at microphone sample): None until it is known.
+        self._line: tuple[float, float, float] | None = None
         self._dev_rate = 0
         self._fir = np.ones(1, dtype=np.float32)
 
     def take(self, n: int, adc_time: float) -> np.ndarray:
         """``n`` reference samples for the microphone samples from ``adc_time`` on."""
+        self._m += n
         stamp = self.playback.dac_stamp
         if stamp is None:
             self._next = None
+            self._line = None
             self._block = np.zeros(n, dtype=np.int16)
             return self._block
         count, dac = stamp
         dev_rate = self.playback.device_rate
         if dev_rate != self._dev_rate:
-            self._dev_rate, self._next = dev_rate, None
+            self._dev_rate, self._next, self._line = dev_rate, None, None
             self._fir = (
                 _lowpass(self.rate / dev_rate)
                 if dev_rate > self.rate
                 else np.ones(1, dtype=np.float32)
             )
         step = dev_rate / self.rate
-        want = count + (adc_time - dac + self.lead_ms / 1000.0 - self.extra_delay_s) * dev_rate
-        if self._next is None or abs(want - self._next) > self.resync_ms * dev_rate / 1000:
+        # where the timestamps put the sample the microphone hears now, ``lead_ms`` ahead, and
+        # the echo's delay beyond them
+        stamped = count + (adc_time - dac + self.lead_ms / 1000.0) * dev_rate
+        lag = self.extra_delay_s * dev_rate
+        if self._next is None or abs(stamped - lag - self._next) > self.resync_ms * dev_rate / 1000:
             self.resyncs += self._next is not None
-            self._next = float(round(want))
-        else:  # follow the clocks' slow drift, not their jitter
-            self._next += self.follow * (want - self._next)
+            self._next = float(round(stamped - lag))
+            self._line = None  # the streams restarted: the count starts again
+            self._points.clear()
+        elif self._line is not None:  # counted: the line the measured delays lie on
+            a, b, m0 = self._line
+            self._next += self.LOCK_FOLLOW * (a + b * (self._m - n - m0) - self._next)
+            # the timestamps' disagreement is only learnt (a jump in it is a restart)
+            self.extra_delay_s += self.follow * (stamped - self._next - lag) / dev_rate
+        else:  # follow the timestamps' slow drift, not their jitter
+            self._next += self.follow * (stamped - lag - self._next)
+        self._pos.append(self._next)
         self._block = self._resampled(self._next, n, step)
-        self._next += n * step
+        self._next += n * (step if self._line is None else self._line[1])
         return self._block
 
     def _resampled(self, start: float, n: int, step: float) -> np.ndarray:
@@ -141,11 +175,55 @@ class EchoReference:
             if not self.found and self._loud_frames * 0.01 >= self.FAINT_S:
                 self.found = True  # too faint to find: the timestamps are trusted
             return
-        if self._frames % 200 == 0:
+        if self._frames % self.TRACK_FRAMES == 0:
             got = est.search()
-            if got is not None and got[1] >= self.CONFIDENCE and abs(got[0] - lead) > MOVED:
-                self._seek(got, lead)
+            if got is None or got[1] < self.CONFIDENCE:
                 return
+            if abs(got[0] - lead) > MOVED:
+                self._seek(got, lead)
+            else:
+                self._track(got[0] - lead)
+
+    def _track(self, off: float) -> None:
+        """A measurement since aligned: the echo ``off`` samples later than the reference leads
+        it by, in the middle of the search's window. Where its echo says the reference should
+        have read then goes on the list; the line through the last ``TRACK_S`` of them is the
+        position from then on: counted in microphone samples at the rate of the two clocks."""
+        half = self.estimator.window // 2 if self.estimator is not None else 4096
+        frame = len(self._block)
+        back = -(-half // frame)  # frames back to the one holding the window's middle
+        if min(self._pos.written, self._pos.capacity) < back or self._dev_rate == 0:
+            return
+        step = self._dev_rate / self.rate
+        m = self._m - half  # the window's middle (microphone sample)
+        start = self._m - back * frame  # ... lies in the frame read from here
+        p = float(self._pos.latest(back)[0]) + (m - start - off) * step
+        if self._line is not None:
+            a, b, m0 = self._line
+            if abs(p - (a + b * (m - m0))) > self.OUTLIER * step:
+                self._misses += 1
+                if self._misses < 3:
+                    return  # a door, a word of the user's: not the echo moving
+                self._points.clear()  # three in a row: it has moved
+                self._line = None
+        self._misses = 0
+        points = self._points
+        points.append((float(m), p))
+        while points[-1][0] - points[0][0] > self.TRACK_S * self.rate:
+            points.pop(0)
+        ms = np.array([q[0] for q in points]) - m
+        ps = np.array([q[1] for q in points])
+        if len(points) >= 5 and -ms[0] >= 4 * self.rate:
+            b, a = np.polyfit(ms, ps - ps[-1], 1)
+            if abs(b / step - 1.0) <= self.MAX_DRIFT:
+                self._line = (float(a + ps[-1]), float(b), float(m))
+
+    @property
+    def drift(self) -> float:
+        """The two clocks' drift as the measured delays show it (s/s; 0 until it is known)."""
+        if self._line is None or not self._dev_rate:
+            return 0.0
+        return self._line[1] * self.rate / self._dev_rate - 1.0
 
     def _seek(self, got: tuple[float, float] | None, lead: float) -> None:
         if got is None or got[1] < self.CONFIDENCE:
@@ -156,6 +234,8 @@ class EchoReference:
             return
         self._candidate = None
         self.found = True
+        self._points.clear()
+        self._line = None
         # move the reference: the echo is that much later (or sooner) than it leads it by
         self.extra_delay_s += (got[0] - lead) / self.rate
         self._next = None

@@ -61,7 +61,7 @@ class SpeechGate:
         end_ms: int = 700,
         min_level_db: float = -55.0,
         snr_db: float = 9.0,
-        guard_db: float = 15.0,
+        guard_db: float = 18.0,
         start_residual_db: float = 0.0,
         learn_db: float = 0.2,
         residual_floor_db: float = -30.0,
