@@ -295,3 +295,39 @@ def test_stop_lets_queued_audio_play_out(pulse):
     assert corr >= 0.9
     assert correlation_at(signal[-480:], rec, lag + len(signal) - 480) >= 0.99
     assert lag + len(signal) <= done + RECORDER_SLACK  # it was all out before stop() returned
+
+
+def test_an_idle_speaker_stream_pauses_and_the_next_sound_plays_in_full(pulse):
+    """Idle, the stream stops (no callbacks, no CPU) but counts as alive; the next play starts it
+    again and plays everything; after it, it pauses again."""
+    signal = noise(0.5)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        drained = loop.create_future()
+        with pulse.record_speaker() as rec:
+            pb = Playback(pulse.speaker_device, loop=loop, idle_pause_s=0.2,
+                          on_drained=lambda: drained.done() or drained.set_result(None))
+            pb.start()
+            try:
+                await asyncio.sleep(0.5)
+                paused, calls = pb.paused, pb._last_callback
+                await asyncio.sleep(0.3)
+                quiet = pb._last_callback == calls  # no callback while paused
+                alive = time.monotonic() - pb.last_callback < 0.1  # the watch sees no stall
+                for i in range(0, len(signal), 960):
+                    pb.play(signal[i:i + 960].tobytes())
+                resumed = not pb.paused
+                pb.finish()
+                await asyncio.wait_for(drained, 10)
+                await asyncio.sleep(0.4)
+                again = pb.paused
+            finally:
+                pb.stop()
+            recording = rec.stop()
+        return paused, quiet, alive, resumed, again, pb.pauses, recording
+
+    paused, quiet, alive, resumed, again, pauses, recording = asyncio.run(run())
+    assert paused and quiet and alive and resumed and again and pauses == 2
+    lag, corr = align(signal, recording)
+    assert corr >= 0.9 and np.array_equal(recording[lag:lag + len(signal)], signal)

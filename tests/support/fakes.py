@@ -57,6 +57,10 @@ class FakeCapture:
         self.log("close", "capture")
 
     in_flight_s = 0.0
+    wanted = True
+
+    def want(self, wanted: bool) -> None:
+        self.wanted = wanted
 
     def configure(
         self,
@@ -105,9 +109,13 @@ class FakeChain:
 
     def __init__(self, on_chunk: Callable[[bytes], None] = lambda pcm: None) -> None:
         self.on_chunk = on_chunk
+        self.gaps: list[int] = []
 
     def push(self, pcm: bytes, adc_time: float | None = None) -> None:
         self.on_chunk(pcm)
+
+    def gap(self, samples: int) -> None:
+        self.gaps.append(samples)
 
     def flush(self) -> None:
         pass

@@ -58,6 +58,11 @@ class NumberedMic:
     def configure(self, **_: object) -> None:
         pass
 
+    wanted = True
+
+    def want(self, wanted: bool) -> None:
+        self.wanted = wanted
+
     #: The chunks are spoken into the loop at once: none is ever in flight (a release ends
     #: the turn at once).
     in_flight_s = 0.0

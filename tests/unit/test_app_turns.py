@@ -46,7 +46,7 @@ def drained(app: App) -> list[tuple[str, int]]:
 async def started(log: fakes.Log):
     mics = []
 
-    def make_mic(settings, *, loop, on_audio):
+    def make_mic(settings, *, loop, on_audio, **_):
         mics.append(SpokenMic(log, on_audio))
         return mics[0]
 

@@ -645,7 +645,10 @@ def _kind_values(kind, name):
         return st.just("") if kind.must_exist else st.sampled_from(["", "/run/creds/k y"])
     if name in GOOD_TEXT:
         return st.sampled_from(["", GOOD_TEXT[name]])
-    return st.text(min_size=1).filter(str.strip) if kind.nonempty else st.text()
+    longest = getattr(kind, "max_len", None)
+    if kind.nonempty:
+        return st.text(min_size=1, max_size=longest).filter(str.strip)
+    return st.text(max_size=longest)
 
 
 def _section_values(fields, cls):

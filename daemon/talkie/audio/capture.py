@@ -1,4 +1,14 @@
-"""Microphone capture: a PortAudio input stream delivering s16le mono blocks to the asyncio loop."""
+"""Microphone capture: a PortAudio input stream delivering s16le mono blocks to the asyncio loop.
+
+The PortAudio callback copies each block into a preallocated ring (``ring_s`` seconds of slots) and
+nothing else: no allocation, no lock. The loop is woken for audio only while it is ``wanted`` (a
+turn, the answer playing, its tail): then the callback schedules one drain if none is pending, and
+the drain hands over every block written since, so a late loop means a bigger batch, not lost
+audio. A block is lost only when the ring's seconds are full, counted in ``overflows``. While the
+audio is not wanted the ring is simply overwritten (an idle device does no work for it), and when
+it is wanted again the drain starts from the newest block, telling ``on_gap`` how many samples it
+skipped.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,10 @@ if TYPE_CHECKING:
     from talkie.audio.resample import Resampler
 
 
+#: How far back the audio starts when it is wanted again.
+WAKE_BACK_S = 0.06
+
+
 class Capture:
     """Records mono 16-bit audio from ``device``; calls ``on_audio(pcm_bytes)`` in the loop thread.
 
@@ -24,10 +38,11 @@ class Capture:
 
     ``block_time`` tells, while ``on_audio`` runs, when the block's first sample was recorded.
 
-    Counters: ``overflows`` (blocks dropped because more than ``max_pending`` were already waiting
-    for the loop), ``xruns`` (callbacks that reported a PortAudio status flag), ``blocks`` (blocks
-    delivered).  ``last_callback`` is the ``time.monotonic()`` of the latest PortAudio callback
-    (0.0 before the first).  ``device_rate`` is the rate the device actually runs at.
+    Counters: ``overflows`` (blocks lost because the loop left ``ring_s`` seconds of them
+    waiting), ``batches`` (drains that handed blocks over), ``xruns`` (callbacks that reported a
+    PortAudio status flag), ``blocks`` (blocks delivered). ``last_callback`` is the
+    ``time.monotonic()`` of the latest PortAudio callback (0.0 before the first).
+    ``device_rate`` is the rate the device actually runs at.
     """
 
     def __init__(
@@ -39,16 +54,20 @@ class Capture:
         rate: int = 16000,
         block_ms: int = 20,
         gain_db: float = 0.0,
-        max_pending: int = 100,
+        ring_s: float = 5.0,
+        on_gap: Callable[[int], None] | None = None,
     ) -> None:
-        if rate <= 0 or block_ms <= 0 or max_pending <= 0:
-            raise ValueError("rate, block_ms and max_pending must be > 0")
+        if rate <= 0 or block_ms <= 0 or ring_s <= 0:
+            raise ValueError("rate, block_ms and ring_s must be > 0")
         self.device = device
         self.rate = int(rate)
         self.block_ms = int(block_ms)
         self.block_samples = self.rate * self.block_ms // 1000
         self.gain_db = float(gain_db)
-        self.max_pending = int(max_pending)
+        self.ring_s = float(ring_s)
+        #: Whether the loop wants the audio now (set by the shell); else the ring is overwritten.
+        self.wanted = True
+        self.batches = 0  # drains that handed over blocks (a late loop: fewer, bigger ones)
         self.device_info: DeviceInfo | None = None
         self.device_rate = self.rate
         self.overflows = 0
@@ -66,8 +85,17 @@ class Capture:
         self._resampler: Resampler | None = None
         #: int16 samples waiting to complete a block (resampling only)
         self._carry: Any = np.zeros(0, dtype=np.int16)
-        self._posted = 0  # written by the PortAudio thread only
-        self._handled = 0  # written by the loop thread only
+        self._on_gap = on_gap
+        # the ring: block slots, written by the PortAudio thread only (then ``_posted`` moves on)
+        self._slots: Any = np.zeros((1, 1), dtype=np.int16)
+        self._frames: Any = np.zeros(1, dtype=np.int64)
+        self._adc: Any = np.zeros(1, dtype=np.float64)
+        self._posted = 0  # blocks written (PortAudio thread only)
+        self._handled = 0  # blocks handed over or skipped (loop thread only)
+        self._waking = False  # a drain is scheduled (set by the callback, cleared by the drain)
+        self._start: Any = np.zeros(1, dtype=np.int64)  # per slot: its first sample's number
+        self._samples = 0  # device samples recorded (PortAudio thread only)
+        self._expect: int | None = None  # the number of the sample the loop expects next
         self._running = False
         self._gen = 0  # bumped by stop(): blocks posted by an earlier stream are dropped
 
@@ -111,7 +139,7 @@ class Capture:
 
             self._resampler = Resampler(device_rate, self.rate)
             self._carry = np.zeros(0, dtype=np.int16)
-        blocksize = max(1, device_rate * self.block_ms // 1000)
+        blocksize = self._allocate(device_rate)
         try:
             stream = sd.RawInputStream(
                 device=info.index,
@@ -135,6 +163,21 @@ class Capture:
             self._stream = None
             stream.close(ignore_errors=True)
             raise AudioError(f"cannot start input device {info.name!r}: {exc}") from exc
+
+    def _allocate(self, device_rate: int) -> int:
+        """The ring for a stream at ``device_rate``: ``ring_s`` of block slots. Returns the
+        block size (frames)."""
+        self.device_rate = device_rate
+        blocksize = max(1, device_rate * self.block_ms // 1000)
+        slots = max(2, int(round(self.ring_s * 1000 / self.block_ms)))
+        self._slots = np.zeros((slots, blocksize), dtype=np.int16)
+        self._frames = np.zeros(slots, dtype=np.int64)
+        self._adc = np.zeros(slots, dtype=np.float64)
+        self._start = np.zeros(slots, dtype=np.int64)
+        self._posted = self._handled = self._samples = 0
+        self._expect = None
+        self._waking = False
+        return blocksize
 
     def stop(self) -> None:
         """Stop and close the stream; blocks still queued for the loop are discarded."""
@@ -169,10 +212,12 @@ class Capture:
         self.last_callback = time.monotonic()
         if status:
             self.xruns += 1
-        if self._posted - self._handled >= self.max_pending:
-            self.overflows += 1
+        slots = self._slots
+        wanted = self.wanted
+        if wanted and self._posted - self._handled >= len(slots):
+            self.overflows += 1  # the loop is seconds late: this block is lost
+            self._samples += frames  # (counted: the loop is told of the gap)
             return
-        self._posted += 1
         adc = time_info.inputBufferAdcTime if time_info is not None else 0.0
         if not adc:  # the host API does not say: estimate it from the stream's latency
             adc = (
@@ -180,14 +225,64 @@ class Capture:
                 - self._latency
                 - frames / self.device_rate
             )
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, self._gen, bytes(indata), adc)
-        except RuntimeError:  # loop closed: nothing will ever handle it
-            pass
+        k = self._posted % len(slots)
+        n = min(frames, slots.shape[1])
+        slots[k, :n] = np.frombuffer(indata, dtype=np.int16, count=n)
+        self._frames[k] = n
+        self._adc[k] = adc
+        self._start[k] = self._samples
+        self._samples += frames
+        self._posted += 1  # published: the slot is complete
+        if wanted and not self._waking:
+            self._waking = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain, self._gen)
+            except RuntimeError:  # loop closed: nothing will ever handle it
+                pass
 
     # -- loop thread ---------------------------------------------------------------------------
+    def want(self, wanted: bool) -> None:
+        """Whether the loop wants the audio from now on (the shell says, after each step).
+
+        Wanted again, the audio starts ``WAKE_BACK_S`` back: what woke it (a press, the answer
+        starting) reached the loop a little after the sound it goes with (a press is heard by a
+        thread of its own, and the user's first word may come with it)."""
+        if wanted and not self.wanted:
+            back = -(-int(WAKE_BACK_S * 1000) // self.block_ms)
+            self._handled = max(self._handled, self._posted - back)
+        self.wanted = wanted
+
+    def _drain(self, gen: int) -> None:
+        self._waking = False
+        if not self._running or gen != self._gen or not self.wanted:
+            return
+        slots = self._slots
+        posted = self._posted
+        if posted - self._handled > len(slots):  # overwritten (it cannot be while wanted)
+            self._handled = posted - len(slots)
+        if self._handled < posted:
+            self.batches += 1
+        while self._handled < posted:
+            k = self._handled % len(slots)
+            self._handled += 1
+            start, frames = int(self._start[k]), int(self._frames[k])
+            if self._expect is not None and start > self._expect:
+                self._gap(start - self._expect)  # skipped while unwanted, or lost
+            self._expect = start + frames
+            self._deliver(gen, slots[k, :frames].tobytes(), float(self._adc[k]))
+            if not self._running or gen != self._gen or not self.wanted:  # on_audio may stop us
+                return
+
+    def _gap(self, device_samples: int) -> None:
+        """``device_samples`` were skipped: the resampler starts afresh, the listener is told in
+        samples at ``rate``."""
+        if self._resampler is not None:
+            self._resampler.reset()
+            self._carry = self._carry[:0]
+        if self._on_gap is not None:
+            self._on_gap(int(round(device_samples * self.rate / self.device_rate)))
+
     def _deliver(self, gen: int, data: bytes, adc: float = 0.0) -> None:
-        self._handled += 1
         if not self._running or gen != self._gen:
             return
         self.block_time = adc

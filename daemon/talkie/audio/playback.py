@@ -1,4 +1,5 @@
-"""Speaker playback: an always-open PortAudio output stream fed from a preallocated jitter ring."""
+"""Speaker playback: a PortAudio output stream fed from a preallocated jitter ring, paused while
+nothing plays (:mod:`talkie.audio.pause`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from talkie.audio.capture import apply_gain
 from talkie.audio.devices import AudioError, DeviceInfo, find_device, import_sounddevice
+from talkie.audio.pause import IdlePause
 from talkie.audio.ring import Ring
 
 if TYPE_CHECKING:
@@ -28,12 +30,15 @@ HISTORY_S = 2.0
 # loop thread holds the GIL for a few ms (measured: every run with 30 ms bursts of Python work in
 # the loop); 50 ms never did, and only adds 50 ms to a barge-in flush.
 OUTPUT_LATENCY_S = 0.05
+#: The stream is paused this long after the last sound (None: never).
+IDLE_PAUSE_S = 2.0
 
 
 class Playback:
     """Plays s16le mono ``rate`` Hz audio on ``device`` through a jitter buffer.
 
-    The output stream stays open and plays silence while the buffer is empty.  All public methods
+    The output stream stays open; it plays silence while the buffer is empty and is paused
+    ``idle_pause_s`` after the last sound (:mod:`talkie.audio.pause`).  All public methods
     are called from the loop thread; the PortAudio callback only copies from the ring and reaches
     the loop through ``loop.call_soon_threadsafe``.
 
@@ -61,6 +66,7 @@ class Playback:
         volume: float = 1.0,
         buffer_s: float = 120.0,
         latency: float | str = OUTPUT_LATENCY_S,
+        idle_pause_s: float | None = IDLE_PAUSE_S,
     ) -> None:
         if rate <= 0 or buffer_s <= 0:
             raise ValueError("rate and buffer_s must be > 0")
@@ -75,7 +81,12 @@ class Playback:
         self.underruns = 0
         self.xruns = 0
         self.played_samples = 0
-        self.last_callback = 0.0
+        self._last_callback = 0.0
+        self.idle_pause_s = idle_pause_s
+        #: The stream is stopped while nothing plays (see the module's words); ``pauses`` counts.
+        self.paused = False
+        self.pauses = 0
+        self._idle = IdlePause(self, loop)
         self.max_block = 0  # largest callback block seen (frames): the flush granularity
         #: The last HISTORY_S of what was handed to PortAudio (device rate), for the echo
         #: canceller's reference (a history :class:`Ring`, None before the first start), and
@@ -125,6 +136,12 @@ class Playback:
     def active(self) -> bool:
         """True while the stream is open and running."""
         return self._stream is not None and bool(self._stream.active)
+
+    @property
+    def last_callback(self) -> float:
+        """The ``time.monotonic()`` of the latest callback (now, while paused: a paused stream
+        is not a stalled one)."""
+        return time.monotonic() if self.paused else self._last_callback
 
     def start(self) -> None:
         """Open and start the output stream (raises AudioError if the device cannot be opened)."""
@@ -176,6 +193,11 @@ class Playback:
                 self._stream = None
                 stream.close(ignore_errors=True)
                 raise AudioError(f"cannot start output device {info.name!r}: {exc}") from exc
+            self.paused = False
+        try:  # from the loop (start-up) or a worker (a reopen): the loop's timer either way
+            self._loop.call_soon_threadsafe(self._idle.soon)
+        except RuntimeError:  # loop closed
+            pass
 
     def play(self, pcm: bytes, gain: float | None = None) -> None:
         """Queue s16le mono audio at ``rate`` Hz (``volume`` applied, or ``gain`` instead: the
@@ -199,6 +221,7 @@ class Playback:
             samples = self._resampler.process(samples)
         self._ring.write(samples)
         self._playing = True  # after the write: the callback must not see an empty "turn"
+        self._idle.resume()
 
     def flush(self) -> None:
         """Silence now: drop all queued audio and cancel a pending finish.
@@ -279,6 +302,7 @@ class Playback:
         with self._lock:
             self._stream = None
             self._playing = False
+            self.paused = False
             try:
                 stream.abort(ignore_errors=True)
             finally:
@@ -304,11 +328,12 @@ class Playback:
             return
         self._pending_finish = None
         self._drain_handle = None
+        self._idle.soon()
         self._on_drained()
 
     # -- PortAudio thread ----------------------------------------------------------------------
     def _callback(self, outdata, frames, time_info, status) -> None:
-        self.last_callback = time.monotonic()
+        self._last_callback = time.monotonic()
         if status:
             self.xruns += 1
         if frames > self.max_block:

@@ -99,7 +99,6 @@ class EchoReference:
         stamp = self.playback.dac_stamp
         if stamp is None:
             self._next = None
-            self._line = None
             self._block = np.zeros(n, dtype=np.int16)
             return self._block
         count, dac = stamp
@@ -119,7 +118,10 @@ class EchoReference:
         if self._next is None or abs(stamped - lag - self._next) > self.resync_ms * dev_rate / 1000:
             self.resyncs += self._next is not None
             self._next = float(round(stamped - lag))
-            self._line = None  # the streams restarted: the count starts again
+            # the streams restarted (a pause, a flush): the count starts again from the
+            # timestamps, at the rate measured (the clocks are the same)
+            if self._line is not None:
+                self._line = (self._next, self._line[1], float(self._m - n))
             self._points.clear()
         elif self._line is not None:  # counted: the line the measured delays lie on
             a, b, m0 = self._line
@@ -132,6 +134,13 @@ class EchoReference:
         self._block = self._resampled(self._next, n, step)
         self._next += n * (step if self._line is None else self._line[1])
         return self._block
+
+    def skip(self, n: int) -> None:
+        """``n`` microphone samples went by unread (the audio was not wanted): counted as read."""
+        self._m += n
+        if self._next is not None and self._dev_rate:
+            step = self._dev_rate / self.rate
+            self._next += n * (step if self._line is None else self._line[1])
 
     def _resampled(self, start: float, n: int, step: float) -> np.ndarray:
         """``n`` samples at history positions ``start + k * step``: low-passed, then linearly

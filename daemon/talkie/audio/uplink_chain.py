@@ -105,6 +105,16 @@ class MicChain:
             self._carry[:rest] = samples[pos:]
             self._carried = rest
 
+    def gap(self, samples: int) -> None:
+        """``samples`` of the microphone were not pushed (the audio was not wanted meanwhile):
+        the partial frame is dropped, the gate starts its decision afresh, and the echo
+        reference counts them as read."""
+        self._carried = 0
+        if self.gate is not None:
+            self.gate.reset()
+        if self.reference is not None:
+            self.reference.skip(samples)
+
     def flush(self) -> None:
         """Send the chunk gathered so far, short as it is (the turn ends: its last ms count)."""
         if self._filled:

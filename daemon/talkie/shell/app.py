@@ -185,6 +185,7 @@ class App:
             self.effects.perform(effect)
         if self._chain_stale and not self.state.voice:
             self.rebuild_mic_chain()  # the turn the voice opened is over: the new settings now
+        self._want_audio()
 
     async def run(self) -> None:
         """Bring the adapters up, serve until :meth:`stop`, bring them down."""
@@ -251,7 +252,7 @@ class App:
         self.chain = f.mic_chain(
             self.settings, playback, on_chunk=self.outbox.push_audio, on_speech=self._speech
         )
-        capture = f.capture(self.settings, loop=loop, on_audio=self._mic)
+        capture = f.capture(self.settings, loop=loop, on_audio=self._mic, on_gap=self._mic_gap)
         self.audio = AudioDevices(capture, playback, self.emit)
         stack.push_async_callback(self.audio.stop, STOP_DRAIN_S)
         self.vision = f.vision(self.settings, self.link.send_video, self.effects.camera_fault)
@@ -311,6 +312,31 @@ class App:
         if self.chain is not None and self.audio is not None:
             self.chain.push(pcm, self.audio.capture.block_time)
             self.effects.samples_heard(len(pcm) // 2)
+            if not self.effects.hearing:
+                self._want_audio()  # the tail of a turn may just have arrived
+
+    def _mic_gap(self, samples: int) -> None:
+        if self.chain is not None:
+            self.chain.gap(samples)
+
+    def _want_audio(self) -> None:
+        """The microphone's blocks reach the loop only while something will use them: a turn
+        being captured (or its tail), the answer playing (barge-in, echo control). Idle, the
+        capture only keeps its ring."""
+        if self.audio is None:
+            return
+        s = self.state
+        playback = self.playback
+        wanted = (
+            self.outbox.capturing
+            or self.effects.hearing
+            or s.held
+            or s.voice
+            or s.phase in (m.Phase.LISTENING, m.Phase.SPEAKING)
+            or (playback is not None and bool(playback.busy))
+        )
+        if wanted != self.audio.capture.wanted:
+            self.audio.capture.want(wanted)
 
     def _speech(self, started: bool) -> None:
         self.emit(m.SpeechStarted() if started else m.SpeechEnded())

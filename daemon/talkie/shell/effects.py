@@ -196,6 +196,11 @@ class Effects:
         late = asyncio.get_running_loop().call_later(in_flight + TAIL_GRACE_S, self._finish_turn)
         self._tail = (round(in_flight * INPUT_RATE), late)
 
+    @property
+    def hearing(self) -> bool:
+        """Whether the audio still in flight at a release is being waited for."""
+        return self._tail is not None
+
     def samples_heard(self, n: int) -> None:
         """``n`` microphone samples reached the chain (and, in a turn, the outbox)."""
         if self._tail is not None:

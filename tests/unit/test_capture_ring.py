@@ -1,0 +1,97 @@
+"""The microphone's ring: PortAudio's thread writes blocks, the loop drains them in batches; a late
+loop loses nothing, an unwanted stream wakes nobody, and what was skipped is counted in samples."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from talkie.audio.capture import Capture
+
+BLOCK = 160  # 10 ms at 16 kHz
+
+
+def _capture(loop, got, gaps, *, ring_s=1.0):
+    cap = Capture("test", loop=loop, on_audio=got.append, on_gap=gaps.append, block_ms=10,
+                  ring_s=ring_s)
+    cap._allocate(16000)
+    cap._running = True
+    return cap
+
+
+def _speak(cap, first, count, *, pause_s=0.0):
+    """What PortAudio's thread does: ``count`` numbered blocks, each stamped 10 ms apart."""
+    for seq in range(first, first + count):
+        block = np.full(BLOCK, seq, np.int16)
+        cap._callback(block.tobytes(), BLOCK, SimpleNamespace(inputBufferAdcTime=1 + seq / 100,
+                                                             currentTime=0.0), 0)
+        if pause_s:
+            time.sleep(pause_s)
+
+
+def _numbers(got):
+    return [int(np.frombuffer(b, np.int16)[0]) for b in got]
+
+
+def test_a_late_loop_gets_every_block_in_one_batch_and_loses_none():
+    async def main():
+        got, gaps = [], []
+        cap = _capture(asyncio.get_running_loop(), got, gaps)
+        writer = threading.Thread(target=_speak, args=(cap, 0, 30), kwargs={"pause_s": 0.001})
+        writer.start()
+        time.sleep(0.3)  # the loop is held up (a blocking handler) while the blocks come
+        writer.join()
+        await asyncio.sleep(0.05)
+        return cap, got, gaps
+
+    cap, got, gaps = asyncio.run(main())
+    assert _numbers(got) == list(range(30)) and gaps == []
+    assert cap.overflows == 0 and cap.batches == 1  # one drain took all 30
+    assert cap.block_time == 1 + 29 / 100  # each block handed over with its own ADC time
+
+
+def test_a_loop_later_than_the_ring_loses_the_newest_blocks_counted_and_told_as_a_gap():
+    async def main():
+        got, gaps = [], []
+        cap = _capture(asyncio.get_running_loop(), got, gaps, ring_s=0.1)  # 10 slots
+        _speak(cap, 0, 25)  # from the loop thread itself: nothing is drained meanwhile
+        await asyncio.sleep(0.01)
+        _speak(cap, 25, 5)
+        await asyncio.sleep(0.01)
+        return cap, got, gaps
+
+    cap, got, gaps = asyncio.run(main())
+    assert cap.overflows == 15
+    assert _numbers(got) == [*range(10), *range(25, 30)]
+    assert gaps == [15 * BLOCK]  # the chain is told how many samples it did not get
+
+
+def test_an_unwanted_stream_wakes_nobody_and_comes_back_just_before_the_wake():
+    async def main():
+        loop = asyncio.get_running_loop()
+        got, gaps = [], []
+        cap = _capture(loop, got, gaps)
+        _speak(cap, 0, 3)
+        await asyncio.sleep(0.01)
+        cap.want(False)
+        scheduled = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a: scheduled.append(a) or real(*a)  # type: ignore[method-assign]
+        _speak(cap, 3, 200)  # two seconds of an idle room: the ring is overwritten
+        await asyncio.sleep(0.01)
+        idle_wakes = len(scheduled)
+        cap.want(True)  # a press
+        _speak(cap, 203, 2)
+        await asyncio.sleep(0.01)
+        return got, gaps, idle_wakes
+
+    got, gaps, idle_wakes = asyncio.run(main())
+    assert idle_wakes == 0
+    # the turn starts WAKE_BACK_S (60 ms, 6 blocks) before the wake: the press reaches the loop
+    # a little after the sound it goes with
+    assert _numbers(got) == [0, 1, 2, *range(197, 205)]
+    assert gaps == [(197 - 3) * BLOCK]
