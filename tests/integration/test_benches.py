@@ -12,7 +12,8 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 #: Figures that must be exactly 0 (counts of what went wrong), by script.
-ZEROS = {"tools.py": {"unanswered", "duplicated_effects"}}
+ZEROS = {"tools.py": {"unanswered", "duplicated_effects"},
+         "load.py": {"mic_samples_lost", "capture_overflows"}}
 
 
 @pytest.mark.parametrize("script,args,keys", [
@@ -28,6 +29,11 @@ ZEROS = {"tools.py": {"unanswered", "duplicated_effects"}}
      {"trials", "latency_ms_p50", "latency_ms_p95", "echo_minutes", "erle_db", "cpu_pct"}),
     ("tools.py", ["--calls", "20"], {"calls", "builtin_ms_p95", "mcp_stdio_ms_p95",
                                      "mcp_http_ms_p95"}),
+    ("idle.py", ["--seconds", "3", "--turns", "1"],
+     {"idle_cpu_pct", "warm_idle_cpu_pct", "baseline_cpu_pct", "rss_mb_ready",
+      "rss_mb_after_turns"}),
+    ("load.py", ["--turns", "1", "--speech-s", "2"],
+     {"turns_sent", "capture_blocks", "press_to_first_audio_ms_p95"}),
 ])
 def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,

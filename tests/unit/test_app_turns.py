@@ -216,3 +216,25 @@ def test_a_fault_is_one_journal_line_and_the_last_error_clears_once_it_is_over(c
              and "input device 'USB' not found" in r.getMessage()]
     assert [(r.levelname, r.getMessage()) for r in lines] == [
         ("ERROR", "no microphone: input device 'USB' not found")]
+
+
+def test_the_microphone_wakes_the_loop_only_while_a_turn_or_its_tail_wants_it():
+    async def main():
+        app, task, mic = await started(fakes.Log())
+        await settle(app)
+        wants = [mic.wanted]  # idle after the start: nobody talking, nothing playing
+        app.emit(m.ButtonDown())
+        await settle(app)
+        wants.append(mic.wanted)  # a turn is being captured
+        mic.speak(3)
+        app.emit(m.ButtonUp())
+        await settle(app)
+        wants.append(mic.wanted)  # the audio still in flight at the release is waited for
+        mic.speak(3)
+        await settle(app)
+        wants.append(mic.wanted)  # the tail is in: the turn waits for the answer, mic unwanted
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return wants
+
+    assert asyncio.run(main()) == [False, True, True, False]

@@ -15,6 +15,9 @@ from typing import Any
 
 log = logging.getLogger("talkie.audio")
 
+#: A paused stream starts when the queue holds its output latency and this much more.
+START_MARGIN_S = 0.02
+
 
 class IdlePause:
     """Pauses ``playback``'s stream when it has been idle long enough, resumes it on demand."""
@@ -55,6 +58,17 @@ class IdlePause:
             pb.paused = True
             pb.pauses += 1
             pb.dac_stamp = None  # the next block's time starts the echo reference afresh
+
+    def wake(self, buffered: int) -> None:
+        """Audio was queued (``buffered`` samples at the device's rate): a paused stream starts
+        once there is enough to fill what PortAudio asks for at a start (its output latency and a
+        period more), so the answer's first sound is not cut by a dry buffer."""
+        pb = self.playback
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if pb.paused and buffered >= pb.device_rate * (pb.latency + START_MARGIN_S):
+            self.resume()
 
     def resume(self) -> None:
         pb = self.playback

@@ -221,7 +221,7 @@ class Playback:
             samples = self._resampler.process(samples)
         self._ring.write(samples)
         self._playing = True  # after the write: the callback must not see an empty "turn"
-        self._idle.resume()
+        self._idle.wake(self._ring.available())
 
     def flush(self) -> None:
         """Silence now: drop all queued audio and cancel a pending finish.
@@ -276,6 +276,8 @@ class Playback:
         self._finish_gen += 1
         gen = self._finish_gen
         self._pending_finish = gen
+        if self._ring is not None and self._ring.available():
+            self._idle.resume()  # a sound shorter than the start's buffer: it plays now
         stream = self._stream  # once: a reopen in a worker thread may change it meanwhile
         if self._ring is None or stream is None or not stream.active:
             self._loop.call_soon(self._drained, gen)

@@ -39,7 +39,13 @@ class Ring:
             raise ValueError(f"ring capacity must be > 0, got {capacity}")
         self.capacity = int(capacity)
         self.fill = fill
-        self._buf = np.full(self.capacity, fill, dtype=dtype)
+        # zeros: pages the system hands out as they are first written (a long ring costs only
+        # what has been used of it)
+        self._buf = (
+            np.zeros(self.capacity, dtype=dtype)
+            if fill == 0
+            else np.full(self.capacity, fill, dtype=dtype)
+        )
         # Producer-owned.
         self._w = 0
         self._flush_gen = 0

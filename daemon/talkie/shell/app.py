@@ -56,8 +56,21 @@ def settle_memory() -> None:
     """What is loaded so far (the SDK, pydantic's schemas, numpy: hundreds of thousands of objects
     that live as long as the daemon) leaves the garbage collector's generations: a full collection
     then walks what is new only, a pause of a few ms instead of a tenth of a second in the loop
-    (and the audio it serves)."""
+    (and the audio it serves). Then what loading freed goes back to the system (glibc keeps it
+    otherwise: several MB of a small device's memory)."""
+    gc.collect()
     gc.freeze()
+    give_back()
+
+
+def give_back() -> None:
+    """Hand what the C heap holds free back to the system (glibc keeps it otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # another C library: nothing to give back this way
+        pass
 
 
 class App:
