@@ -24,6 +24,7 @@ object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -87,6 +88,47 @@ def wait_phase(control: Path, phase: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"the daemon did not reach {phase!r}")
 
 
+@contextlib.contextmanager
+def running_daemon(double, pulse: PulseHarness, work: Path):
+    """`talkie run` as its own process on the rig's devices against ``double``, until READY;
+    yields (process, control socket path)."""
+    key = work / "api-key"
+    key.write_text("test-key\n")
+    key.chmod(0o600)
+    config = work / "talkie.toml"
+    config.write_text(
+        f'[live]\nendpoint = "{double.endpoint}"\nca_file = "{double.ca_file}"\n'
+        f'api_key_file = "{key}"\n[audio]\ninput_device = "{pulse.mic_device}"\n'
+        f'output_device = "{pulse.speaker_device}"\n[session]\nstate_dir = "{work}"\n')
+    env = {**pulse.env, "RUNTIME_DIRECTORY": str(work), "GPIOZERO_PIN_FACTORY": "none"}
+    env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
+    notify = work / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify))
+        sock.settimeout(30)
+        proc = subprocess.Popen([sys.executable, "-m", "talkie", "run", "--config", str(config)],
+                                env={**env, "NOTIFY_SOCKET": str(notify)},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while "READY=1" not in sock.recv(4096).decode():
+                pass
+            yield proc, work / "control"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def turn(control: Path, listen_s: float) -> None:
+    """One push-to-talk turn through `talkie ctl`, to the answer's end."""
+    ctl(control, "press")
+    wait_phase(control, "listening")
+    time.sleep(listen_s)
+    ctl(control, "release")
+    wait_phase(control, "speaking", 30)
+    wait_phase(control, "idle", 30)
+
+
 def bare_capture(pulse: PulseHarness, seconds: float) -> float:
     proc = subprocess.Popen([sys.executable, "-c", BARE, pulse.mic_device, str(seconds + 5)],
                             env=pulse.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -108,46 +150,16 @@ def main() -> None:
     double = LiveDouble(api_keys=None, auto_reply=AutoReply(seconds=1.0)).start_in_thread()
     try:
         with tempfile.TemporaryDirectory() as tmp, PulseHarness() as pulse:
-            work = Path(tmp)
-            key = work / "api-key"
-            key.write_text("test-key\n")
-            key.chmod(0o600)
-            config = work / "talkie.toml"
-            config.write_text(
-                f'[live]\nendpoint = "{double.endpoint}"\nca_file = "{double.ca_file}"\n'
-                f'api_key_file = "{key}"\n[audio]\ninput_device = "{pulse.mic_device}"\n'
-                f'output_device = "{pulse.speaker_device}"\n[session]\nstate_dir = "{work}"\n')
-            env = {**pulse.env, "RUNTIME_DIRECTORY": tmp, "GPIOZERO_PIN_FACTORY": "none"}
-            env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
-            notify = work / "notify"
-            control = work / "control"
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.bind(str(notify))
-                sock.settimeout(30)
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "talkie", "run", "--config", str(config)],
-                    env={**env, "NOTIFY_SOCKET": str(notify)}, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    while "READY=1" not in sock.recv(4096).decode():
-                        pass
-                    time.sleep(SETTLE_S)
-                    ready_mb = rss_mb(proc.pid)
-                    idle = cpu_pct(proc.pid, args.seconds)
-                    for _ in range(args.turns):
-                        ctl(control, "press")
-                        wait_phase(control, "listening")
-                        time.sleep(1.0)
-                        ctl(control, "release")
-                        wait_phase(control, "speaking")
-                        wait_phase(control, "idle")
-                    time.sleep(1.0)
-                    turns_mb = rss_mb(proc.pid)
-                    warm = cpu_pct(proc.pid, args.seconds)
-                    warm_mb = rss_mb(proc.pid)
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=15)
+            with running_daemon(double, pulse, Path(tmp)) as (proc, control):
+                time.sleep(SETTLE_S)
+                ready_mb = rss_mb(proc.pid)
+                idle = cpu_pct(proc.pid, args.seconds)
+                for _ in range(args.turns):
+                    turn(control, 1.0)
+                time.sleep(1.0)
+                turns_mb = rss_mb(proc.pid)
+                warm = cpu_pct(proc.pid, args.seconds)
+                warm_mb = rss_mb(proc.pid)
             baseline = bare_capture(pulse, args.seconds)
     finally:
         double.stop()

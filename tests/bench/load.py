@@ -40,7 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "daemon")]
 import numpy as np  # noqa: E402
 
 from support.pulse import PulseHarness, align, read_wav  # noqa: E402
-from tests.support.daemon import BUTTON, Shows, write_config  # noqa: E402
+from tests.support.daemon import BUTTON, started_app  # noqa: E402
 from tests.support.live_double import AutoReply, LiveDouble  # noqa: E402
 
 KEY = "AIzaSy-loadbench-0123456789abcdef"
@@ -82,21 +82,10 @@ def lost_samples(played: np.ndarray, sent: np.ndarray) -> int:
 async def turns(tmp: Path, double, pulse, wav: Path, n: int) -> dict:
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    from talkie import config
-    from talkie.config.credentials import load_api_key
     from talkie.core.machine import Phase
-    from talkie.panel import open_panel
-    from talkie.shell.app import App, Factories
 
     factory = MockFactory(pin_class=MockPWMPin)
-    settings = config.load(write_config(tmp, double, pulse, KEY))
-    key = load_api_key(settings.live.api_key_file, env={})
-    shows = Shows()
-    app = App(settings, key, factories=Factories(
-        panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory, **kw)), on_show=shows)
-    task = asyncio.create_task(app.run())
-    await asyncio.wait_for(app.ready.wait(), 20)
-    await asyncio.wait_for(app.prepared.wait(), 20)
+    app, task, shows = await started_app(tmp, double, pulse, KEY, factory)
     button = factory.pin(BUTTON)
     presses, releases, answered = [], [], []
     for _ in range(n):

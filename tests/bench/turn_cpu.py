@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "daemon")]
 
 from support.pulse import PulseHarness  # noqa: E402
-from tests.bench.idle import cpu_s, ctl, wait_phase  # noqa: E402
+from tests.bench.idle import cpu_s, running_daemon, turn  # noqa: E402
 from tests.support.live_double import AutoReply, LiveDouble  # noqa: E402
 
 PLAIN = r'''
@@ -129,44 +128,12 @@ def plain(double, pulse, args) -> float:
 
 
 def talkie(double, pulse, args, work: Path) -> float:
-    key = work / "api-key"
-    key.write_text("test-key\n")
-    key.chmod(0o600)
-    config = work / "talkie.toml"
-    config.write_text(
-        f'[live]\nendpoint = "{double.endpoint}"\nca_file = "{double.ca_file}"\n'
-        f'api_key_file = "{key}"\n[audio]\ninput_device = "{pulse.mic_device}"\n'
-        f'output_device = "{pulse.speaker_device}"\n[session]\nstate_dir = "{work}"\n')
-    env = {**pulse.env, "RUNTIME_DIRECTORY": str(work), "GPIOZERO_PIN_FACTORY": "none"}
-    env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
-    control, notify = work / "control", work / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(notify))
-        sock.settimeout(30)
-        proc = subprocess.Popen([sys.executable, "-m", "talkie", "run", "--config", str(config)],
-                                env={**env, "NOTIFY_SOCKET": str(notify)},
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            while "READY=1" not in sock.recv(4096).decode():
-                pass
-
-            def one_turn():
-                ctl(control, "press")
-                wait_phase(control, "listening")
-                time.sleep(args.listen_s)
-                ctl(control, "release")
-                wait_phase(control, "speaking", 30)
-                wait_phase(control, "idle", 30)
-
-            one_turn()  # the session opens: not counted
-            c0, t0 = cpu_s(proc.pid), time.monotonic()
-            for _ in range(args.turns):
-                one_turn()
-            return 100 * (cpu_s(proc.pid) - c0) / (time.monotonic() - t0)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+    with running_daemon(double, pulse, work) as (proc, control):
+        turn(control, args.listen_s)  # the session opens: not counted
+        c0, t0 = cpu_s(proc.pid), time.monotonic()
+        for _ in range(args.turns):
+            turn(control, args.listen_s)
+        return 100 * (cpu_s(proc.pid) - c0) / (time.monotonic() - t0)
 
 
 def main() -> None:

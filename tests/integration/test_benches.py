@@ -34,6 +34,8 @@ ZEROS = {"tools.py": {"unanswered", "duplicated_effects"},
       "rss_mb_after_turns"}),
     ("load.py", ["--turns", "1", "--speech-s", "2"],
      {"turns_sent", "capture_blocks", "press_to_first_audio_ms_p95"}),
+    ("turn_cpu.py", ["--turns", "1", "--listen-s", "1", "--answer-s", "1"],
+     {"talkie_turn_cpu_pct", "plain_turn_cpu_pct", "ratio"}),
 ])
 def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,

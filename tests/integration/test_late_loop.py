@@ -15,11 +15,8 @@ import numpy as np
 import pytest
 
 from support.pulse import align, read_wav
-from talkie import config
-from talkie.config.credentials import load_api_key
 from talkie.core.machine import Phase
-from talkie.shell.app import App, Factories
-from tests.support.daemon import BUTTON, Shows, write_config
+from tests.support.daemon import BUTTON, started_app
 from tests.support.live_double import AutoReply, LiveDouble
 
 pytestmark = pytest.mark.audio
@@ -30,20 +27,11 @@ KEY = "AIzaSy-lateloop-0123456789abcdef"
 def test_a_loop_late_by_300_ms_loses_no_microphone_sample_of_a_turn(tmp_path, pulse, speech_wav):
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    from talkie.panel import open_panel
-
     rate, speech = read_wav(speech_wav)
     factory = MockFactory(pin_class=MockPWMPin)
 
     async def turn(double):
-        settings = config.load(write_config(tmp_path, double, pulse, KEY))
-        key = load_api_key(settings.live.api_key_file, env={})
-        shows = Shows()
-        app = App(settings, key, factories=Factories(
-            panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory, **kw)), on_show=shows)
-        task = asyncio.create_task(app.run())
-        await asyncio.wait_for(app.ready.wait(), 10)
-        await asyncio.wait_for(app.prepared.wait(), 10)
+        app, task, shows = await started_app(tmp_path, double, pulse, KEY, factory)
         button = factory.pin(BUTTON)
         button.drive_low()
         await shows.until(lambda p: Phase.LISTENING in p or Phase.CONNECTING in p)

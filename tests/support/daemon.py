@@ -82,3 +82,23 @@ class Shows:
             while not predicate(self.phases):
                 self.changed.clear()
                 await self.changed.wait()
+
+
+async def started_app(tmp_path: Path, double, pulse, key: str, factory):
+    """The daemon in this process on the rig (its config written by :func:`write_config`, the
+    button and LED on ``factory``, a MockFactory), served until READY and the SDK loaded;
+    returns (app, its task, its Shows)."""
+    from talkie import config
+    from talkie.config.credentials import load_api_key
+    from talkie.panel import open_panel
+    from talkie.shell.app import App, Factories
+
+    settings = config.load(write_config(tmp_path, double, pulse, key))
+    shows = Shows()
+    app = App(settings, load_api_key(settings.live.api_key_file, env={}), on_show=shows,
+              factories=Factories(panel=lambda s, **kw: open_panel(s.panel, pin_factory=factory,
+                                                                   **kw)))
+    task = asyncio.create_task(app.run())
+    await asyncio.wait_for(app.ready.wait(), 20)
+    await asyncio.wait_for(app.prepared.wait(), 20)
+    return app, task, shows
