@@ -12,7 +12,7 @@ as CPU time of the whole process (user + system, /proc/PID/stat) per real-time s
   release`, the double's one-second answer played), ``--seconds`` with the session open and nobody
   talking;
 * **baseline**: a bare capture of the same microphone (a sounddevice input stream with an empty
-  callback, in a Python process of its own) for ``--seconds``.
+  callback, in the daemon's 10 ms blocks, in a Python process of its own) for ``--seconds``.
 
 Memory: the daemon's resident set 2 s after READY and after the turns.
 
@@ -47,7 +47,7 @@ BARE = """
 import sys, time
 import sounddevice as sd
 s = sd.RawInputStream(device=sys.argv[1], samplerate=16000, channels=1, dtype="int16",
-                      blocksize=320, callback=lambda *a: None)
+                      blocksize=160, callback=lambda *a: None)
 s.start()
 print("started", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -150,7 +150,10 @@ class EchoReference:
         half = len(self._fir) // 2
         lo = int(np.floor(start)) - half
         span = int(np.ceil(start + n * step)) + half + 2 - lo
-        x = np.convolve(self._read(lo, span).astype(np.float32), self._fir, mode="valid")
+        raw = self._read(lo, span)
+        if not raw.any():  # the speaker played silence: so is its reference (no work)
+            return np.zeros(n, dtype=np.int16)
+        x = np.convolve(raw.astype(np.float32), self._fir, mode="valid")
         pos = start + np.arange(n) * step - (lo + half)
         y = np.interp(pos, np.arange(len(x)), x)
         return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
