@@ -206,6 +206,18 @@ def test_the_reference_is_what_was_played_lead_ms_after_the_microphone_instant()
     assert np.array_equal(block, signal[8320:8480]) and ref.resyncs == 1
 
 
+def test_microphone_samples_skipped_unread_are_counted_and_the_reference_keeps_its_place():
+    pb = FakePlayback(16000)
+    signal = (np.arange(16000) % 1000).astype(np.int16)
+    pb.played(signal, dac=10.0)
+    ref = EchoReference(pb, 16000, lead_ms=20)
+    ref.estimator = None
+    ref.take(160, adc_time=10.25)  # reads from sample 4320 (lead 20 ms)
+    ref.skip(1600)  # 100 ms the microphone did not hand over (the audio was not wanted)
+    block = ref.take(160, adc_time=10.36)  # the next block it does hand over
+    assert np.array_equal(block, signal[4480 + 1600:4640 + 1600]) and ref.resyncs == 0
+
+
 def test_the_reference_is_resampled_from_the_device_rate():
     pb = FakePlayback(24000)
     t = np.arange(48000) / 24000
