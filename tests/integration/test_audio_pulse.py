@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.support.rig import until
+
 from support.pulse import align, correlation_at, read_wav
 from talkie.audio.capture import Capture, apply_gain
 from talkie.audio.devices import AudioError, find_device
@@ -310,9 +312,9 @@ def test_an_idle_speaker_stream_pauses_and_the_next_sound_plays_in_full(pulse):
                           on_drained=lambda: drained.done() or drained.set_result(None))
             pb.start()
             try:
-                await asyncio.sleep(0.5)
-                paused, calls = pb.paused, pb._last_callback
-                await asyncio.sleep(0.3)
+                await until(lambda: pb.paused, 5, "the idle stream pausing")
+                calls = pb._last_callback
+                await asyncio.sleep(0.3)  # a span of callbacks (10 ms each) that must not come
                 quiet = pb._last_callback == calls  # no callback while paused
                 alive = time.monotonic() - pb.last_callback < 0.1  # the watch sees no stall
                 for i in range(0, len(signal), 960):
@@ -320,14 +322,13 @@ def test_an_idle_speaker_stream_pauses_and_the_next_sound_plays_in_full(pulse):
                 resumed = not pb.paused
                 pb.finish()
                 await asyncio.wait_for(drained, 10)
-                await asyncio.sleep(0.4)
-                again = pb.paused
+                await until(lambda: pb.paused, 5, "the stream pausing after the sound")
             finally:
                 pb.stop()
             recording = rec.stop()
-        return paused, quiet, alive, resumed, again, pb.pauses, recording
+        return quiet, alive, resumed, pb.pauses, recording
 
-    paused, quiet, alive, resumed, again, pauses, recording = asyncio.run(run())
-    assert paused and quiet and alive and resumed and again and pauses == 2
+    quiet, alive, resumed, pauses, recording = asyncio.run(run())
+    assert quiet and alive and resumed and pauses == 2
     lag, corr = align(signal, recording)
     assert corr >= 0.9 and np.array_equal(recording[lag:lag + len(signal)], signal)

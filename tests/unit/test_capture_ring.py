@@ -33,6 +33,12 @@ def _speak(cap, first, count, *, pause_s=0.0):
             time.sleep(pause_s)
 
 
+async def _settle():
+    """Let the loop run what the callbacks scheduled (no clock: a few turns of the loop)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 def _numbers(got):
     return [int(np.frombuffer(b, np.int16)[0]) for b in got]
 
@@ -43,9 +49,8 @@ def test_a_late_loop_gets_every_block_in_one_batch_and_loses_none():
         cap = _capture(asyncio.get_running_loop(), got, gaps)
         writer = threading.Thread(target=_speak, args=(cap, 0, 30), kwargs={"pause_s": 0.001})
         writer.start()
-        time.sleep(0.3)  # the loop is held up (a blocking handler) while the blocks come
-        writer.join()
-        await asyncio.sleep(0.05)
+        writer.join()  # the loop is held up (a blocking handler) while all the blocks come
+        await _settle()
         return cap, got, gaps
 
     cap, got, gaps = asyncio.run(main())
@@ -59,9 +64,9 @@ def test_a_loop_later_than_the_ring_loses_the_newest_blocks_counted_and_told_as_
         got, gaps = [], []
         cap = _capture(asyncio.get_running_loop(), got, gaps, ring_s=0.1)  # 10 slots
         _speak(cap, 0, 25)  # from the loop thread itself: nothing is drained meanwhile
-        await asyncio.sleep(0.01)
+        await _settle()
         _speak(cap, 25, 5)
-        await asyncio.sleep(0.01)
+        await _settle()
         return cap, got, gaps
 
     cap, got, gaps = asyncio.run(main())
@@ -76,17 +81,17 @@ def test_an_unwanted_stream_wakes_nobody_and_comes_back_just_before_the_wake():
         got, gaps = [], []
         cap = _capture(loop, got, gaps)
         _speak(cap, 0, 3)
-        await asyncio.sleep(0.01)
+        await _settle()
         cap.want(False)
         scheduled = []
         real = loop.call_soon_threadsafe
         loop.call_soon_threadsafe = lambda *a: scheduled.append(a) or real(*a)  # type: ignore[method-assign]
         _speak(cap, 3, 200)  # two seconds of an idle room: the ring is overwritten
-        await asyncio.sleep(0.01)
+        await _settle()
         idle_wakes = len(scheduled)
         cap.want(True)  # a press
         _speak(cap, 203, 2)
-        await asyncio.sleep(0.01)
+        await _settle()
         return got, gaps, idle_wakes
 
     got, gaps, idle_wakes = asyncio.run(main())

@@ -1,13 +1,13 @@
 """Microphone capture: a PortAudio input stream delivering s16le mono blocks to the asyncio loop.
 
-The PortAudio callback copies each block into a preallocated ring (``ring_s`` seconds of slots) and
-nothing else: no allocation, no lock. The loop is woken for audio only while it is ``wanted`` (a
-turn, the answer playing, its tail): then the callback schedules one drain if none is pending, and
-the drain hands over every block written since, so a late loop means a bigger batch, not lost
-audio. A block is lost only when the ring's seconds are full, counted in ``overflows``. While the
-audio is not wanted the ring is simply overwritten (an idle device does no work for it), and when
-it is wanted again the drain starts from the newest block, telling ``on_gap`` how many samples it
-skipped.
+The PortAudio callback copies each block into a preallocated ring (``ring_s`` seconds of slots)
+and nothing else: no buffer allocated, no lock. The loop is woken for audio only while it is
+``wanted`` (a turn, the answer playing, its tail): then the callback schedules one drain if none is
+pending, and the drain hands over every block written since, so a late loop means a bigger batch,
+not lost audio. A block is lost only when the ring's seconds are full, counted in ``overflows``.
+While the audio is not wanted the ring is simply overwritten (an idle device does no work for it),
+and when it is wanted again the drain starts from the newest blocks, telling ``on_gap`` how many
+samples it skipped.
 """
 
 from __future__ import annotations
@@ -257,9 +257,7 @@ class Capture:
         if not self._running or gen != self._gen or not self.wanted:
             return
         slots = self._slots
-        posted = self._posted
-        if posted - self._handled > len(slots):  # overwritten (it cannot be while wanted)
-            self._handled = posted - len(slots)
+        posted = self._posted  # want() left no overwritten slot unread: at most back, or full
         if self._handled < posted:
             self.batches += 1
         while self._handled < posted:

@@ -27,12 +27,15 @@ class IdlePause:
         self._loop = loop
         self._handle: asyncio.TimerHandle | None = None
 
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
     def soon(self) -> None:
         """Pause the stream ``idle_pause_s`` from now, unless something plays meanwhile."""
         pb = self.playback
-        if self._handle is not None:
-            self._handle.cancel()
-        self._handle = None
+        self._cancel()
         if pb.idle_pause_s is not None and pb._stream is not None:
             self._handle = self._loop.call_later(pb.idle_pause_s, self.pause)
 
@@ -64,17 +67,14 @@ class IdlePause:
         once there is enough to fill what PortAudio asks for at a start (its output latency and a
         period more), so the answer's first sound is not cut by a dry buffer."""
         pb = self.playback
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if pb.paused and buffered >= pb.device_rate * (pb.latency + START_MARGIN_S):
+        if pb.paused and buffered < pb.device_rate * (pb.latency + START_MARGIN_S):
+            self._cancel()  # not yet: but no pause is due either
+        else:
             self.resume()
 
     def resume(self) -> None:
         pb = self.playback
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._cancel()
         if not pb.paused:
             return
         with pb._lock:

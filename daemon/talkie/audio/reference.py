@@ -132,15 +132,18 @@ class EchoReference:
             self._next += self.follow * (stamped - lag - self._next)
         self._pos.append(self._next)
         self._block = self._resampled(self._next, n, step)
-        self._next += n * (step if self._line is None else self._line[1])
+        self._next += n * self._rate()
         return self._block
+
+    def _rate(self) -> float:
+        """History samples a microphone sample: the clocks' rate once measured, else nominal."""
+        return self._dev_rate / self.rate if self._line is None else self._line[1]
 
     def skip(self, n: int) -> None:
         """``n`` microphone samples went by unread (the audio was not wanted): counted as read."""
         self._m += n
         if self._next is not None and self._dev_rate:
-            step = self._dev_rate / self.rate
-            self._next += n * (step if self._line is None else self._line[1])
+            self._next += n * self._rate()
 
     def _resampled(self, start: float, n: int, step: float) -> np.ndarray:
         """``n`` samples at history positions ``start + k * step``: low-passed, then linearly

@@ -60,11 +60,6 @@ def settle_memory() -> None:
     otherwise: several MB of a small device's memory)."""
     gc.collect()
     gc.freeze()
-    give_back()
-
-
-def give_back() -> None:
-    """Hand what the C heap holds free back to the system (glibc keeps it otherwise)."""
     try:
         import ctypes
 
