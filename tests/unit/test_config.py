@@ -31,7 +31,10 @@ COMPANIONS = {("panel", "button_pin"): "led_pins = [5]", ("panel", "led"): "led_
               ("audio", "vad_start_frames"): "vad_window_frames = 20",
               ("audio", "vad_window_frames"): "vad_start_frames = 1",
               # the camera's light needs a pin nothing else uses (the LED has 27 by default)
-              ("vision", "indicator_pin"): 'mode = "off"'}
+              ("vision", "indicator_pin"): 'mode = "off"',
+              # the controls' pins too: the boundaries 0 and 27 are free with no button or LED
+              **{("panel", key): 'button = false\nled = "none"'
+                 for key in ("volume_up_pin", "volume_down_pin", "mute_pin")}}
 # Known keys named like secrets; their numbers are shown, any string or array is not.
 TOKEN_KEYS = {"max_output_tokens", "compression_trigger_tokens", "compression_target_tokens"}
 GOOD_TEXT = {"endpoint": "wss://gw.example.internal:8443/live", "language_code": "de-CH"}
@@ -675,7 +678,10 @@ def test_describe_round_trips_any_valid_settings(tmp_path_factory, live, audio, 
                                                              audio.vad_start_frames))
     free = [pin for pin in range(28) if pin != panel.button_pin]
     pins = tuple(free[:3]) if panel.led == "rgb" else tuple(free[:1])
-    panel = dataclasses.replace(panel, led_pins=pins, patterns=config.FrozenMap(patterns))
+    controls = {key: free[3 + n] if getattr(panel, key) is not None else None
+                for n, key in enumerate(("volume_up_pin", "volume_down_pin", "mute_pin"))}
+    panel = dataclasses.replace(panel, led_pins=pins, patterns=config.FrozenMap(patterns),
+                                **controls)
     original = Settings(source="x", live=live, audio=audio, panel=panel, log=log)
     path = tmp_path_factory.mktemp("describe") / "talkie.toml"
     path.write_text(describe(original), encoding="utf-8")

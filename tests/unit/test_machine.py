@@ -47,6 +47,7 @@ EVENTS: list[m.Event] = [
     m.ToolAnswered("c1", "local_time", '{"status": "ok"}', "interrupt"),
     m.ToolAnswered("c2", "timers", '{"status": "ok"}'), m.ToolsCancelled(("c1", "c9")),
     m.AlarmDue('the timer "pasta"'),
+    m.MicMute(True), m.MicMute(False), m.CameraAllow(False), m.CameraAllow(True),
 ]
 TIMER_NAMES = ("answer", "handover", "hold", "idle", "retry", "ring", "stable")
 #: Every timer pending, at the generation the events above carry (0).
@@ -510,6 +511,8 @@ def check_invariants(s: State) -> None:
         assert s.link is Link.DOWN
     if s.voice:
         assert s.held
+    if s.mic_off:
+        assert not s.held, "no turn is captured while the microphone is off"
 
 
 class TurnTracker:
@@ -642,6 +645,8 @@ def test_random_sequences_keep_the_invariants(events, policy):
                 assert effect.on != camera, "the camera is switched on or off, never twice"
                 camera = effect.on
         assert camera == m.camera_wanted(new)
+        if new.mic_off:
+            assert m.StartTurn not in kinds(effects) and not turns.open, "microphone off"
         if new.phase is Phase.LISTENING:
             assert turns.open
         if turns.open and new.phase is Phase.ERROR:

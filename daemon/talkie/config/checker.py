@@ -211,6 +211,7 @@ def check_rules(check: Checker, settings: Settings) -> None:
             pins_at,
         )
     _indicator_pin(check, settings)
+    _control_pins(check, settings)
 
 
 def unknown_top(check: Checker, name: str, value: Any) -> None:
@@ -249,3 +250,30 @@ def _indicator_pin(check: Checker, settings: Settings) -> None:
             f"pin {pin} is also [panel] {taken[pin]}; found {pin}; allowed a pin used by "
             f"nothing else, e.g. {', '.join(map(str, others))}",
         )
+
+
+#: The [panel] keys of the everyday controls' pins.
+CONTROL_PINS = ("volume_up_pin", "volume_down_pin", "mute_pin")
+
+
+def _control_pins(check: Checker, settings: Settings) -> None:
+    """Each control button takes a pin of its own: not the button's, the LED's, the camera
+    light's or another control's."""
+    panel, vision = settings.panel, settings.vision
+    taken = {panel.button_pin: "button_pin"} if panel.button else {}
+    if panel.led != "none":
+        taken.update(dict.fromkeys(panel.led_pins, "led_pins"))
+    if vision.indicator_pin is not None:
+        taken[vision.indicator_pin] = "[vision] indicator_pin"
+    for key in CONTROL_PINS:
+        pin = getattr(panel, key)
+        if pin is None:
+            continue
+        if pin in taken:
+            free = [p for p in (22, 23, 24, 25, 5, 6, 16, 26) if p not in taken][:3]
+            check.report(
+                ("panel", key),
+                f"pin {pin} is also {taken[pin]}; found {pin}; allowed a pin used by "
+                f"nothing else, e.g. {', '.join(map(str, free))}",
+            )
+        taken[pin] = key

@@ -177,6 +177,15 @@ PANEL_FIELDS = (
     ),
     F("led_active_high", Bool(), "false = LED on when the pin is low"),
     F("keyboard", Choice("auto", "off"), "auto = keyboard + terminal LED on a tty"),
+    F("volume_up_pin", PIN, "BCM pin of a button that turns the speaker up; unset = none"),
+    F("volume_down_pin", PIN, "BCM pin of a button that turns the speaker down; unset = none"),
+    F("mute_pin", PIN, "BCM pin of the microphone's mute button or switch; unset = none"),
+    F(
+        "mute_switch",
+        Choice("toggle", "switch"),
+        "toggle = a push button: each press switches the microphone off or on; "
+        "switch = a latching switch: closed = microphone off",
+    ),
 )
 
 PATTERN_FIELDS = (

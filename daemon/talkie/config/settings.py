@@ -84,6 +84,8 @@ DEFAULT_PATTERNS = FrozenMap(
         "reconnecting": LedPattern("blink", YELLOW, 1.0, 0.2, 0.8),
         "error": LedPattern("blink", RED, 1.0, 0.15, 0.15),
         "ringing": LedPattern("blink", YELLOW, 1.0, 0.5, 0.5),
+        # not a phase: ready with the microphone switched off (a short red flash every 3 s)
+        "muted": LedPattern("blink", RED, 0.6, 0.1, 2.9),
     }
 )
 
@@ -184,6 +186,10 @@ class PanelSettings:
     led_pins: tuple[int, ...] = (27,)
     led_active_high: bool = True
     keyboard: str = "auto"
+    volume_up_pin: int | None = None
+    volume_down_pin: int | None = None
+    mute_pin: int | None = None
+    mute_switch: str = "toggle"
     patterns: Mapping[str, LedPattern] = field(default_factory=lambda: DEFAULT_PATTERNS)
 
 

@@ -36,12 +36,22 @@ def is_secret(name: str, value: Any) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+#: What JSON leaves as it is but a terminal or the journal would not show as one character on one
+#: line: DEL, the C1 controls (U+0085 breaks lines), the line and paragraph separators, and the
+#: invisible format characters (bidirectional overrides among them).
+_UNSEEN = re.compile("[\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def toml_text(value: Any) -> str:
     """``value`` as TOML text (strings, numbers, booleans, arrays, tables)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+        return _UNSEEN.sub(_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_text(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -9,7 +9,8 @@ of JSON, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``, and closes 
 
 The server calls a ``Commands`` object given by the shell (duck-typed, every method sync and fast,
 called in the loop thread): ``status() -> dict``, ``press()``, ``release()``, ``talk()``,
-``stop()``, ``say(text)``, ``reset()``. A method may raise :class:`Refused` to say no in words;
+``stop()``, ``say(text)``, ``reset()``, and ``volume(arg)``, ``mute(arg)``, ``camera(arg)``
+(their words after the command, as typed, which they check). A method may raise :class:`Refused` to say no in words;
 any other exception becomes ``"<type>: <message>"``, is logged, and the server carries on.
 
 The client (``talkie ctl``) is :mod:`talkie.system.control_client`.
@@ -58,10 +59,16 @@ COMMANDS: dict[str, str] = {
     "stop": "stop: cut the answer short, or drop the turn in progress",
     "say <text>": f"send <text> as a typed turn (at most {MAX_SAY} characters)",
     "reset": "close the Live session and clear the error; the next press starts afresh",
+    "volume [N|+N|-N]": "the speaker's volume, 0 to 100: show it, set it to N, or turn it up or down",
+    "mute speaker|mic [on|off]": "mute the speaker or switch the microphone off (or on); "
+    "no on/off: show both",
+    "camera [on|off]": "allow the camera or forbid it (no frame is taken); no on/off: show it",
     "help": "this list",
 }
 #: The command words that take no text.
 _PLAIN = ("status", "press", "release", "talk", "stop", "reset", "help")
+#: The command words that take a few words of arguments (checked by the command itself).
+_ARGUED = ("volume", "mute", "camera")
 _COMMAND_LIST = ", ".join(COMMANDS)
 
 
@@ -75,6 +82,9 @@ class Commands(Protocol):
     def stop(self) -> Mapping[str, Any] | None: ...
     def say(self, text: str) -> None: ...
     def reset(self) -> None: ...
+    def volume(self, arg: str) -> Mapping[str, Any]: ...
+    def mute(self, arg: str) -> Mapping[str, Any]: ...
+    def camera(self, arg: str) -> Mapping[str, Any]: ...
 
 
 class Refused(Exception):
@@ -291,6 +301,11 @@ class ControlServer:
         arg = parts[1].strip() if len(parts) > 1 else ""
         if word == "say":
             return await self._say(arg)
+        if word in _ARGUED:
+            if len(arg) > 64 or _bad_character(arg) is not None:
+                return _refuse(f"{word}: unexpected arguments; see help")
+            log.debug("control: %s %s", word, arg)
+            return await self._call(word, arg)
         if word not in _PLAIN:
             return _unknown(parts[0])
         if arg:

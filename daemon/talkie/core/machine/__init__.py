@@ -16,8 +16,9 @@ reconnect or a goAway handover in the middle of a turn loses no word.
 Transitions are declared per (phase, event) by small handlers, one module per state group, each
 with its part of the table in its docstring: :mod:`.turns` (the button, the answer, text turns,
 audio devices), :mod:`.voice` (barge-in by the user's voice), :mod:`.supervisor` (the session:
-back-off, handover, idle close, reset, new settings), :mod:`.tools` (the model's tool calls) and
-:mod:`.alarms` (timers and alarms ringing). After the handler, the derived rules
+back-off, handover, idle close, reset, new settings), :mod:`.tools` (the model's tool calls),
+:mod:`.alarms` (timers and alarms ringing) and :mod:`.privacy` (the microphone off, the camera
+forbidden). After the handler, the derived rules
 (:mod:`.derived`) add what follows from the change itself. A pair with no handler leaves the state
 as it is and does nothing. ``talkie machine`` prints the whole table (:mod:`.table`).
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from talkie.core import vocabulary
-from talkie.core.machine import alarms, derived, supervisor, tools, turns, voice
+from talkie.core.machine import alarms, derived, privacy, supervisor, tools, turns, voice
 from talkie.core.machine.state import (
     ANSWER,
     ANY,
@@ -77,6 +78,7 @@ GROUPS: tuple[Handlers, ...] = (
     supervisor.HANDLERS,
     tools.HANDLERS,
     alarms.HANDLERS,
+    privacy.HANDLERS,
 )
 
 
@@ -92,10 +94,15 @@ def _merged(groups: tuple[Handlers, ...]) -> dict[tuple[Phase | None, type[Event
 _TABLE = _merged(GROUPS)
 
 
-def handler_for(phase: Phase, event: type[Event]) -> Handler | None:
+def handler_for(phase: Phase, event: type[Event], *, mic_off: bool = False) -> Handler | None:
     """The handler that ``step`` uses for ``event`` in ``phase``, or None if the pair is ignored.
 
-    A handler declared for the phase itself comes before one declared for ``ANY`` phase."""
+    While the microphone is off, :data:`.privacy.MUTED`'s handlers come first; then a handler
+    declared for the phase itself comes before one declared for ``ANY`` phase."""
+    if mic_off:
+        muted = privacy.MUTED.get((ANY, event))
+        if muted is not None:
+            return muted
     return _TABLE.get((phase, event)) or _TABLE.get((ANY, event))
 
 
@@ -111,7 +118,7 @@ def step(state: State, event: Event) -> tuple[State, list[Effect]]:
         if state.timer(event.name) != event.gen:
             return state, []  # cancelled or started again since: a stale report
         before = replace(state, timers=tuple(t for t in state.timers if t[0] != event.name))
-    handler = handler_for(state.phase, type(event))
+    handler = handler_for(state.phase, type(event), mic_off=state.mic_off)
     if handler is None:
         return state, []
     new, effects = _kept(*handler(before, event))

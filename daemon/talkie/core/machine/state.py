@@ -76,6 +76,10 @@ class State:
     announcing: bool = False
     #: The model asked for a fresh conversation: it starts once its answer has been heard.
     reset_due: bool = False
+    #: The microphone is switched off: no turn opens and no audio leaves the device.
+    mic_off: bool = False
+    #: The camera is forbidden: no frame is taken, whatever ``[vision] mode`` says.
+    camera_off: bool = False
 
     def call(self, call_id: str) -> str | None:
         """The tool name of the call ``call_id`` under way, or None."""
@@ -89,7 +93,7 @@ class State:
     def status(self) -> str:
         """The state in words, for the status line and the journal."""
         if self.phase is Phase.IDLE:
-            return "ready"
+            return "ready (microphone off)" if self.mic_off else "ready"
         if self.phase is Phase.RECONNECTING and self.link is Link.DOWN and self.retry_s >= 1:
             return f"reconnecting in {round(self.retry_s):d} s"
         if self.phase is Phase.ERROR:
@@ -110,10 +114,13 @@ def wants_link(s: State) -> bool:
 def camera_wanted(s: State) -> bool:
     """Whether the camera should be sampled now, by ``[vision] mode``.
 
-    while_talking: while a user turn is being captured; conversation: from the first press until
+    Never while the camera is forbidden (``camera_off``). while_talking: while a user turn is
+    being captured; conversation: from the first press until
     the session is closed idle; always: whenever a session is open (or opening).
     """
     mode = s.policy.vision_mode
+    if s.camera_off:
+        return False
     if mode == "while_talking":
         return s.held and s.phase in (Phase.LISTENING, Phase.CONNECTING, Phase.RECONNECTING)
     if mode == "conversation":

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from talkie.core.machine import GROUPS, derived, handler_for, supervisor
+from talkie.core.machine import GROUPS, derived, handler_for, privacy, supervisor
 from talkie.core.machine.state import ANY, Handler, Handlers
 from talkie.core.vocabulary import EVENT_TYPES, Event, Phase, Timer
 
@@ -86,7 +86,7 @@ def group_text(group: Handlers) -> str:
 
 
 def group_named(name: str) -> Handlers:
-    for group in GROUPS:
+    for group in (*GROUPS, privacy.MUTED):
         if group.group == name:
             return group
     raise KeyError(name)
@@ -122,6 +122,16 @@ def markdown() -> str:
         out.append("|---|---|---|---|")
         for row in rows(group):
             out.append(f"| `{row.event.__name__}` | {row.where} | {row.name} | {row.does} |")
+    out += [
+        "",
+        f"### {privacy.MUTED.group}",
+        "",
+        "While the microphone is off, these come first:",
+        "",
+    ]
+    out += ["| event | phases | handler | what it does |", "|---|---|---|---|"]
+    for row in rows(privacy.MUTED):
+        out.append(f"| `{row.event.__name__}` | {row.where} | {row.name} | {row.does} |")
     out += ["", "### timers", "", "`Timer(name)` fires what its name says:", ""]
     out += ["| timer | handler | what it does |", "|---|---|---|"]
     for name, due in supervisor.TIMERS.items():

@@ -154,3 +154,11 @@ class Ring(Effect):
     """Start (``on``) or stop ringing: the alarm's chime through the speaker."""
 
     on: bool
+
+
+@dataclass(frozen=True)
+class MicSwitched(Effect):
+    """The microphone is now off (``muted``) or on: the shell keeps it across restarts, stops
+    every microphone byte at the uplink while it is off, and tells whoever watches."""
+
+    muted: bool

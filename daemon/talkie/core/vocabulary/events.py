@@ -181,3 +181,19 @@ class AlarmDue(Event):
     """A timer or alarm the user set is due; ``what`` names it in words (``the timer "pasta"``)."""
 
     what: str
+
+
+@dataclass(frozen=True)
+class MicMute(Event):
+    """The microphone switched off (``on``) or on again: by `talkie ctl mute mic`, the mute switch
+    on the panel, or Home Assistant. While it is off, no audio leaves the device."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
+class CameraAllow(Event):
+    """The camera allowed again, or forbidden (Home Assistant's switch): while it is forbidden no
+    frame is taken, whatever ``[vision] mode`` says."""
+
+    allowed: bool
