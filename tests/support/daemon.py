@@ -11,7 +11,7 @@ BUTTON, LED_PIN = 17, 27
 #: One steady PWM level per state, so the LED pin's history spells the states out.
 LEVELS = {
     "starting": 0.05, "idle": 0.1, "connecting": 0.2, "listening": 0.3, "thinking": 0.4,
-    "speaking": 0.5, "reconnecting": 0.6, "error": 0.7, "ringing": 0.8,
+    "speaking": 0.5, "reconnecting": 0.6, "error": 0.7, "ringing": 0.8, "muted": 0.9,
 }
 
 

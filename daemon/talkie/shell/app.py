@@ -31,12 +31,13 @@ from talkie.core import machine as m
 from talkie.core.outbox import Outbox
 from talkie.shell import ports, reload
 from talkie.shell.audio import AudioDevices
+from talkie.shell.controls import Controls
 from talkie.shell.effects import Effects
 from talkie.shell.factories import Factories
 from talkie.shell.link import LinkEvents
 from talkie.shell.policy import policy_from
 from talkie.shell.timers import Timers
-from talkie.shell.tools import ToolBox
+from talkie.shell.tools import ToolBox, state_dir
 from talkie.system import logs
 
 log = logging.getLogger("talkie")
@@ -118,6 +119,7 @@ class App:
         self.chain: ports.MicChain | None = None
         self.started_at = time.monotonic()
         self.tools = ToolBox(self, settings)
+        self.controls = Controls(self, self.tools.volume, state_dir(settings))
         self.effects = Effects(self, self._timers)
 
     @property
@@ -152,6 +154,7 @@ class App:
             "session": self.sessions,
             "last_error": self.last_error,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            **self.controls.words(),
             **self.tools.words(),
         }
 
@@ -250,6 +253,7 @@ class App:
         self.panel = self._open_panel()
         stack.callback(lambda: self.panel.close() if self.panel is not None else None)
         self.panel.show("starting")
+        self.controls.open_buttons(stack, f.buttons)
         link_events = LinkEvents(self.emit, self.jitter)
         self.link = f.link(self.settings, self.key, self.outbox, link_events, self.resume)
         self.link.declarations = self.tools.declarations
@@ -290,6 +294,7 @@ class App:
         self.notifier.ready(self.state.status)
         self.ready.set()
         self.emit(m.Started())
+        self.controls.restore()
         self.tools.start()
         tasks.append(tg.create_task(self._prepare_link(), name="prepare-link"))
         await self._stopping.wait()
@@ -317,7 +322,7 @@ class App:
     # ---- adapters' callbacks
 
     def _mic(self, pcm: bytes) -> None:
-        if self.chain is not None and self.audio is not None:
+        if self.chain is not None and self.audio is not None and not self.state.mic_off:
             self.chain.push(pcm, self.audio.capture.block_time)
             self.effects.samples_heard(len(pcm) // 2)
             if not self.effects.hearing:
@@ -335,7 +340,7 @@ class App:
             return
         s = self.state
         playback = self.playback
-        wanted = (
+        wanted = not s.mic_off and (
             self.outbox.capturing
             or self.effects.hearing
             or s.held

@@ -61,3 +61,64 @@ class Commands:
     def reset(self) -> None:
         self._talking = False
         self.app.emit(m.Reset())
+
+    # ---- the everyday controls: ``volume [N|+N|-N]``, ``mute speaker|mic [on|off]``,
+    # ``camera [on|off]``; each answers with the controls as they are (or will be, once the
+    # machine has taken the switch)
+
+    def volume(self, arg: str) -> dict[str, Any]:
+        controls = self.app.controls
+        if arg:
+            number = _number(
+                arg, "volume takes a number 0 to 100, or +N / -N to turn it up or down"
+            )
+            if arg[0] in "+-":
+                controls.set_volume(controls.volume.percent + number)
+            else:
+                if not 0 <= number <= 100:
+                    raise Refused(f"volume: {number} is out of range; allowed 0 to 100")
+                controls.set_volume(number)
+        return {"volume": controls.volume.percent, "speaker": controls.words()["speaker"]}
+
+    def mute(self, arg: str) -> dict[str, Any]:
+        controls = self.app.controls
+        words = arg.lower().split()
+        if not words:
+            return {k: v for k, v in controls.words().items() if k in ("speaker", "microphone")}
+        what = {"speaker": "speaker", "mic": "microphone", "microphone": "microphone"}
+        if words[0] not in what or len(words) > 2:
+            raise Refused("mute takes speaker or mic, then on or off: mute mic on")
+        if len(words) == 1:
+            return {what[words[0]]: controls.words()[what[words[0]]]}
+        on = _on_off(words[1], "mute")
+        if words[0] == "speaker":
+            controls.mute_speaker(on)
+            return {"speaker": "muted" if on else "on"}
+        controls.mute_mic(on)
+        return {"microphone": "off" if on else "on"}
+
+    def camera(self, arg: str) -> dict[str, Any]:
+        controls = self.app.controls
+        if arg:
+            allowed = _on_off(arg.lower(), "camera")
+            controls.allow_camera(allowed)
+            return {"camera": "allowed" if allowed else "forbidden"}
+        return {"camera": controls.words()["camera"]}
+
+
+def _number(text: str, usage: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise Refused(f"{usage}; found {text!r}") from None
+    if value != value or abs(value) > 1000:  # NaN, or nonsense
+        raise Refused(f"{usage}; found {text!r}")
+    return round(value)
+
+
+def _on_off(word: str, command: str) -> bool:
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise Refused(f"{command}: {word!r} is neither on nor off")

@@ -18,6 +18,7 @@ from talkie.config.settings import INPUT_RATE
 from talkie.core import machine as m
 from talkie.core.outbox import Outbox
 from talkie.shell import ports
+from talkie.shell.controls import Controls
 from talkie.shell.link import LinkEvents
 from talkie.shell.timers import Timers
 from talkie.shell.tools import ToolBox
@@ -37,6 +38,7 @@ class Host(Protocol):
     vision: ports.Camera | None
     chain: ports.MicChain | None
     tools: ToolBox
+    controls: Controls
     on_show: Callable[[m.Phase, str], None]
     jitter: Callable[[], float]
 
@@ -95,6 +97,7 @@ class Effects:
             m.CancelTools: lambda e: app.tools.cancel(e),
             m.SendToolResponse: lambda e: app.tools.respond(e),
             m.Ring: lambda e: app.tools.ring(e),
+            m.PrivacyChanged: lambda e: app.controls.privacy_changed(e),
         }
 
     def perform(self, effect: m.Effect) -> None:
@@ -244,6 +247,8 @@ class Effects:
             if self.notice and effect.phase is m.Phase.IDLE:
                 status = f"ready; first boot: {self.notice}"
                 app.panel.show("error")
+            elif effect.phase is m.Phase.IDLE and app.state.mic_off:
+                app.panel.show("muted")
             else:
                 app.panel.show(effect.phase.value)
         # a fault is one journal line (the machine's own, which says what to do), not two

@@ -121,6 +121,12 @@ def _default_notifier() -> ports.Notifier:
     return Notifier()
 
 
+def _default_buttons(settings: Settings, **kw: Any) -> ports.ControlButtons:
+    from talkie.panel.controls import ControlButtons
+
+    return ControlButtons(settings.panel, **kw)
+
+
 def _default_control(path: str | None, commands: Any) -> ports.ControlServer:
     from talkie.system.control import ControlServer, default_socket_path
 
@@ -140,3 +146,5 @@ class Factories:
     vision: Callable[..., ports.Camera] = _default_vision
     notifier: Callable[[], ports.Notifier] = _default_notifier
     control: Callable[[str | None, Any], ports.ControlServer] | None = _default_control
+    #: The panel's volume and mute buttons (only built when ``[panel]`` names their pins).
+    buttons: Callable[..., ports.ControlButtons] | None = _default_buttons

@@ -119,6 +119,13 @@ class Panel(Protocol):
     def close(self) -> None: ...
 
 
+class ControlButtons(Protocol):
+    """The panel's volume and mute buttons (:class:`talkie.panel.controls.ControlButtons`)."""
+
+    def switched_off(self) -> bool | None: ...
+    def close(self) -> None: ...
+
+
 class Camera(Protocol):
     """The shell's camera (:class:`talkie.shell.vision.Vision`), driving a frame source
     (:class:`talkie.vision.FrameSource`, the seam where a test's source stands in for the Pi's)."""

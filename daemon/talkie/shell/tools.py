@@ -54,7 +54,8 @@ class Host(Protocol):
     def status_words(self) -> Mapping[str, Any]: ...
 
 
-def _state_dir(settings: Settings) -> str:
+def state_dir(settings: Settings) -> str:
+    """The folder the daemon keeps its state in (timers, volume, the switches)."""
     from talkie.live.resume import default_state_dir
 
     return settings.session.state_dir or default_state_dir()
@@ -66,7 +67,7 @@ class ToolBox:
     def __init__(self, app: Host, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        folder = _state_dir(settings)
+        folder = state_dir(settings)
         self.volume = Volume(
             settings.audio.volume, StateFile(f"{folder}/volume.json", what="the volume")
         )
@@ -91,7 +92,7 @@ class ToolBox:
             from talkie.tools.alarm_store import AlarmStore
             from talkie.tools.alarms import Alarms
 
-            store = AlarmStore(f"{_state_dir(self.settings)}/alarms.json")
+            store = AlarmStore(f"{state_dir(self.settings)}/alarms.json")
             self.alarms = Alarms(store, on_due=self._due, max_alarms=tools.max_timers)
             stack.callback(store.close)
             stack.callback(self.alarms.close)

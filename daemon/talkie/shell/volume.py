@@ -8,6 +8,7 @@ timer (that has its own volume, ``[tools] alarm_volume``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from talkie.shell import ports
@@ -34,6 +35,8 @@ class Volume:
             self.level = min(1.0, max(0.0, float(saved["level"])))
             self.muted = saved.get("muted") is True
         self.playback: ports.Playback | None = None
+        #: Called after every change (by voice, ``talkie ctl``, a button, Home Assistant).
+        self.on_change: Callable[[], None] = lambda: None
 
     def attach(self, playback: ports.Playback | None) -> None:
         """The speaker to apply it to (a new one after the devices are rebuilt)."""
@@ -53,10 +56,16 @@ class Volume:
             self.muted = muted
         self._apply()
         self.file.write({"level": self.level, "muted": self.muted, "configured": self.configured})
+        self.on_change()
 
     def step(self, up: bool) -> None:
         """One step louder or quieter (and heard: a muted speaker is unmuted)."""
         self.set(self.level + (STEP if up else -STEP), muted=False)
+
+    @property
+    def percent(self) -> int:
+        """The level as the user reads it, 0 to 100."""
+        return round(self.level * 100)
 
     def words(self) -> dict[str, Any]:
         return {"volume": round(self.level, 2), "muted": self.muted}

@@ -10,8 +10,9 @@ of JSON, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``, and closes 
 The server calls a ``Commands`` object given by the shell (duck-typed, every method sync and fast,
 called in the loop thread): ``status() -> dict``, ``press()``, ``release()``, ``talk()``,
 ``stop()``, ``say(text)``, ``reset()``, and ``volume(arg)``, ``mute(arg)``, ``camera(arg)``
-(their words after the command, as typed, which they check). A method may raise :class:`Refused` to say no in words;
-any other exception becomes ``"<type>: <message>"``, is logged, and the server carries on.
+(their words after the command, as typed, which they check). A method may raise
+:class:`Refused` to say no in words; any other exception becomes ``"<type>: <message>"``, is
+logged, and the server carries on.
 
 The client (``talkie ctl``) is :mod:`talkie.system.control_client`.
 """
@@ -59,7 +60,7 @@ COMMANDS: dict[str, str] = {
     "stop": "stop: cut the answer short, or drop the turn in progress",
     "say <text>": f"send <text> as a typed turn (at most {MAX_SAY} characters)",
     "reset": "close the Live session and clear the error; the next press starts afresh",
-    "volume [N|+N|-N]": "the speaker's volume, 0 to 100: show it, set it to N, or turn it up or down",
+    "volume [N|+N|-N]": "the speaker's volume, 0 to 100: show it, set it, turn it up or down",
     "mute speaker|mic [on|off]": "mute the speaker or switch the microphone off (or on); "
     "no on/off: show both",
     "camera [on|off]": "allow the camera or forbid it (no frame is taken); no on/off: show it",

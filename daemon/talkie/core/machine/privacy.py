@@ -41,12 +41,13 @@ from talkie.core.vocabulary import (
     ButtonDown,
     ButtonUp,
     CameraAllow,
+    Effect,
     Event,
     Hush,
     Log,
     MicMute,
-    MicSwitched,
     Phase,
+    PrivacyChanged,
     SpeechEnded,
     SpeechStarted,
 )
@@ -75,15 +76,15 @@ def _mic_mute(s: State, e: Event) -> Step:
         return s, []
     if not e.on:
         return replace(s, mic_off=False), [
-            MicSwitched(False),
+            PrivacyChanged(False, s.camera_off),
             Log("info", "microphone on: press to talk"),
         ]
-    effects: list = []
+    effects: list[Effect] = []
     if s.held and s.phase in _CAPTURING:
         s, effects = _hush(s)  # what was being said is dropped, not sent
     return replace(s, mic_off=True, held=False, voice=False), [
         *effects,
-        MicSwitched(True),
+        PrivacyChanged(True, s.camera_off),
         Log("info", "microphone off: nothing you say leaves talkie until you switch it on"),
     ]
 
@@ -95,7 +96,10 @@ def _camera_allow(s: State, e: Event) -> Step:
     if e.allowed != s.camera_off:
         return s, []
     words = "camera allowed" if e.allowed else "camera off: no frame is taken"
-    return replace(s, camera_off=not e.allowed), [Log("info", words)]
+    return replace(s, camera_off=not e.allowed), [
+        PrivacyChanged(s.mic_off, not e.allowed),
+        Log("info", words),
+    ]
 
 
 @muted(ANY, ButtonDown)

@@ -17,8 +17,8 @@ from talkie.core.vocabulary.effects import (
     FlushPlayback,
     ForgetSession,
     Log,
-    MicSwitched,
     Play,
+    PrivacyChanged,
     ReplayTurn,
     Ring,
     RunTool,
@@ -111,7 +111,7 @@ __all__ = [
     "CancelTools",
     "SendToolResponse",
     "Ring",
-    "MicSwitched",
+    "PrivacyChanged",
     "EVENT_TYPES",
 ]
 

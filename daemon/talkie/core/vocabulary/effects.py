@@ -157,8 +157,10 @@ class Ring(Effect):
 
 
 @dataclass(frozen=True)
-class MicSwitched(Effect):
-    """The microphone is now off (``muted``) or on: the shell keeps it across restarts, stops
-    every microphone byte at the uplink while it is off, and tells whoever watches."""
+class PrivacyChanged(Effect):
+    """The microphone was switched off or on, or the camera forbidden or allowed: the shell keeps
+    both across restarts, stops every microphone byte before the uplink while it is off, and tells
+    whoever watches (Home Assistant)."""
 
-    muted: bool
+    mic_off: bool
+    camera_off: bool
