@@ -228,7 +228,7 @@ class App:
         if old is not None:
             await asyncio.to_thread(old.close)
         self.panel = self._open_panel()
-        self.panel.show(self.state.phase.value)
+        self.panel.show(self.effects.pattern(self.state.phase))
 
     def rebuild_mic_chain(self) -> None:
         """A new microphone chain from ``[audio]`` (echo control, barge-in, the voice detector).

@@ -49,6 +49,7 @@ class Controls:
         #: Called after every change of any control (loop thread).
         self.watchers: list[Callable[[], None]] = []
         self.buttons: Any = None
+        self._make: Callable[..., Any] | None = None
         volume.on_change = self.changed
 
     # ---- lifecycle
@@ -59,18 +60,31 @@ class Controls:
         make: Callable[..., Any] | None,
     ) -> None:
         """The panel's control buttons, if ``[panel]`` names their pins."""
+        self._make = make
+        stack.callback(self._close_buttons)
+        self._open_buttons()
+
+    def reopen_buttons(self) -> None:
+        """A reload changed ``[panel]``: the buttons from the new pins (a latching switch's
+        position is taken again)."""
+        self._close_buttons()
+        self._open_buttons()
+        switch = self.buttons.switched_off() if self.buttons is not None else None
+        if switch is not None and switch != self.app.state.mic_off:
+            self.mute_mic(switch)
+
+    def _open_buttons(self) -> None:
         panel = self.app.settings.panel
-        if make is None or all(
+        if self._make is None or all(
             pin is None for pin in (panel.volume_up_pin, panel.volume_down_pin, panel.mute_pin)
         ):
             return
-        self.buttons = make(
+        self.buttons = self._make(
             self.app.settings,
             loop=asyncio.get_running_loop(),
             on_volume=self.step_volume,
             on_mute=self._mute_pressed,
         )
-        stack.callback(self._close_buttons)
 
     def restore(self) -> None:
         """Once the machine runs: the switches as they were kept (a latching mute switch's

@@ -247,15 +247,18 @@ class Effects:
             if self.notice and effect.phase is m.Phase.IDLE:
                 status = f"ready; first boot: {self.notice}"
                 app.panel.show("error")
-            elif effect.phase is m.Phase.IDLE and app.state.mic_off:
-                app.panel.show("muted")
             else:
-                app.panel.show(effect.phase.value)
+                app.panel.show(self.pattern(effect.phase))
         # a fault is one journal line (the machine's own, which says what to do), not two
         level = logging.DEBUG if effect.phase is m.Phase.ERROR else logging.INFO
         log.log(level, "state: %s", status, extra=self.fields())
         app.notifier.status(status)
         app.on_show(effect.phase, status)
+
+    def pattern(self, phase: m.Phase) -> str:
+        """The LED pattern for ``phase``: its own, or ``muted`` while ready with the microphone
+        off."""
+        return "muted" if phase is m.Phase.IDLE and self.app.state.mic_off else phase.value
 
     def read_notice(self, path: str) -> None:
         """First boot left a problem (a rejected talkie.toml or key): say it once in the journal,

@@ -20,6 +20,8 @@ from talkie.config.credentials import load_api_key
 from talkie.core import machine as m
 from talkie.shell import ports
 from talkie.shell.audio import AudioDevices
+from talkie.shell.controls import Controls
+from talkie.shell.effects import Effects
 from talkie.shell.policy import policy_from
 from talkie.shell.tools import ToolBox
 
@@ -50,6 +52,8 @@ class App(Protocol):
     vision: ports.Camera | None
     audio: AudioDevices | None
     tools: ToolBox
+    controls: Controls
+    effects: Effects
 
     def configure(self, settings: config.Settings, key: Any) -> None: ...
     async def reopen_panel(self) -> None: ...
@@ -96,9 +100,13 @@ def reload(app: App) -> None:
 
 
 def _apply_panel(app: App, old: PanelSettings, new: PanelSettings) -> None:
-    if app.panel is not None and dataclasses.replace(old, patterns=new.patterns) == new:
+    controls = ("volume_up_pin", "volume_down_pin", "mute_pin", "mute_switch", "bounce_s")
+    if any(getattr(old, key) != getattr(new, key) for key in controls):
+        app.controls.reopen_buttons()
+    kept = {key: getattr(new, key) for key in controls}
+    if app.panel is not None and dataclasses.replace(old, patterns=new.patterns, **kept) == new:
         app.panel.settings = new  # only the patterns changed: show the current state anew
-        app.panel.show(app.state.phase.value)
+        app.panel.show(app.effects.pattern(app.state.phase))
     else:
         app.start_task(app.reopen_panel(), name="reopen-panel")  # pins or kinds changed
 
