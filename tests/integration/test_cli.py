@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from talkie import version as talkie_version
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "config" / "talkie.toml"
 
@@ -120,4 +122,5 @@ def test_run_without_gpio_falls_back_to_the_keyboard_and_stops_on_sigterm(tmp_pa
     assert code == 0, text
     assert "Traceback" not in text
     assert "talkie stopped" in text
+    assert f"INFO talkie: talkie {talkie_version()} starting (config {SHIPPED}," in text
     assert "no API key" in text and "/etc/talkie/api-key" in text  # told once, at start
