@@ -48,8 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print every key with its default, commented out: a config file to start from",
     )
     cfg_sub.add_parser(
-        "reference",
-        help="print the config reference in Markdown (docs/config.md is this output)",
+        "reference", help="print the config reference in Markdown (docs/config.md is this output)"
     )
     ctl = sub.add_parser(
         "ctl",
@@ -210,7 +209,9 @@ def _config(args: argparse.Namespace) -> int:
         return _config_check(args)
     from talkie.config import reference
 
-    print(reference.markdown() if args.action == "reference" else reference.default_config(), end="")
+    print(
+        reference.markdown() if args.action == "reference" else reference.default_config(), end=""
+    )
     return 0
 
 
@@ -269,7 +270,9 @@ def _check(args: argparse.Namespace) -> int:
     from talkie.provision import checks
 
     logging.basicConfig(level=logging.ERROR, format="talkie: %(name)s: %(message)s")
-    return checks.main(config.config_path(args.config), no_input=args.no_input, seconds=args.seconds)
+    return checks.main(
+        config.config_path(args.config), no_input=args.no_input, seconds=args.seconds
+    )
 
 
 def _firstboot(args: argparse.Namespace) -> int:
