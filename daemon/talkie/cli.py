@@ -313,6 +313,7 @@ def completion_script() -> str:
     words = {
         ("ctl", "COMMAND"): [usage.split()[0] for usage in COMMANDS],
         ("machine", "--group"): [group.group for group in table.GROUPS],
+        ("firstboot", "--owner-group"): [completion.GROUPS],
     }
     return completion.bash(_parser(), words)
 
