@@ -156,10 +156,12 @@ def test_the_generated_configs_comments_are_wrapped():
 
 
 def shipped_sections() -> dict[str, str]:
-    """The shipped file's text by top-level section (each up to the next uncommented header)."""
+    """The shipped file's text by top-level section, each up to the next top-level header (one
+    commented out too, as an optional section may be: `# [network]`)."""
     text, out = SHIPPED.read_text(), {}
-    for match in re.finditer(r"^\[(\w+)\]\n(.*?)(?=^\[\w+\]$|\Z)", text, re.MULTILINE | re.DOTALL):
-        out[match.group(1)] = match.group(2)
+    header = r"^(?:# ?)?\[(\w+)\]$"
+    for match in re.finditer(header + r"\n(.*?)(?=" + header + r"|\Z)", text, re.M | re.S):
+        out.setdefault(match.group(1), match.group(2))
     return out
 
 
