@@ -187,8 +187,7 @@ def _config_check(args: argparse.Namespace) -> int:
     else:
         checked = f"# checked {path} (the default; ${config.PATH_VARIABLE} names another)"
     settings = _load(path)
-    if settings is None:
-        print(f"{checked}: not good", file=sys.stderr)
+    if settings is None:  # (each line of the refusal names the file)
         return config.EX_CONFIG
     from talkie.config.credentials import KeyProblem, load_api_key
 
