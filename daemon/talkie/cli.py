@@ -1,16 +1,24 @@
 """``talkie``: the command line (thin: it parses, then hands over).
 
+talkie --version                      the version (also in `ctl status` and the start line)
 talkie run [--config PATH]            the daemon
-talkie config check [--config PATH]   validate a config and print the effective settings
+talkie config check [PATH]            validate a config and print the effective settings
+talkie config default                 every key with its default, commented out (a config file)
+talkie config reference               every key: type, default, allowed values (docs/config.md)
+talkie ctl COMMAND [TEXT...]          ask the running daemon (status, press, say TEXT, ...)
 talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
 talkie firstboot [--boot DIR] [--etc DIR] [--owner-group G]   take config/key from /boot
 talkie machine [--group NAME]         the state machine's states and transition table
+talkie completion bash                the shell completion script (the image installs it)
+
+Without a path, `run`, `check` and `config check` use $TALKIE_CONFIG, else /etc/talkie/talkie.toml.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,16 +29,27 @@ log = logging.getLogger("talkie")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talkie", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", default=config.DEFAULT_PATH, help="config file (%(default)s)")
+    run.add_argument("--config", default=None, help=CONFIG_HELP)
     cfg = sub.add_parser("config", help="work with the config file")
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
-    check = cfg_sub.add_parser("check", help="validate and print the effective settings")
-    check.add_argument(
-        "path", nargs="?", help=f"config file (default: --config or {config.DEFAULT_PATH})"
+    check = cfg_sub.add_parser(
+        "check",
+        help="validate and print the effective settings",
+        description="Validate a config file and print the settings in effect; the file checked "
+        "is named on stderr. Exit 0 if it is good, 78 if not.",
     )
-    check.add_argument("--config", dest="config_opt", default=None, help="config file")
+    check.add_argument("path", nargs="?", help=CONFIG_HELP)
+    check.add_argument("--config", dest="config_opt", default=None, help="the same as PATH")
+    cfg_sub.add_parser(
+        "default",
+        help="print every key with its default, commented out: a config file to start from",
+    )
+    cfg_sub.add_parser(
+        "reference", help="print the config reference in Markdown (docs/config.md is this output)"
+    )
     ctl = sub.add_parser(
         "ctl",
         help="ask the running daemon (status, press, say TEXT, ...)",
@@ -69,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "OK, FAIL (with what to do) or SKIP. Exit 0 if nothing failed, 1 if "
         "something did, 78 for a bad config.",
     )
-    hw.add_argument("--config", default=config.DEFAULT_PATH, help="config file (%(default)s)")
+    hw.add_argument("--config", default=None, help=CONFIG_HELP)
     hw.add_argument(
         "--no-input",
         action="store_true",
@@ -110,7 +129,33 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="only one state group's part (turns, voice, supervisor, tools, alarms)",
     )
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script",
+        description="Print the completion script for SHELL (the image installs it as "
+        "/usr/share/bash-completion/completions/talkie; try it with: "
+        "source <(talkie completion bash)).",
+    )
+    completion.add_argument("shell", nargs="?", default="bash", choices=["bash"], help="bash")
     return parser
+
+
+CONFIG_HELP = f"config file (default: ${config.PATH_VARIABLE}, else {config.DEFAULT_PATH})"
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked for (it costs an import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from talkie import version
+
+        print(f"talkie {version()}")
+        parser.exit()
 
 
 def _seconds(text: str) -> float:
@@ -133,9 +178,16 @@ def _load(path: str):
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    path = args.path or args.config_opt or config.DEFAULT_PATH
+    given = args.path or args.config_opt
+    path = config.config_path(given)
+    if given:
+        checked = f"# checked {path}"
+    elif os.environ.get(config.PATH_VARIABLE):
+        checked = f"# checked {path} (from ${config.PATH_VARIABLE})"
+    else:
+        checked = f"# checked {path} (the default; ${config.PATH_VARIABLE} names another)"
     settings = _load(path)
-    if settings is None:
+    if settings is None:  # (each line of the refusal names the file)
         return config.EX_CONFIG
     from talkie.config.credentials import KeyProblem, load_api_key
 
@@ -147,12 +199,23 @@ def _config_check(args: argparse.Namespace) -> int:
         print(f"# API key: set (from {key.source}; not shown)")
     for note in settings.notes:
         print(f"talkie: warning: {note}", file=sys.stderr)
-    print(f"# {path}: OK", file=sys.stderr)
+    print(f"{checked}: OK", file=sys.stderr)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _config_check(args)
+    from talkie.config import reference
+
+    print(
+        reference.markdown() if args.action == "reference" else reference.default_config(), end=""
+    )
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
+    settings = _load(config.config_path(args.config))
     if settings is None:
         return config.EX_CONFIG
     from talkie.shell import main
@@ -206,7 +269,9 @@ def _check(args: argparse.Namespace) -> int:
     from talkie.provision import checks
 
     logging.basicConfig(level=logging.ERROR, format="talkie: %(name)s: %(message)s")
-    return checks.main(args.config, no_input=args.no_input, seconds=args.seconds)
+    return checks.main(
+        config.config_path(args.config), no_input=args.no_input, seconds=args.seconds
+    )
 
 
 def _firstboot(args: argparse.Namespace) -> int:
@@ -227,7 +292,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "machine":
         return _machine(args)
-    return _config_check(args)
+    if args.command == "completion":
+        return _completion()
+    return _config(args)
+
+
+def _completion() -> int:
+    print(completion_script(), end="")
+    return 0
+
+
+def completion_script() -> str:
+    """``talkie completion bash``: bash completion walked from the parser (and the words it
+    cannot know: ``ctl``'s commands, ``machine --group``'s groups)."""
+    from talkie import completion
+    from talkie.core.machine import table
+    from talkie.system.control import COMMANDS
+
+    words = {
+        ("ctl", "COMMAND"): [usage.split()[0] for usage in COMMANDS],
+        ("machine", "--group"): [group.group for group in table.GROUPS],
+        ("firstboot", "--owner-group"): [completion.GROUPS],
+    }
+    return completion.bash(_parser(), words)
 
 
 if __name__ == "__main__":  # pragma: no cover

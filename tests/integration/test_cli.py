@@ -4,6 +4,7 @@ machine without GPIO (keyboard push-to-talk in a real terminal), stopped by a si
 from __future__ import annotations
 
 import os
+import re
 import pty
 import select
 import signal
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from talkie import version as talkie_version
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "config" / "talkie.toml"
@@ -120,4 +123,11 @@ def test_run_without_gpio_falls_back_to_the_keyboard_and_stops_on_sigterm(tmp_pa
     assert code == 0, text
     assert "Traceback" not in text
     assert "talkie stopped" in text
+    # the status line stays beneath the log lines: drawn again after "ready" and every line after
+    assert re.search("state: ready\r\n\r\x1b\\[2K.{0,20} idle\r", text), text
+    kept = re.findall("\r\x1b\\[K([A-Z]+ talkie[^\r]*)\r\n", text)
+    assert len(kept) >= 2, text  # "ready", the missing key, ...
+    for line in kept:
+        assert re.search(re.escape(line) + "\r\n\r\x1b\\[2K", text), line
+    assert f"INFO talkie: talkie {talkie_version()} starting (config {SHIPPED}," in text
     assert "no API key" in text and "/etc/talkie/api-key" in text  # told once, at start

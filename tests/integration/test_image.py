@@ -257,6 +257,9 @@ def test_install_talkie_into_a_directory_tree(tmp_path, wheelhouse):
     rule = root / "etc/udev/rules.d/60-talkie-gpio.rules"
     assert rule.read_bytes() == (ROOT / "systemd" / "60-talkie-gpio.rules").read_bytes()
     assert mode(rule) == 0o644
+    completion = root / "usr/share/bash-completion/completions/talkie"
+    assert completion.read_bytes() == (ROOT / "systemd" / "talkie.bash-completion").read_bytes()
+    assert mode(completion) == 0o644
     assert (root / "usr/lib/sysusers.d/talkie.conf").read_bytes() == \
         (ROOT / "systemd" / "talkie.sysusers").read_bytes()
     assert (root / "usr/lib/tmpfiles.d/talkie.conf").read_bytes() == \

@@ -18,6 +18,8 @@ import time
 import numpy as np
 import pytest
 
+import talkie
+
 from support.pulse import align, read_wav
 from tests.support.daemon import write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
@@ -100,7 +102,8 @@ def test_the_service_lifecycle_through_notify_and_ctl(tmp_path, pulse, speech_wa
         try:
             notify.wait_for(notify.has("READY=1"), what="READY=1")
             notify.wait_for(notify.has("WATCHDOG=1"), what="a watchdog ping")
-            assert "state: idle" in ctl(control, "status", env=env)
+            status = ctl(control, "status", env=env)
+            assert "state: idle" in status and f"version: {talkie.version()}" in status
 
             # a whole turn through the control socket
             ctl(control, "press", env=env)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from talkie.config import tooltables
@@ -38,6 +38,8 @@ from talkie.config.text import found, is_secret, name_shown, toml_text, why
 
 __all__ = [
     "DEFAULT_PATH",
+    "PATH_VARIABLE",
+    "config_path",
     "EX_CONFIG",
     "ConfigError",
     "load",
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_PATH = "/etc/talkie/talkie.toml"
+#: The variable naming the config file when no path is given (``daemon/run`` sets it).
+PATH_VARIABLE = "TALKIE_CONFIG"
 EX_CONFIG = 78  # sysexits.h: configuration error
 #: How deep arrays and inline tables may nest (LED colours are the deepest: 3).
 NESTING_MAX = 32
@@ -74,6 +78,12 @@ class ConfigError(Exception):
 
 
 # ------------------------------------------------------------ public API
+def config_path(given: str | None = None, env: Mapping[str, str] = os.environ) -> str:
+    """The config file every command uses: ``given`` (a path on the command line), else
+    ``$TALKIE_CONFIG``, else :data:`DEFAULT_PATH`."""
+    return given or env.get(PATH_VARIABLE) or DEFAULT_PATH
+
+
 def _parse(source: str) -> tuple[dict[str, Any], KeyLines]:
     """Read and parse the file, or raise ConfigError."""
     try:

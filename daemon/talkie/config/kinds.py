@@ -43,12 +43,18 @@ def suggest(word: str, choices: Iterator[str] | list[str]) -> str | None:
 
 class Kind:
     """How one key's value is checked and normalised.  Subclasses set ``expect``
-    (what a wrong-typed value should have been) and implement ``check``."""
+    (what a wrong-typed value should have been) and ``type_name`` (its TOML type, for the
+    reference), and implement ``check``; :meth:`allowed` says what is accepted, in words."""
 
     expect = "a value"
+    type_name = "value"
 
     def check(self, value: Any) -> Any:
         raise NotImplementedError
+
+    def allowed(self) -> str:
+        """The values accepted, as the config reference lists them."""
+        return self.expect
 
     def wrong_type(self, value: Any) -> Invalid:
         return Invalid("wrong type", self.expect, value, typed=True)
@@ -58,6 +64,7 @@ class Bool(Kind):
     """true or false (TOML booleans only; never 0/1 or "yes")."""
 
     expect = "true or false"
+    type_name = "boolean"
 
     def check(self, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -77,6 +84,9 @@ class _Range(Kind):
         joiner = " from " if high is not None else " "
         self.expect = self.noun + (joiner + self.span if self.span else "")
 
+    def allowed(self) -> str:
+        return self.span or f"any {self.type_name}"
+
     def in_range(self, value: _N) -> _N:
         too_low = self.low is not None and value < self.low
         too_high = self.high is not None and value > self.high
@@ -89,6 +99,7 @@ class Int(_Range):
     """A TOML integer, optionally bounded (inclusive)."""
 
     noun = "an integer"
+    type_name = "integer"
 
     def check(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -98,6 +109,8 @@ class Int(_Range):
 
 class Float(_Range):
     """A TOML float or integer (stored as float), optionally bounded."""
+
+    type_name = "float"
 
     def __init__(self, low: float | None = None, high: float | None = None) -> None:
         super().__init__(None if low is None else float(low), None if high is None else float(high))
@@ -112,6 +125,8 @@ class Text(Kind):
     """A string of at most ``max_len`` characters, optionally non-empty or matching ``valid``
     (empty is always accepted unless ``nonempty``)."""
 
+    type_name = "string"
+
     def __init__(
         self,
         expect: str = "a string (in quotes)",
@@ -121,6 +136,10 @@ class Text(Kind):
         max_len: int = 256,
     ) -> None:
         self.expect, self.nonempty, self.valid, self.max_len = expect, nonempty, valid, max_len
+
+    def allowed(self) -> str:
+        what = "any text" if self.expect == "a string (in quotes)" else self.expect
+        return f"{what}; at most {self.max_len} characters"
 
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -143,6 +162,8 @@ class Path(Text):
     ``must_exist``, reads it: a regular file of at most ``limit`` bytes
     (:func:`talkie.config.files.read_file`)."""
 
+    type_name = "path"
+
     def __init__(
         self,
         expect: str = 'a file path, or "" for none',
@@ -153,15 +174,24 @@ class Path(Text):
         super().__init__(expect, max_len=4096)
         self.must_exist, self.limit = must_exist, limit
 
+    def allowed(self) -> str:
+        relative = "; relative to the config file's folder"
+        return self.expect + relative + ("; read when set" if self.must_exist else "")
+
 
 class Choice(Kind):
     """One of a fixed set of words, matched case-insensitively and stored
     lower-case (upper-case when ``upper``)."""
 
+    type_name = "string"
+
     def __init__(self, *options: str, upper: bool = False) -> None:
         self.options, self.upper = options, upper
         shown = ", ".join(o if o else '""' for o in options)
         self.expect = f"one of: {shown}"
+
+    def allowed(self) -> str:
+        return ", ".join(f'"{o}"' for o in self.options)
 
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -178,6 +208,8 @@ class Choice(Kind):
 class Switch(Choice):
     """``auto``, ``on`` or ``off``; ``true`` and ``false`` mean on and off."""
 
+    type_name = "string or boolean"
+
     def __init__(self) -> None:
         super().__init__("auto", "on", "off")
         self.expect = "one of: auto, on, off (or true, false)"
@@ -187,11 +219,15 @@ class Switch(Choice):
             return "on" if value else "off"
         return super().check(value)
 
+    def allowed(self) -> str:
+        return super().allowed() + " (true = on, false = off)"
+
 
 class Device(Kind):
     """A sound device: "" (default), part of its name, or its index."""
 
     expect = '"" (system default), part of a device name, or a device index >= 0'
+    type_name = "string or integer"
 
     def check(self, value: Any) -> str | int:
         if isinstance(value, str):
@@ -221,6 +257,7 @@ class ListOf(Kind):
     ) -> None:
         self.item, self.expect = item, expect
         self.min_len, self.max_len, self.unique = min_len, max_len, unique
+        self.type_name = f"array of {item.type_name}s"
 
     def check(self, value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):

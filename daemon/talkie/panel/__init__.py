@@ -64,6 +64,12 @@ class Panel:
         except Exception:
             log.exception("panel: cannot show state %r", state_name)
 
+    @property
+    def status_line(self) -> TerminalLed | None:
+        """The LED drawn as a status line on a terminal (a keyboard panel's), or None."""
+        led = self.led
+        return led if isinstance(led, TerminalLed) and led.tty else None
+
     def close(self) -> None:
         """Release everything. Idempotent; never raises."""
         if self._closed:

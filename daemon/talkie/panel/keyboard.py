@@ -9,7 +9,8 @@ clock (``loop.call_later``). Ctrl-C is left to the terminal (SIGINT): ISIG stays
 
 TerminalLed draws the state as one status line ("● listening", coloured from the pattern)
 on a terminal, animating blink/pulse with ``loop.call_later``; on a non-terminal stream it
-prints a plain "talkie: listening" line on each change of state.
+prints a plain "talkie: listening" line on each change of state. Log lines on the same terminal
+keep it beneath them (:func:`talkie.system.logs.keep_status_line`, wired by the shell).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -213,21 +215,26 @@ class TerminalLed:
     """The status "LED" drawn on a terminal line (default stream: sys.stderr).
 
     On a terminal: ``"\\r\\x1b[2K● listening\\r"`` coloured from the pattern; blink and
-    pulse toggle the dot with loop timers (the cursor is left at column 0 so log lines
-    overwrite the status line and it is redrawn below them on the next change).
+    pulse toggle the dot with loop timers. The cursor is left at column 0 and :meth:`drawn`
+    says what the line shows, so a log handler on the same terminal can clear the line, write
+    its own and draw this one again beneath it; it sets ``lock`` to its own, so that a redraw
+    and a log line (from any thread) never cut into each other.
     On anything else: one plain "talkie: NAME" line per change of state, no animation.
     Showing the same (name, pattern) again does nothing. Methods run in the loop thread.
     """
 
     def __init__(self, stream: TextIO | None = None, *, loop: asyncio.AbstractEventLoop) -> None:
-        self._stream = sys.stderr if stream is None else stream
+        self.stream = sys.stderr if stream is None else stream
         self._loop = loop
-        self.tty = is_tty(self._stream)
+        self.tty = is_tty(self.stream)
+        #: Taken around every write (a log handler on the same terminal shares its own).
+        self.lock: Any = threading.RLock()
+        self._line = ""
         self._current: tuple[str, Look] | None = None
         self._lit = True
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        encoding = getattr(self._stream, "encoding", None) or "utf-8"
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
         try:
             "●○".encode(encoding)
             self._glyphs = ("●", "○")
@@ -250,11 +257,17 @@ class TerminalLed:
         if look.kind in ("blink", "pulse") and look.brightness > 0:
             self._schedule()
 
+    def drawn(self) -> str:
+        """What the status line shows now, as written (escape codes and all; ends at column 0);
+        "" when nothing is drawn (not a terminal, nothing shown yet, or closed)."""
+        return "" if self._closed else self._line
+
     def close(self) -> None:
         """Stop animating and clear the status line. Idempotent."""
         if self._closed:
             return
         self._cancel()
+        self._line = ""
         if self.tty and self._current is not None:
             self._write("\r\x1b[2K")
         self._closed = True
@@ -271,7 +284,8 @@ class TerminalLed:
             text = f"\x1b[2m{off}\x1b[0m {name}"
         else:
             text = f"{ansi_colour(look)}{on}\x1b[0m {name}"
-        self._write(f"\r\x1b[2K{text}\r")
+        self._line = f"\r\x1b[2K{text}\r"
+        self._write(self._line)
 
     def _schedule(self) -> None:
         assert self._current is not None
@@ -295,9 +309,10 @@ class TerminalLed:
 
     def _write(self, text: str) -> None:
         try:
-            self._stream.write(text)
-            self._stream.flush()
+            with self.lock:
+                self.stream.write(text)
+                self.stream.flush()
         except (OSError, ValueError) as exc:  # closed or broken stream: stop drawing
-            log.debug("terminal LED: cannot write: %s", exc)
             self._cancel()
             self._closed = True
+            log.debug("terminal LED: cannot write: %s", exc)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from talkie import version
 from talkie.config import Settings
 from talkie.config.credentials import KeyProblem, Secret
 from talkie.core import machine as m
@@ -154,6 +155,7 @@ class App:
             "session": self.sessions,
             "last_error": self.last_error,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "version": version(),
             **self.controls.words(),
             **self.tools.words(),
         }

@@ -20,8 +20,11 @@ log = logging.getLogger("talkie")
 
 def _default_panel(settings: Settings, **kw: Any) -> ports.Panel:
     from talkie.panel import open_panel
+    from talkie.system import logs
 
-    return open_panel(settings.panel, **kw)
+    panel = open_panel(settings.panel, **kw)
+    logs.keep_status_line(panel.status_line)  # log lines on its terminal keep it beneath them
+    return panel
 
 
 def _default_capture(settings: Settings, **kw: Any) -> ports.Capture:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from talkie import version
 from talkie.config import Settings
 from talkie.config.credentials import load_api_key
 from talkie.shell.app import App
@@ -27,7 +28,9 @@ def run(settings: Settings) -> int:
     """The daemon, logging to the journal (or stderr); its exit status."""
     logs.setup(settings.log.level)
     key = load_api_key(settings.live.api_key_file)
-    log.info("talkie starting (config %s, model %s)", settings.source, settings.live.model)
+    log.info(
+        "talkie %s starting (config %s, model %s)", version(), settings.source, settings.live.model
+    )
     for note in settings.notes:
         log.warning("config: %s", note)
     asyncio.run(serve(App(settings, key)))

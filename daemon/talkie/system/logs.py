@@ -1,14 +1,18 @@
 """Logging set-up: one logger tree, ``talkie``; native journal entries under systemd, else plain
 lines on stderr; and the filter that keeps the API key out of every line.
+
+On a terminal that also shows a status line (the keyboard panel's LED), :func:`keep_status_line`
+keeps that line beneath the log lines: each one clears it, is written, and draws it again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from talkie.config.credentials import Redactor
 from talkie.system.journal import TalkieJournalHandler, journal_wanted
@@ -49,7 +53,7 @@ def setup(
         except ImportError:
             handler = None
     if handler is None:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = TerminalHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(TreeRedaction(root))
     root.addHandler(handler)
@@ -114,3 +118,74 @@ class TreeRedaction(logging.Filter):
                     ):
                         setattr(record, name, value.replace(redactor.secret, "***"))
         return True
+
+
+# ---- a status line kept beneath the log lines
+
+#: Back to column 0 and clear to the end of the line.
+CLEAR_LINE = "\r\x1b[K"
+
+
+class StatusLine(Protocol):
+    """A line drawn at the bottom of a terminal (:class:`talkie.panel.keyboard.TerminalLed`)."""
+
+    stream: Any  # where it is drawn
+    lock: Any  # taken around each of its writes
+
+    def drawn(self) -> str:
+        """The line as written (ending at column 0), or "" when nothing is drawn."""
+        ...
+
+
+class TerminalHandler(logging.StreamHandler):
+    """Plain ``LEVEL name: message`` lines on a stream; with a :class:`StatusLine` on the same
+    terminal (:func:`keep_status_line`), each line first clears the status line, and draws it
+    again beneath itself. Without one, or on anything but a terminal, just the plain lines."""
+
+    status: StatusLine | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = self.status
+        below = status.drawn() if status is not None else ""
+        if not below:
+            super().emit(record)
+            return
+        try:
+            self.stream.write(f"{CLEAR_LINE}{self.format(record)}\n{below}")
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler: never raise from a log call
+            self.handleError(record)
+
+
+def keep_status_line(line: StatusLine | None) -> bool:
+    """Keep ``line`` beneath the ``talkie`` tree's log lines if both are on the same terminal
+    (then they share one lock, so a redraw never cuts a log line); None forgets the one kept.
+    Whether it is kept."""
+    kept = False
+    for handler in logging.getLogger(ROOT).handlers:
+        if not isinstance(handler, TerminalHandler):
+            continue
+        handler.status = None
+        if line is not None and same_terminal(handler.stream, line.stream):
+            line.lock = handler.lock
+            handler.status, kept = line, True
+    return kept
+
+
+def same_terminal(a: Any, b: Any) -> bool:
+    """Whether the streams ``a`` and ``b`` are one terminal (the same one, or two descriptors of
+    the same device: stderr and stdout on one pty)."""
+    try:
+        fds = (a.fileno(), b.fileno())
+        if not all(os.isatty(fd) for fd in fds):
+            return False
+        first, second = (os.fstat(fd) for fd in fds)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (first.st_dev, first.st_ino, first.st_rdev) == (
+        second.st_dev,
+        second.st_ino,
+        second.st_rdev,
+    )
