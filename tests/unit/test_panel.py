@@ -563,6 +563,23 @@ def test_enter_toggles_and_overrides_space(pipe_kb):
     assert ev.log == ["press", "release"] * 2 and loop.pending() == []
 
 
+def test_the_control_keys_reach_on_key_and_leave_the_button_alone(closing):
+    read_fd, write_fd = os.pipe()
+    loop = FakeLoop()
+    ev = Events()
+    keys = []
+    from talkie.panel.keyboard import KeyboardButton
+
+    kb = KeyboardButton(read_fd, loop=loop, on_key=keys.append, **ev.kwargs())
+    closing(kb)
+    kb.feed(b"+-=mxq")
+    assert keys == ["+", "-", "=", "m"] and ev.log == []
+    kb.feed(b"\n")
+    assert ev.log == ["press"]
+    os.close(read_fd)
+    os.close(write_fd)
+
+
 def test_keyboard_eof_releases_and_stops_reading(closing):
     read_fd, write_fd = os.pipe()
     loop = FakeLoop()

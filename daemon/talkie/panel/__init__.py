@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEYBOARD_HINT = "keyboard push-to-talk: hold SPACE or press ENTER to start/stop"
+KEYBOARD_HINT = (
+    "keyboard push-to-talk: hold SPACE or press ENTER to start/stop; "
+    "+ and - for the volume, m to switch the microphone off or on"
+)
 
 __all__ = ["Panel", "open_panel", "KEYBOARD_HINT"]
 
@@ -92,6 +95,7 @@ def open_panel(
     loop: asyncio.AbstractEventLoop,
     on_press: Callable[[], Any],
     on_release: Callable[[], Any],
+    on_key: Callable[[str], Any] | None = None,
     pin_factory: Any = None,
     stdin: Any = None,
     stream: Any = None,
@@ -99,8 +103,9 @@ def open_panel(
     """Open the panel described by `settings` (see module doc). Never raises for GPIO trouble.
 
     on_press / on_release are zero-argument callables, always run in `loop`'s
-    thread. `pin_factory` overrides gpiozero's default; `stdin` / `stream` (default
-    sys.stdin / sys.stderr) are used by the keyboard fallback.
+    thread; on_key(key) gets the keyboard fallback's control keys (+, -, m). `pin_factory`
+    overrides gpiozero's default; `stdin` / `stream` (default sys.stdin / sys.stderr) are used
+    by the keyboard fallback.
     """
     pin = settings.button_pin if settings.button else None
     want_button = pin is not None
@@ -155,6 +160,7 @@ def open_panel(
         loop=loop,
         on_press=on_press,
         on_release=on_release,
+        on_key=on_key,
         stdin=stdin,
         stream=stream,
     )
@@ -169,6 +175,7 @@ def _fallback(
     on_release: Callable[[], Any],
     stdin: Any,
     stream: Any,
+    on_key: Callable[[str], Any] | None = None,
 ) -> Panel:
     import sys
 
@@ -184,7 +191,9 @@ def _fallback(
     button = None
     if settings.button:
         try:
-            button = KeyboardButton(stdin, loop=loop, on_press=on_press, on_release=on_release)
+            button = KeyboardButton(
+                stdin, loop=loop, on_press=on_press, on_release=on_release, on_key=on_key
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. termios refuses the terminal
             log.warning("no GPIO (%s): no keyboard push-to-talk either: %s", reason, exc)
             return Panel("none", settings, reason=reason)

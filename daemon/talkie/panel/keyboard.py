@@ -28,6 +28,8 @@ from talkie.panel.leds import Look, look_of
 
 log = logging.getLogger(__name__)
 
+#: The everyday controls' keys: volume up and down, the microphone off or on again.
+CONTROL_KEYS = (b"+", b"=", b"-", b"m", b"M")
 FIRST_RELEASE_S = 0.7  # SPACE released if no autorepeat starts within this
 REPEAT_RELEASE_S = 0.25  # ... or if autorepeat stops for this long
 _MIN_FRAME_S = 0.1  # fastest terminal animation step
@@ -63,12 +65,14 @@ class KeyboardButton:
         loop: asyncio.AbstractEventLoop,
         on_press: Callable[[], Any],
         on_release: Callable[[], Any],
+        on_key: Callable[[str], Any] | None = None,
         first_release_s: float = FIRST_RELEASE_S,
         repeat_release_s: float = REPEAT_RELEASE_S,
     ) -> None:
         self._fd = _fileno(sys.stdin if stdin is None else stdin)
         self._loop = loop
         self._on_press, self._on_release = on_press, on_release
+        self._on_key = on_key
         self.first_release_s = first_release_s
         self.repeat_release_s = repeat_release_s
         self.mode: str | None = None  # None (up), "space" (held) or "enter" (toggled on)
@@ -110,6 +114,8 @@ class KeyboardButton:
                 self._enter()
             elif byte == b" ":
                 self._space()
+            elif byte in CONTROL_KEYS and self._on_key is not None:
+                self._on_key(byte.decode())
             self._prev = byte
 
     def close(self) -> None:

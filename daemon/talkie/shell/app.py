@@ -375,6 +375,7 @@ class App:
             loop=asyncio.get_running_loop(),
             on_press=lambda: self.emit(m.ButtonDown()),
             on_release=lambda: self.emit(m.ButtonUp()),
+            on_key=self.controls.key,
         )
 
     async def _prepare_link(self) -> None:

@@ -133,6 +133,14 @@ class Controls:
     def allow_camera(self, on: bool) -> None:
         self.app.emit(m.CameraAllow(on))
 
+    def key(self, key: str) -> None:
+        """A control key of the keyboard fallback: + (or =) and - for the volume, m for the
+        microphone."""
+        if key in "+=-":
+            self.step_volume(key != "-")
+        elif key in "mM":
+            self._mute_pressed(None)
+
     def _mute_pressed(self, off: bool | None) -> None:
         self.mute_mic(not self.app.state.mic_off if off is None else off)
 
