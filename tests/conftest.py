@@ -136,7 +136,7 @@ def talkie_logger_restored():
 
 @pytest.fixture(autouse=True)
 def frozen_objects_released():
-    """A daemon started in a test freezes what is loaded (shell.app.settle_memory), as the real one
+    """A daemon started in a test freezes what is loaded (shell.memory.settle), as the real one
     does once at its start: the next test's garbage must stay collectable."""
     import gc
 

@@ -97,6 +97,63 @@ def test_find_device_by_substring_index_default_and_missing(pulse):
     assert "10000" in str(err.value) and "'talkie_spk'" in str(err.value)
 
 
+RELEASE_CHILD = """
+import json, sys, time
+import sounddevice as sd
+from talkie.audio.devices import release_alsa_plugins
+
+def plugins():
+    return sorted({line.split()[-1].rsplit("/", 1)[-1] for line in open("/proc/self/maps")
+                   if "/alsa-lib/libasound_module_" in line})
+
+blocks = []
+mic = sd.RawInputStream(device=sys.argv[1], samplerate=16000, channels=1, dtype="int16",
+                        blocksize=160, callback=lambda data, frames, when, status: blocks.append(frames))
+mic.start()
+before = plugins()
+released = release_alsa_plugins()
+after = plugins()
+seen, deadline = len(blocks), time.monotonic() + 10
+while len(blocks) < seen + 50 and time.monotonic() < deadline:
+    time.sleep(0.01)
+spk = sd.RawOutputStream(device=sys.argv[2], samplerate=24000, channels=1, dtype="int16")
+spk.start(); spk.write(bytes(4800)); spk.stop(); spk.close()
+print(json.dumps(dict(before=before, after=after, released=released,
+                      blocks_after=len(blocks) - seen)))
+"""
+
+
+def test_the_plugins_only_the_device_scan_used_are_unloaded_and_the_streams_go_on(pulse):
+    """PortAudio's scan opens every PCM of ALSA's configuration: with libasound2-plugins (which
+    the rig's pulse plugin comes in) that loads the a52, jack, oss, ... plugins and what they link.
+    Released, those go; the pulse plugin an open stream uses stays, the stream goes on delivering,
+    and a new stream opens (ALSA reads its configuration again)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RELEASE_CHILD, pulse.mic_device,
+                           pulse.speaker_device], env=pulse.env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert got["released"] is True
+    pulse_plugin = "libasound_module_pcm_pulse.so"
+    assert pulse_plugin in got["before"] and pulse_plugin in got["after"]
+    assert set(got["after"]) < set(got["before"]), got
+    assert got["blocks_after"] >= 50
+
+
+def test_without_alsa_loaded_nothing_is_released():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from talkie.audio.devices import "
+                           "release_alsa_plugins as r; print(r())"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
 # -- capture -----------------------------------------------------------------------------------
 def test_capture_records_speech_played_into_the_mic(pulse, speech_wav):
     rate, speech = read_wav(speech_wav)

@@ -161,3 +161,50 @@ def test_a_float_history_with_a_fill_value_and_clear():
     assert ring.window(-2, 3).tolist() == [-120.0, -120.0, -120.0]
     ring.clear()
     assert ring.written == 0 and ring.latest(3).tolist() == [-120.0] * 3
+
+
+def resident_bytes(array: np.ndarray) -> int:
+    """How much of ``array``'s memory is resident, counted by the kernel (mincore(2))."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = mmap.PAGESIZE
+    addr = array.__array_interface__["data"][0]
+    start = addr - addr % page
+    length = addr + array.nbytes - start
+    vec = (ctypes.c_ubyte * ((length + page - 1) // page))()
+    assert libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0, ctypes.get_errno()
+    return sum(b & 1 for b in vec) * page
+
+
+def test_a_long_queue_is_resident_only_where_written_and_gives_it_back_once_read():
+    ring = Ring(4 << 20)  # 8 MB of int16: its own mapping
+    assert resident_bytes(ring._buf) == 0
+    data = np.arange(1 << 20, dtype=np.int16)  # 2 MB
+    ring.write(data)
+    assert 2 << 20 <= resident_bytes(ring._buf) < 3 << 20
+    out = np.zeros(1 << 16, dtype=np.int16)
+    first = ring.read_into(out)
+    assert not ring.release()  # something is left to read: nothing is given back
+    assert resident_bytes(ring._buf) >= 2 << 20
+    rest = read_all(ring, block=1 << 16)
+    assert first + len(rest) == 1 << 20 and rest.tolist() == data[first:].tolist()
+    assert ring.release()
+    assert resident_bytes(ring._buf) == 0
+    assert not ring._buf[: 1 << 20].any()  # given back, not kept aside: what was read is gone
+    # the queue goes on where it was, the new samples in pages touched afresh
+    data = np.arange(5000, dtype=np.int16)
+    assert ring.write(data) == 5000 and ring.written == (1 << 20) + 5000
+    assert read_all(ring).tolist() == data.tolist()
+
+
+def test_a_short_ring_or_a_history_keeps_its_pages():
+    short = Ring(1000)
+    short.write(np.ones(10, dtype=np.int16))
+    read_all(short)
+    assert not short.release()
+    history = Ring(4 << 20)
+    history.push(np.ones(1 << 20, dtype=np.int16))
+    assert not history.release()  # never read: a history is never "drained"
+    assert history.latest(3).tolist() == [1, 1, 1]

@@ -97,3 +97,24 @@ def find_device(spec: str | int, kind: str) -> DeviceInfo:
     raise AudioError(
         f"no {kind} device matches {spec!r}; set {setting} to one of: {_names(devices, key)}"
     )
+
+
+def release_alsa_plugins() -> bool:
+    """Unload the ALSA plugins that only PortAudio's device scan needed; False if no ALSA.
+
+    Scanning, PortAudio opens every PCM that ALSA's configuration defines, and ALSA keeps each
+    plugin's library loaded (with whatever it links: the a52 encoder's libavcodec and its codecs,
+    JACK's client library, ...: 11 MB resident with Debian's libasound2-plugins) and the parsed
+    configuration. ``snd_config_update_free_global`` drops both: a plugin library that no open
+    stream uses is unloaded (ALSA counts the users of each), and the next open reads the
+    configuration again. PortAudio's device list and the open streams are not touched. A process
+    without ALSA loaded (another platform, PortAudio not imported) is left alone."""
+    import ctypes
+    import os
+
+    try:
+        asound = ctypes.CDLL("libasound.so.2", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):  # not loaded, or no RTLD_NOLOAD on this platform
+        return False
+    asound.snd_config_update_free_global()
+    return True

@@ -60,6 +60,8 @@ class IdlePause:
                 return
             pb.paused = True
             pb.pauses += 1
+            if pb._ring is not None:
+                pb._ring.release()  # what a cut-short answer left in it
             pb.dac_stamp = None  # the next block's time starts the echo reference afresh
 
     def wake(self, buffered: int) -> None:

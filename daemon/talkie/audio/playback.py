@@ -330,6 +330,8 @@ class Playback:
             return
         self._pending_finish = None
         self._drain_handle = None
+        if self._ring is not None:
+            self._ring.release()  # the answer's pages back to the system, until the next one
         self._idle.soon()
         self._on_drained()
 

@@ -18,13 +18,21 @@ A flush is asynchronous by design: the producer cannot move the consumer's read 
 records the write position at the time of the flush and bumps a generation counter. The consumer
 notices the new generation at the start of its next :meth:`read_into` and skips to that position,
 so a flush takes effect within one callback period and never discards samples written after it.
+
+A long queue (the speaker's: two minutes of audio) lives in its own anonymous mapping: its pages
+are only resident once written, and :meth:`release` gives them back once the consumer has read
+everything, so the memory an answer used is not kept for good by a ring it swept through.
 """
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
+
+#: A zero-filled ring of at least this many bytes gets its own mapping (:meth:`Ring.release`).
+RELEASABLE_BYTES = 1 << 20
 
 
 class Ring:
@@ -39,13 +47,17 @@ class Ring:
             raise ValueError(f"ring capacity must be > 0, got {capacity}")
         self.capacity = int(capacity)
         self.fill = fill
+        nbytes = self.capacity * np.dtype(dtype).itemsize
         # zeros: pages the system hands out as they are first written (a long ring costs only
-        # what has been used of it)
-        self._buf = (
-            np.zeros(self.capacity, dtype=dtype)
-            if fill == 0
-            else np.full(self.capacity, fill, dtype=dtype)
-        )
+        # what has been used of it); a long one in a mapping of its own, to give them back
+        self._map: mmap.mmap | None = None
+        if fill == 0 and nbytes >= RELEASABLE_BYTES and hasattr(mmap, "MADV_DONTNEED"):
+            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._buf = np.frombuffer(self._map, dtype=dtype)
+        elif fill == 0:
+            self._buf = np.zeros(self.capacity, dtype=dtype)
+        else:
+            self._buf = np.full(self.capacity, fill, dtype=dtype)
         # Producer-owned.
         self._w = 0
         self._flush_gen = 0
@@ -113,6 +125,18 @@ class Ring:
             out[first:n] = self._buf[: n - first]
         self._r = r + n
         return n
+
+    def release(self) -> bool:
+        """Give the pages of a queue the consumer has emptied back to the system (the next write
+        touches them afresh: what was read is zeros). Producer thread; False, and nothing done,
+        while something is left to read or for a ring without a mapping of its own.
+
+        Safe against the consumer: with nothing left to read it does not touch the buffer, and
+        only the producer, this thread, can give it something to read."""
+        if self._map is None or self._r < self._w:
+            return False
+        self._map.madvise(mmap.MADV_DONTNEED)
+        return True
 
     # -- a history ---------------------------------------------------------------------------
     def push(self, values: np.ndarray) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import random
 import time
@@ -30,7 +29,7 @@ from talkie.config import Settings
 from talkie.config.credentials import KeyProblem, Secret
 from talkie.core import machine as m
 from talkie.core.outbox import Outbox
-from talkie.shell import ports, reload
+from talkie.shell import memory, ports, reload
 from talkie.shell.audio import AudioDevices
 from talkie.shell.controls import Controls
 from talkie.shell.effects import Effects
@@ -52,22 +51,6 @@ EVENT_QUEUE = 4096
 DROPPABLE = (m.Heard, m.Said)
 #: Where talkie-firstboot.service leaves what it could not install from the boot partition.
 FIRSTBOOT_ERROR = "/run/talkie-firstboot-error"
-
-
-def settle_memory() -> None:
-    """What is loaded so far (the SDK, pydantic's schemas, numpy: hundreds of thousands of objects
-    that live as long as the daemon) leaves the garbage collector's generations: a full collection
-    then walks what is new only, a pause of a few ms instead of a tenth of a second in the loop
-    (and the audio it serves). Then what loading freed goes back to the system (glibc keeps it
-    otherwise: several MB of a small device's memory)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # another C library: nothing to give back this way
-        pass
 
 
 class App:
@@ -384,7 +367,7 @@ class App:
                 await asyncio.to_thread(self.link.prepare)
             except Exception:
                 log.debug("preparing the Live SDK failed", exc_info=True)
-        settle_memory()
+        memory.settle()
         self.prepared.set()
 
     def _heartbeat(self) -> Any:

@@ -122,7 +122,7 @@ class ToolBox:
             on_change=self.rebuild,
         )
         await self.mcp.start()
-        gc.freeze()  # the MCP client's modules, as the app does for the SDK's (settle_memory)
+        gc.freeze()  # the MCP client's modules, as the app does for the SDK's (memory.settle)
 
     async def _close_mcp(self) -> None:
         servers, self.mcp = self.mcp, None
