@@ -34,7 +34,9 @@ COMPANIONS = {("panel", "button_pin"): "led_pins = [5]", ("panel", "led"): "led_
               ("vision", "indicator_pin"): 'mode = "off"',
               # the controls' pins too: the boundaries 0 and 27 are free with no button or LED
               **{("panel", key): 'button = false\nled = "none"'
-                 for key in ("volume_up_pin", "volume_down_pin", "mute_pin")}}
+                 for key in ("volume_up_pin", "volume_down_pin", "mute_pin")},
+              # a password goes with a user
+              ("mqtt", "password_file"): 'username = "talkie"'}
 # Known keys named like secrets; their numbers are shown, any string or array is not.
 TOKEN_KEYS = {"max_output_tokens", "compression_trigger_tokens", "compression_target_tokens"}
 GOOD_TEXT = {"endpoint": "wss://gw.example.internal:8443/live", "language_code": "de-CH"}
@@ -718,3 +720,76 @@ def test_a_retired_key_still_loads_and_says_so(tmp_path):
                             "that starts a fresh conversation is [session] reset_hold_s); a later "
                             "release will refuse it",)
     assert loaded == load(write(tmp_path, "[panel]\nbutton_pin = 17\n"))  # nothing else differs
+
+
+# ---------------------------------------------------------------- [mqtt]
+def test_mqtt_is_off_by_default_and_its_defaults_are_the_documented_ones():
+    mqtt = Settings().mqtt
+    assert (mqtt.enabled, mqtt.host, mqtt.port, mqtt.tls, mqtt.ca_file) == (
+        False, "localhost", 1883, False, "")
+    assert (mqtt.username, mqtt.password_file, mqtt.device_id) == ("", "", "")
+    assert (mqtt.discovery_prefix, mqtt.base_topic, mqtt.device_name) == (
+        "homeassistant", "talkie", "talkie")
+    assert mqtt.keepalive_s == 60
+
+
+def test_mqtt_section_loads(tmp_path):
+    (tmp_path / "ca.pem").write_text(PEM)
+    loaded = load(write(tmp_path, """
+[mqtt]
+enabled = true
+host = "broker.lan"
+port = 1883
+tls = true
+ca_file = "ca.pem"
+username = "talkie"
+password_file = "mqtt-password"
+discovery_prefix = "ha"
+base_topic = "devices"
+device_name = "Kitchen talkie"
+device_id = "kitchen-1"
+keepalive_s = 30
+"""))
+    mqtt = loaded.mqtt
+    assert mqtt.enabled and mqtt.tls and mqtt.port == 1883  # TLS on 1883 is the user's choice
+    assert mqtt.ca_file == str(tmp_path / "ca.pem")
+    assert mqtt.password_file == str(tmp_path / "mqtt-password")  # read by the adapter, not here
+    assert (mqtt.discovery_prefix, mqtt.base_topic) == ("ha", "devices")
+    assert (mqtt.device_name, mqtt.device_id, mqtt.keepalive_s) == ("Kitchen talkie", "kitchen-1", 30)
+
+
+def test_mqtt_password_file_without_a_username_is_refused(tmp_path):
+    message = error(tmp_path, '[mqtt]\nenabled = true\npassword_file = "mqtt-password"\n')
+    assert message == (f"{tmp_path / 'talkie.toml'}:3: [mqtt] password_file: a password goes with "
+                       "a username; found no username; allowed password_file together with "
+                       'username (e.g. username = "talkie"), or password_file = ""')
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("discovery_prefix", '"home/assistant"'), ("discovery_prefix", '"ha#"'),
+    ("base_topic", '"tal kie"'), ("base_topic", '"+"'),
+    ("device_id", '"Kitchen"'), ("device_id", '"a/b"'), ("device_id", '"x y"'),
+])
+def test_mqtt_topic_levels_and_device_id_are_checked(tmp_path, key, value):
+    message = error(tmp_path, f"[mqtt]\n{key} = {value}\n")
+    assert message.startswith(f"{tmp_path / 'talkie.toml'}:2: [mqtt] {key}: not valid; found {value}")
+
+
+def test_mqtt_ca_file_must_be_a_pem_bundle_like_lives(tmp_path):
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    message = error(tmp_path, '[mqtt]\ntls = true\nca_file = "ca.pem"\n')
+    assert message.startswith(f"{tmp_path / 'talkie.toml'}:3: [mqtt] ca_file: not a PEM "
+                              f"certificate bundle; found {tmp_path / 'ca.pem'}")
+    # [live]'s file is checked on its own: a good one there does not vouch for this one
+    (tmp_path / "good.pem").write_text(PEM)
+    message = error(tmp_path, '[live]\nca_file = "good.pem"\n[mqtt]\nca_file = "ca.pem"\n')
+    assert "[mqtt] ca_file: not a PEM" in message and "[live]" not in message
+
+
+def test_mqtt_password_file_path_is_shown_but_never_its_content(tmp_path):
+    (tmp_path / "mqtt-password").write_text("hunter2-S3CR3T\n")
+    loaded = load(write(tmp_path, '[mqtt]\nusername = "u"\npassword_file = "mqtt-password"\n'))
+    text = describe(loaded)
+    assert f'password_file = "{tmp_path / "mqtt-password"}"' in text
+    assert "S3CR3T" not in text
+    assert load(write(tmp_path, text, name="again.toml")).mqtt == loaded.mqtt

@@ -13,7 +13,7 @@ from talkie.config.files import read_file
 from talkie.config.kinds import Invalid, Path, suggest
 from talkie.config.lines import KeyLines
 from talkie.config.schema import PATTERN_FIELDS, RETIRED, SECTIONS, FieldSpec
-from talkie.config.settings import DEFAULT_PATTERNS, FrozenMap, LiveSettings, Settings
+from talkie.config.settings import DEFAULT_PATTERNS, FrozenMap, Settings
 from talkie.config.text import found, is_secret, name_shown, toml_text, why
 
 _API_KEY_NAMES = {"api_key", "apikey", "key", "gemini_api_key", "google_api_key"}
@@ -31,7 +31,8 @@ class Checker:
         self.base_dir = os.path.dirname(os.path.abspath(source))
         self.problems: list[tuple[int, str]] = []
         self.notes: list[tuple[int, str]] = []
-        self.files: dict[str, bytes] = {}
+        #: The files named by the settings that were read, by key path: ("live", "ca_file").
+        self.files: dict[tuple[str, ...], bytes] = {}
 
     def report(
         self, path: tuple[str, ...], text: str, line: int | None = None, label: str = ""
@@ -103,7 +104,7 @@ class Checker:
 
     def _read(self, path: tuple[str, ...], filename: str, limit: int) -> None:
         try:
-            self.files[path[-1]] = read_file(filename, limit)
+            self.files[path] = read_file(filename, limit)
         except OSError as err:
             self.report(path, f"cannot read {filename}: {why(err)}")
 
@@ -135,7 +136,7 @@ class Checker:
 
 # ------------------------------------------------ rules across several keys
 def instruction_text(check: Checker) -> dict[str, str]:
-    data = check.files.get("system_instruction_file")
+    data = check.files.get(("live", "system_instruction_file"))
     if data is None:
         return {}
     try:
@@ -148,12 +149,12 @@ def instruction_text(check: Checker) -> dict[str, str]:
         return {}
 
 
-def _check_ca(check: Checker, live: LiveSettings) -> None:
-    data = check.files.get("ca_file")
+def _check_ca(check: Checker, section: str, ca_file: str) -> None:
+    data = check.files.get((section, "ca_file"))
     if data is not None and not (b"-----BEGIN" in data and b"CERTIFICATE-----" in data):
         check.report(
-            ("live", "ca_file"),
-            f"not a PEM certificate bundle; found {live.ca_file}"
+            (section, "ca_file"),
+            f"not a PEM certificate bundle; found {ca_file}"
             ' (no "-----BEGIN CERTIFICATE-----" line); allowed a PEM file of CA '
             "certificates",
         )
@@ -176,7 +177,14 @@ def check_rules(check: Checker, settings: Settings) -> None:
     live, panel = settings.live, settings.panel
     _exclusive(check, "live", live, "thinking_budget", "thinking_level")
     _exclusive(check, "live", live, "system_instruction", "system_instruction_file")
-    _check_ca(check, live)
+    _check_ca(check, "live", live.ca_file)
+    _check_ca(check, "mqtt", settings.mqtt.ca_file)
+    if settings.mqtt.password_file and not settings.mqtt.username:
+        check.report(
+            ("mqtt", "password_file"),
+            "a password goes with a username; found no username; allowed password_file "
+            'together with username (e.g. username = "talkie"), or password_file = ""',
+        )
     trigger, target = live.compression_trigger_tokens, live.compression_target_tokens
     if trigger is not None and target is not None and target >= trigger:
         check.report(

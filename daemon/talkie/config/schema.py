@@ -31,6 +31,7 @@ from talkie.config.settings import (
     LiveSettings,
     LogSettings,
     McpServerSettings,
+    MqttSettings,
     PanelSettings,
     SessionSettings,
     ToolsSettings,
@@ -323,6 +324,68 @@ LOG_FIELDS = (
     F("transcripts", Bool(), "log what was heard and said"),
 )
 
+#: An MQTT topic level of talkie's own: no "/", "+", "#" or spaces.
+TOPIC_LEVEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: What Home Assistant allows in a discovery topic's node id (and talkie in its topics).
+DEVICE_ID = re.compile(r"[a-z0-9_-]{1,64}")
+
+MQTT_FIELDS = (
+    F("enabled", Bool(), "talk to Home Assistant through an MQTT broker"),
+    F(
+        "host",
+        Text("a host name or IP address", nonempty=True, max_len=253),
+        "the MQTT broker's host name or address",
+    ),
+    F("port", Int(1, 65535), "the broker's port (1883; 8883 is usual with TLS)"),
+    F("tls", Bool(), "connect to the broker over TLS"),
+    F(
+        "ca_file",
+        Path('a readable PEM CA bundle, or "" for the system CAs', must_exist=True, limit=CA_MAX),
+        "CA bundle trusted for the broker's certificate (with tls)",
+    ),
+    F("username", Text('a user name, or "" for none', max_len=256), "the broker's user name"),
+    F(
+        "password_file",
+        Path('a file path like "mqtt-password" (in /etc/talkie), or "" for none'),
+        "file holding the broker's password for username (never shown)",
+    ),
+    F(
+        "discovery_prefix",
+        Text(
+            'a topic level of letters, digits and _ . - like "homeassistant"',
+            nonempty=True,
+            valid=TOPIC_LEVEL.fullmatch,
+            max_len=64,
+        ),
+        "Home Assistant's MQTT discovery prefix",
+    ),
+    F(
+        "base_topic",
+        Text(
+            'a topic level of letters, digits and _ . - like "talkie"',
+            nonempty=True,
+            valid=TOPIC_LEVEL.fullmatch,
+            max_len=64,
+        ),
+        "talkie's topics begin BASE_TOPIC/DEVICE_ID/",
+    ),
+    F(
+        "device_name",
+        Text("a non-empty name", nonempty=True, max_len=64),
+        "the device's name in Home Assistant",
+    ),
+    F(
+        "device_id",
+        Text(
+            'lower-case letters, digits, _ and -, or "" to derive one from /etc/machine-id',
+            valid=DEVICE_ID.fullmatch,
+            max_len=64,
+        ),
+        "the device's id in topics and in Home Assistant",
+    ),
+    F("keepalive_s", Int(5, 3600), "seconds between keep-alive pings to the broker"),
+)
+
 # section name -> (dataclass, its keys); "panel" also takes [panel.patterns.NAME].
 SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "live": (LiveSettings, LIVE_FIELDS),
@@ -332,6 +395,7 @@ SECTIONS: dict[str, tuple[type, tuple[FieldSpec, ...]]] = {
     "vision": (VisionSettings, VISION_FIELDS),
     "tools": (ToolsSettings, TOOLS_FIELDS),
     "log": (LogSettings, LOG_FIELDS),
+    "mqtt": (MqttSettings, MQTT_FIELDS),
 }
 #: The tables of an array of tables: [[tools.mcp]].
 MCP = (McpServerSettings, MCP_FIELDS)

@@ -281,6 +281,28 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """The [mqtt] section: Home Assistant through an MQTT broker (off unless ``enabled``)."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    tls: bool = False
+    #: A PEM bundle of the CA that signed the broker's certificate; "" = the system's CAs.
+    ca_file: str = ""
+    username: str = ""
+    #: A file holding the broker password (a secret: never shown); "" = no password.
+    password_file: str = ""
+    discovery_prefix: str = "homeassistant"
+    base_topic: str = "talkie"
+    #: The device's name in Home Assistant.
+    device_name: str = "talkie"
+    #: "" = derived from /etc/machine-id (else the host name): see talkie.mqtt.device_id.
+    device_id: str = ""
+    keepalive_s: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything talkie reads from its config file (never the API key)."""
 
@@ -292,6 +314,7 @@ class Settings:
     vision: VisionSettings = field(default_factory=VisionSettings)
     tools: ToolsSettings = field(default_factory=ToolsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     #: What the file says that talkie takes but warns about (a retired key), one line each as
     #: ``file:line: [section] key: ...``; not part of the settings themselves.
     notes: tuple[str, ...] = field(default=(), compare=False)

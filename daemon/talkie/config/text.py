@@ -10,6 +10,8 @@ from typing import Any
 from talkie.config.files import NotAFile, TooLarge
 
 _SECRET_NAME = re.compile(r"(key|token|secret|password|credential)s?($|[_.-])", re.IGNORECASE)
+#: Keys named like secrets that hold the path of the file with the secret: shown.
+_SECRET_FILES = ("api_key_file", "token_file", "password_file")
 _SECRET_VALUE = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")  # what Google API keys look like
 
 TYPE_NAMES = {
@@ -28,10 +30,10 @@ def type_name(value: Any) -> str:
 
 def is_secret(name: str, value: Any) -> bool:
     """Whether a value must not be shown: a string-ish value of a key named
-    like a secret (except api_key_file, a path), or anything like an API key."""
+    like a secret (except the paths of the files that hold one), or anything like an API key."""
     if _SECRET_VALUE.search(repr(value)):
         return True
-    if isinstance(value, (bool, int, float)) or name in ("api_key_file", "token_file"):
+    if isinstance(value, (bool, int, float)) or name in _SECRET_FILES:
         return False
     return bool(_SECRET_NAME.search(name))
 
