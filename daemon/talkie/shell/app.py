@@ -34,6 +34,7 @@ from talkie.shell.audio import AudioDevices
 from talkie.shell.controls import Controls
 from talkie.shell.effects import Effects
 from talkie.shell.factories import Factories
+from talkie.shell.home import Home
 from talkie.shell.link import LinkEvents
 from talkie.shell.policy import policy_from
 from talkie.shell.timers import Timers
@@ -104,6 +105,7 @@ class App:
         self.started_at = time.monotonic()
         self.tools = ToolBox(self, settings)
         self.controls = Controls(self, self.tools.volume, state_dir(settings))
+        self.home = Home(self, self.factories.home)
         self.effects = Effects(self, self._timers)
 
     @property
@@ -179,6 +181,7 @@ class App:
         self.effects.stepped(before, event, effects)
         for effect in effects:
             self.effects.perform(effect)
+        self.home.stepped(event)
         if self._chain_stale and not self.state.voice:
             self.rebuild_mic_chain()  # the turn the voice opened is over: the new settings now
         self._want_audio()
@@ -281,11 +284,13 @@ class App:
         self.emit(m.Started())
         self.controls.restore()
         self.tools.start()
+        self.home.start()
         tasks.append(tg.create_task(self._prepare_link(), name="prepare-link"))
         await self._stopping.wait()
         self.notifier.stopping()
         for task in tasks:
             task.cancel()
+        await self.home.stop()  # "offline" to Home Assistant, before the session goes
         await self.effects.close_session(STOP_DRAIN_S)
 
     async def _dispatch_loop(self) -> None:

@@ -130,6 +130,26 @@ def _default_buttons(settings: Settings, **kw: Any) -> ports.ControlButtons:
     return ControlButtons(settings.panel, **kw)
 
 
+def _default_home(settings: Settings, **kw: Any) -> ports.Home:
+    """Home Assistant through the broker of ``[mqtt]``: talkie's device and the entities it has."""
+    import os
+
+    from talkie import mqtt, version
+
+    password = None
+    if settings.mqtt.password_file:
+        password = mqtt.read_password(
+            settings.mqtt.password_file, os.environ.get("CREDENTIALS_DIRECTORY")
+        )
+    device = mqtt.Device(mqtt.device_id(settings.mqtt), settings.mqtt.device_name, version())
+    features = mqtt.Features(
+        transcripts=settings.log.transcripts,
+        camera=settings.vision.mode != "off" or settings.tools.look_enabled(settings.vision.mode),
+        timers=settings.tools.timers,
+    )
+    return mqtt.HomeAssistant(settings.mqtt, password, device, features, **kw)
+
+
 def _default_control(path: str | None, commands: Any) -> ports.ControlServer:
     from talkie.system.control import ControlServer, default_socket_path
 
@@ -151,3 +171,5 @@ class Factories:
     control: Callable[[str | None, Any], ports.ControlServer] | None = _default_control
     #: The panel's volume and mute buttons (only built when ``[panel]`` names their pins).
     buttons: Callable[..., ports.ControlButtons] | None = _default_buttons
+    #: Home Assistant over MQTT (only built when ``[mqtt] enabled``).
+    home: Callable[..., ports.Home] | None = _default_home

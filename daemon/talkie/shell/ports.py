@@ -126,6 +126,13 @@ class ControlButtons(Protocol):
     def close(self) -> None: ...
 
 
+class Home(Protocol):
+    """Home Assistant over MQTT (:class:`talkie.mqtt.HomeAssistant`)."""
+
+    async def run(self) -> None: ...
+    def update(self, **values: object) -> None: ...
+
+
 class Camera(Protocol):
     """The shell's camera (:class:`talkie.shell.vision.Vision`), driving a frame source
     (:class:`talkie.vision.FrameSource`, the seam where a test's source stands in for the Pi's)."""

@@ -22,6 +22,7 @@ from talkie.shell import ports
 from talkie.shell.audio import AudioDevices
 from talkie.shell.controls import Controls
 from talkie.shell.effects import Effects
+from talkie.shell.home import Home
 from talkie.shell.policy import policy_from
 from talkie.shell.tools import ToolBox
 
@@ -54,6 +55,7 @@ class App(Protocol):
     tools: ToolBox
     controls: Controls
     effects: Effects
+    home: Home
 
     def configure(self, settings: config.Settings, key: Any) -> None: ...
     async def reopen_panel(self) -> None: ...
@@ -93,10 +95,23 @@ def reload(app: App) -> None:
         app.vision is not None
     ):  # new frame settings from the next frame; the mode through the machine
         app.vision.reconfigure(new)
+    if _home_changed(old, new):
+        app.start_task(app.home.restart(), name="mqtt-restart")
     app.handle(m.Reconfigured(policy_from(new)))
     _apply_audio(app, old.audio, new.audio)
     app.notifier.ready(app.state.status)
     log.info("reloaded %s: %s", source, ", ".join(changed) if changed else "nothing changed")
+
+
+def _home_changed(old: config.Settings, new: config.Settings) -> bool:
+    """Whether Home Assistant's link must start again: its broker, its device, or which of its
+    entities exist."""
+
+    def what(s: config.Settings) -> tuple[Any, ...]:
+        look = s.vision.mode != "off" or s.tools.look_enabled(s.vision.mode)
+        return (s.mqtt, s.log.transcripts, s.tools.timers, look)
+
+    return what(old) != what(new)
 
 
 def _apply_panel(app: App, old: PanelSettings, new: PanelSettings) -> None:
