@@ -214,9 +214,11 @@ def test_identity_directories_and_credential(unit):
     # others may pass through to the socket (whose own mode and group decide), not list the folder
     assert value(unit, "Service", "RuntimeDirectoryMode") == "0711"
     assert value(unit, "Service", "WorkingDirectory") in ("/run/talkie", "/var/lib/talkie")
-    # the API key, and the MCP servers' bearer tokens (a folder: one credential per file)
+    # the API key, the MCP servers' bearer tokens (a folder: one credential per file) and the
+    # MQTT broker's password
     assert values(unit, "Service", "LoadCredential") == [
-        "gemini-api-key:/etc/talkie/api-key", "mcp-token:/etc/talkie/tokens"]
+        "gemini-api-key:/etc/talkie/api-key", "mcp-token:/etc/talkie/tokens",
+        "mqtt-password:/etc/talkie/mqtt-password"]
     environment = " ".join(values(unit, "Service", "Environment")).split()
     assert "PYTHONUNBUFFERED=1" in environment
     assert "LG_WD=/run/talkie" in environment  # lgpio's notification FIFOs, in a writable place
@@ -325,6 +327,9 @@ def test_tmpfiles_create_the_config_dir_and_a_key_file_for_root_and_talkie(tmp_p
     # The MCP servers' tokens: a folder LoadCredential= needs, root's alone like the key.
     tokens = etc_talkie / "tokens"
     assert tokens.is_dir() and owner_mode(tokens) == (0, 0, 0o700)
+    # The MQTT password: a file LoadCredential= needs, empty until one is set, root's alone.
+    password = etc_talkie / "mqtt-password"
+    assert password.read_text() == "" and owner_mode(password) == (0, 0, 0o600)
 
     # A key and config copied in carelessly: contents kept, owner and mode put right.
     key.write_text("AIzaSy-not-a-real-key\n")

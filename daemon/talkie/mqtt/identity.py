@@ -3,6 +3,7 @@ broker password, read from its file as a :class:`~talkie.config.credentials.Secr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -46,14 +47,16 @@ class PasswordProblem(Exception):
 
 
 def read_password(password_file: str, credentials_dir: str | None = None) -> Secret:
-    """The broker password: the systemd credential ``mqtt-password`` if the unit loads one, else
-    the content of ``password_file`` (surrounding blanks dropped). :class:`PasswordProblem` if it
-    cannot be read or is empty."""
+    """The broker password: the systemd credential ``mqtt-password`` if the unit loads one that
+    is not empty (``/etc/talkie/mqtt-password``, root's alone), else the content of
+    ``password_file`` (surrounding blanks dropped). :class:`PasswordProblem` if it cannot be read
+    or is empty."""
     path = password_file
     if credentials_dir:
         credential = os.path.join(credentials_dir, CREDENTIAL_NAME)
-        if os.path.exists(credential):
-            path = credential
+        with contextlib.suppress(OSError):
+            if os.path.getsize(credential) > 0:
+                path = credential
     try:
         password = read_file(path, KEY_MAX).decode("utf-8-sig").strip()
     except OSError as exc:
