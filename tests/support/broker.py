@@ -7,6 +7,7 @@ sets it, and installs mosquitto): there a missing broker is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -97,7 +98,11 @@ class Broker:
         self.stop(signal.SIGKILL)
 
 
-def _started(folder: Path, users: dict[str, str] | None = None):
+@contextlib.contextmanager
+def started(folder: Path, users: dict[str, str] | None = None):
+    """A running mosquitto in ``folder`` for the length of the block (stopped after it).
+
+    Skips when mosquitto is missing, unless TALKIE_REQUIRE_AUDIO=1: then it fails."""
     missing = [tool for tool in (MOSQUITTO, PASSWD) if not os.path.exists(tool)]
     if missing:
         if os.environ.get("TALKIE_REQUIRE_AUDIO") == "1":
@@ -110,28 +115,12 @@ def _started(folder: Path, users: dict[str, str] | None = None):
         if os.environ.get("TALKIE_REQUIRE_AUDIO") == "1":
             pytest.fail(f"TALKIE_REQUIRE_AUDIO=1 but {exc}")
         pytest.skip(str(exc))
-    return broker
-
-
-@pytest.fixture
-def broker(tmp_path):
-    """A running mosquitto that anyone may use (support.broker.Broker)."""
-    started = _started(tmp_path)
     try:
-        yield started
+        yield broker
     finally:
-        started.stop()
+        broker.stop()
 
 
-#: The one user of ``auth_broker`` and its password.
+#: The one user of a broker started with ``users=USERS``, and its password.
 USER, PASSWORD = "talkie", "pw-Zx81-S3CR3T-mqtt"
-
-
-@pytest.fixture
-def auth_broker(tmp_path):
-    """A running mosquitto that only USER with PASSWORD may use."""
-    started = _started(tmp_path, {USER: PASSWORD})
-    try:
-        yield started
-    finally:
-        started.stop()
+USERS = {USER: PASSWORD}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl
 import time
@@ -92,16 +93,17 @@ class HomeAssistant:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._connected = False
-        self._ever = False  # connected at least once
         self._down = ""  # the kind of failure logged since the link was last up ("" = none)
         self._tls: ssl.SSLContext | None = None
         self._was_up = False  # the current (or last) session got connected
         self._hello = False  # the first connection has been logged
+        self._again = False  # Home Assistant asked for the announcement again
 
     # ---- the shell's side
 
     @property
     def connected(self) -> bool:
+        """Connected to the broker and announced to Home Assistant."""
         return self._connected
 
     def update(self, **values: object) -> None:
@@ -161,56 +163,79 @@ class HomeAssistant:
             identifier=_client_id(self.device.id),
             will=aiomqtt.Will(self.topics.availability, OFFLINE, qos=QOS, retain=True),
             keepalive=self.settings.keepalive_s,
-            timeout=self.timeout_s,
+            # Every wait is bounded here with asyncio.timeout: the client's own (wait_for) can
+            # swallow a cancellation on Python 3.11, and a stop must never hang.
+            timeout=math.inf,
             tls_context=self._tls,
             logger=logging.getLogger(CLIENT_LOG),
             max_queued_incoming_messages=256,
         )
-        async with client:
-            self._connected = self._ever = self._was_up = True
+        async with asyncio.timeout(self.timeout_s):
+            await client.__aenter__()
+        try:
+            self._was_up = True
             self._report_up()
-            try:
-                await self._serve(client)
-            except asyncio.CancelledError:
-                await self._goodbye(client)
-                raise
+            await self._serve(client)
+        except asyncio.CancelledError:
+            await self._goodbye(client)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await client.__aexit__(None, None, None)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         topics = [(self.topics.command(k), QOS) for k in COMMAND_KEYS if self._takes(k)]
-        await client.subscribe([*topics, (self.topics.ha_status, QOS)])
+        async with asyncio.timeout(self.timeout_s):
+            await client.subscribe([*topics, (self.topics.ha_status, QOS)], timeout=math.inf)
         await self._announce(client)
+        self._connected = True
+        tasks = [
+            asyncio.create_task(self._publisher(client)),
+            asyncio.create_task(self._listen(client)),
+        ]
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._publisher(client))
-                group.create_task(self._listen(client))
-        except BaseExceptionGroup as failed:
-            raise _first(failed) from None
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # its failure ends the session
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        async with asyncio.timeout(self.timeout_s):
+            await client.publish(topic, payload, qos=QOS, retain=True, timeout=math.inf)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Discovery, every state, then "online"; all retained."""
         for topic, payload, on in discovery(self.device, self.features, self.topics):
-            await client.publish(topic, payload, qos=QOS, retain=True)
+            await self._publish(client, topic, payload)
             entity = BY_KEY[topic.rsplit("/", 2)[-2]]
             if not on and entity.state:  # no transcripts kept on the broker when they are off
-                await client.publish(self.topics.state(entity.key), b"", qos=QOS, retain=True)
+                await self._publish(client, self.topics.state(entity.key), b"")
         self._dirty.update(self._latest)
         await self._publish_states(client)
-        await client.publish(self.topics.availability, ONLINE, qos=QOS, retain=True)
+        await self._publish(client, self.topics.availability, ONLINE)
 
     async def _publish_states(self, client: aiomqtt.Client) -> None:
         while self._dirty:
             key, sent = self._dirty.pop(), False
             try:
-                await client.publish(self.topics.state(key), self._latest[key], QOS, retain=True)
+                await self._publish(client, self.topics.state(key), self._latest[key])
                 sent = True
             finally:
                 if not sent:  # sent again once connected
                     self._dirty.add(key)
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
+        """State as it changes, and the whole announcement again when Home Assistant asks."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._again:
+                self._again = False
+                await self._announce(client)
             await self._publish_states(client)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
@@ -222,7 +247,8 @@ class HomeAssistant:
             if topic == self.topics.ha_status:
                 if payload.strip() == ONLINE:  # Home Assistant (re)started: tell it again
                     self.log.info("Home Assistant is back: announcing talkie to it again")
-                    await self._announce(client)
+                    self._again = True
+                    self._wake.set()
                 continue
             key = self.topics.command_key(topic)
             if key is not None and self._takes(key):
@@ -248,9 +274,11 @@ class HomeAssistant:
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """On a clean stop: "offline" (retained) before the disconnect, each briefly."""
-        client.timeout = STOP_TIMEOUT_S
         with contextlib.suppress(Exception):
-            await client.publish(self.topics.availability, OFFLINE, qos=QOS, retain=True)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await client.publish(
+                    self.topics.availability, OFFLINE, qos=QOS, retain=True, timeout=math.inf
+                )
 
     def _tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.settings.ca_file or None)
@@ -344,13 +372,3 @@ _WORDS = (
 
 def _client_id(device_id: str) -> str:
     return (device_id if device_id.startswith("talkie") else f"talkie-{device_id}")[:64]
-
-
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The first real failure in a task group's exceptions (not a sibling's cancellation)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group.exceptions[0]
