@@ -13,7 +13,7 @@ import logging
 import aiomqtt
 import pytest
 
-from support.broker import broker  # noqa: F401 (fixture)
+from support.broker import started
 from talkie import config
 from talkie.config.credentials import load_api_key
 from talkie.core.machine import Phase
@@ -23,6 +23,15 @@ from tests.support.daemon import BUTTON, Shows, write_config
 from tests.support.live_double import AutoReply, LiveDouble, tone
 
 pytestmark = pytest.mark.audio
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A mosquitto anyone may use (support.broker)."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    with started(folder) as server:
+        yield server
 
 KEY = "AIzaSy-key-home-assistant-0"
 DEVICE = "talkie-kitchen"
@@ -98,7 +107,7 @@ def configs(latest) -> dict[str, dict]:
 
 
 def test_talkie_in_home_assistant_survives_its_broker_and_goes_offline(
-        tmp_path, pulse, speech_wav, broker, caplog):  # noqa: F811 - the fixture
+        tmp_path, pulse, speech_wav, broker, caplog):
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     factory = MockFactory(pin_class=MockPWMPin)
