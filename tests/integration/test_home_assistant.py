@@ -174,3 +174,36 @@ def test_talkie_in_home_assistant_survives_its_broker_and_goes_offline(
     assert muted == (True, Phase.IDLE, 0), "a press from Home Assistant with the mic off: nothing"
     assert "what time is it?" in json.dumps(texts), "say from Home Assistant is a text turn"
     assert talked >= 1
+
+
+def test_a_killed_daemon_is_unavailable_in_home_assistant(tmp_path, pulse, broker):
+    """`talkie run` as systemd runs it, killed outright (SIGKILL: no goodbye): the broker's last
+    will tells Home Assistant it is gone."""
+    import signal
+    import subprocess
+    import sys
+
+    async def main(double):
+        config_path = settings_for(tmp_path, double, pulse, broker).source
+        env = {**pulse.env, "RUNTIME_DIRECTORY": str(tmp_path), "GPIOZERO_PIN_FACTORY": "none",
+               "PYTHONUNBUFFERED": "1"}
+        env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
+        with open(tmp_path / "daemon.log", "w") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "talkie", "run", "--config",
+                                     config_path], stdin=subprocess.DEVNULL, stdout=log_file,
+                                    stderr=log_file, env=env)
+        try:
+            async with HomeAssistant(broker) as ha:
+                await ha.until(lambda t: t.get(f"{BASE}/availability") == b"online", 30)
+                proc.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(proc.wait, 10)
+                await ha.until(lambda t: t.get(f"{BASE}/availability") == b"offline", 10)
+                return ha.latest.get(f"{BASE}/state")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    with LiveDouble(api_keys=(KEY,)) as double:
+        last_state = asyncio.run(asyncio.wait_for(main(double), 60))
+    assert last_state == b"ready"
