@@ -183,7 +183,15 @@ def test_a_killed_daemon_is_unavailable_in_home_assistant(tmp_path, pulse, broke
     import subprocess
     import sys
 
-    async def main(double):
+    async def main(proc):
+        async with HomeAssistant(broker) as ha:
+            await ha.until(lambda t: t.get(f"{BASE}/availability") == b"online", 30)
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait, 10)
+            await ha.until(lambda t: t.get(f"{BASE}/availability") == b"offline", 10)
+            return ha.latest.get(f"{BASE}/state")
+
+    with LiveDouble(api_keys=(KEY,)) as double:
         config_path = settings_for(tmp_path, double, pulse, broker).source
         env = {**pulse.env, "RUNTIME_DIRECTORY": str(tmp_path), "GPIOZERO_PIN_FACTORY": "none",
                "PYTHONUNBUFFERED": "1"}
@@ -193,17 +201,9 @@ def test_a_killed_daemon_is_unavailable_in_home_assistant(tmp_path, pulse, broke
                                      config_path], stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=log_file, env=env)
         try:
-            async with HomeAssistant(broker) as ha:
-                await ha.until(lambda t: t.get(f"{BASE}/availability") == b"online", 30)
-                proc.send_signal(signal.SIGKILL)
-                await asyncio.to_thread(proc.wait, 10)
-                await ha.until(lambda t: t.get(f"{BASE}/availability") == b"offline", 10)
-                return ha.latest.get(f"{BASE}/state")
+            last_state = asyncio.run(asyncio.wait_for(main(proc), 60))
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-    with LiveDouble(api_keys=(KEY,)) as double:
-        last_state = asyncio.run(asyncio.wait_for(main(double), 60))
     assert last_state == b"ready"
