@@ -12,6 +12,7 @@ The key is wrapped in :class:`Secret`, whose ``str``/``repr`` never show it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -76,6 +77,33 @@ class KeyProblem:
 def _read(path: Path) -> str:
     """The key in ``path``: a regular file of at most ``KEY_MAX`` bytes of UTF-8 text."""
     return read_file(path, KEY_MAX).decode("utf-8-sig").strip()
+
+
+class SecretProblem(Exception):
+    """Why a secret's file could not be read, in words fit to show (never the secret)."""
+
+
+def read_secret(
+    path: str, what: str, credential: str | None = None, *, skip_empty: bool = True
+) -> Secret:
+    """A secret kept in a file (a token, a password): the systemd credential file ``credential``
+    if there is one (and, with ``skip_empty``, it is not empty: an unset secret the service must
+    still load), else ``path``; the text without surrounding blanks. :class:`SecretProblem`
+    names ``what`` ("the token file") and the file if it cannot be read, is not text, or is
+    empty."""
+    if credential:
+        with contextlib.suppress(OSError):
+            if os.path.getsize(credential) > 0 or not skip_empty:
+                path = credential
+    try:
+        secret = _read(Path(path))
+    except OSError as exc:
+        raise SecretProblem(f"cannot read {what} {path}: {why(exc)}") from None
+    except UnicodeDecodeError:
+        raise SecretProblem(f"{what} {path} is not text") from None
+    if not secret:
+        raise SecretProblem(f"{what} {path} is empty")
+    return Secret(secret, path)
 
 
 def load_api_key(

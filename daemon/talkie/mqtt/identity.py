@@ -3,17 +3,15 @@ broker password, read from its file as a :class:`~talkie.config.credentials.Secr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import socket
 from collections.abc import Callable
 
-from talkie.config.credentials import Secret
-from talkie.config.files import KEY_MAX, read_file
+from talkie.config.credentials import Secret, SecretProblem, read_secret
+from talkie.config.files import read_file
 from talkie.config.settings import MqttSettings
-from talkie.config.text import why
 
 MACHINE_ID = "/etc/machine-id"
 #: The systemd credential that, when the unit loads one, holds the password.
@@ -51,18 +49,8 @@ def read_password(password_file: str, credentials_dir: str | None = None) -> Sec
     is not empty (``/etc/talkie/mqtt-password``, root's alone), else the content of
     ``password_file`` (surrounding blanks dropped). :class:`PasswordProblem` if it cannot be read
     or is empty."""
-    path = password_file
-    if credentials_dir:
-        credential = os.path.join(credentials_dir, CREDENTIAL_NAME)
-        with contextlib.suppress(OSError):
-            if os.path.getsize(credential) > 0:
-                path = credential
+    credential = os.path.join(credentials_dir, CREDENTIAL_NAME) if credentials_dir else None
     try:
-        password = read_file(path, KEY_MAX).decode("utf-8-sig").strip()
-    except OSError as exc:
-        raise PasswordProblem(f"cannot read the MQTT password file {path}: {why(exc)}") from None
-    except UnicodeDecodeError:
-        raise PasswordProblem(f"the MQTT password file {path} is not text") from None
-    if not password:
-        raise PasswordProblem(f"the MQTT password file {path} is empty")
-    return Secret(password, path)
+        return read_secret(password_file, "the MQTT password file", credential)
+    except SecretProblem as exc:
+        raise PasswordProblem(str(exc)) from None

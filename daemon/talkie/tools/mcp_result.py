@@ -24,8 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from talkie.config.credentials import Secret, guard_secret
-from talkie.config.files import KEY_MAX, read_file
+from talkie.config.credentials import Secret, SecretProblem, guard_secret, read_secret
 from talkie.config.text import why
 from talkie.core.words import one_line
 from talkie.tools import RESULT_MAX, Result, Run, Tool, error, ok
@@ -256,21 +255,15 @@ def read_token(token_file: str, credentials_dir: str | None) -> Secret:
     """The bearer token: ``$CREDENTIALS_DIRECTORY/mcp-token_<file name>`` if there is one, else
     ``token_file``; a :class:`Failure` if it cannot be read or is empty. It is kept out of the
     SDK's log lines from then on."""
-    path = token_file
+    credential = None
     if credentials_dir:
-        credential = os.path.join(credentials_dir, CREDENTIAL_PREFIX + os.path.basename(path))
-        if os.path.exists(credential):
-            path = credential
+        credential = os.path.join(credentials_dir, CREDENTIAL_PREFIX + os.path.basename(token_file))
     try:
-        token = read_file(path, KEY_MAX).decode("utf-8-sig").strip()
-    except OSError as exc:
-        raise Failure(f"cannot read the token file {path}: {why(exc)}") from None
-    except UnicodeDecodeError:
-        raise Failure(f"the token file {path} is not text") from None
-    if not token:
-        raise Failure(f"the token file {path} is empty")
-    guard_secret(token, SDK_LOGGERS)
-    return Secret(token, path)
+        secret = read_secret(token_file, "the token file", credential, skip_empty=False)
+    except SecretProblem as exc:
+        raise Failure(str(exc)) from None
+    guard_secret(secret.reveal(), SDK_LOGGERS)
+    return secret
 
 
 def _leaf(exc: BaseException) -> BaseException:
