@@ -145,6 +145,35 @@ class HomeAssistant:
             self._report(kind, words, delay)
             await asyncio.sleep(delay)
 
+    async def probe(self) -> str:
+        """One connection and straight out again (``talkie check``): "" if the broker took it,
+        else why not, in words (never the password)."""
+        import aiomqtt
+
+        try:
+            if self.settings.tls and self._tls is None:
+                self._tls = await asyncio.to_thread(self._tls_context)
+            client = aiomqtt.Client(
+                self.settings.host,
+                self.settings.port,
+                username=self.settings.username or None,
+                password=self.password.reveal() if self.password is not None else None,
+                identifier=_client_id(self.device.id) + "-check",
+                timeout=math.inf,
+                tls_context=self._tls,
+                logger=logging.getLogger(CLIENT_LOG),
+            )
+            async with asyncio.timeout(self.timeout_s):
+                await client.__aenter__()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await client.__aexit__(None, None, None)
+        except TimeoutError:
+            return f"no answer within {self.timeout_s:g} s"
+        except Exception as exc:  # noqa: BLE001 -- every failure is a line of the check
+            return self._reason(aiomqtt, exc)[1]
+        return ""
+
     def _delay(self, kind: str, attempt: int) -> float:
         base, cap = self.backoff_s
         if kind == "auth":  # a wrong password does not get better by asking often

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from talkie import config
 from talkie.provision.checks.api import check_api
 from talkie.provision.checks.audio import check_microphone, check_speaker
+from talkie.provision.checks.home import check_mqtt
 from talkie.provision.checks.panel import BUTTON_WAIT_S, LED_S, check_panel
 from talkie.provision.checks.report import Report, is_tty
 
@@ -96,6 +97,7 @@ async def run_checks(
     )
     await _guarded(report, "camera", check_camera(report, settings.vision))
     await _guarded(report, "API key", check_api(report, settings.live, env=env))
+    await _guarded(report, "MQTT broker", check_mqtt(report, settings))
 
 
 def main(
