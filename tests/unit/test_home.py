@@ -122,3 +122,42 @@ def test_without_transcripts_no_transcript_is_handed_over(tmp_path):
     latest = asyncio.run(main())
     assert "last_heard" not in latest and "last_said" not in latest
     assert "private words" not in repr(latest)
+
+
+def test_a_reload_that_changes_mqtt_starts_the_link_again_and_one_that_does_not_keeps_it(
+        tmp_path):
+    from talkie import config
+
+    path = tmp_path / "talkie.toml"
+    base = f'[session]\nstate_dir = "{tmp_path}"\n[mqtt]\nenabled = true\n'
+    path.write_text(base)
+
+    async def main():
+        homes: list[FakeHome] = []
+        factories = fakes.factories(fakes.Log())
+        factories.home = lambda settings, *, on_command: homes.append(
+            FakeHome(settings, on_command)) or homes[-1]
+        app = App(config.load(path), Secret("AIzaSy-home-0123456789", "test"),
+                  factories=factories, firstboot_error="")
+        task = asyncio.create_task(app.run())
+        async with asyncio.timeout(10):
+            await app.ready.wait()
+            while not homes:
+                await asyncio.sleep(0)
+            path.write_text(base + "[audio]\nvolume = 0.4\n")  # nothing of Home Assistant's
+            app.reload()
+            await asyncio.sleep(0.1)
+            kept = len(homes)
+            path.write_text(base + 'device_name = "Hall"\n')
+            app.reload()
+            while len(homes) < 2:
+                await asyncio.sleep(0.01)
+            await homes[1].running.wait()
+            await asyncio.sleep(0)
+        await stop(app, task)
+        return kept, homes
+
+    kept, homes = asyncio.run(main())
+    assert kept == 1
+    assert homes[0].stopped and homes[1].settings.mqtt.device_name == "Hall"
+    assert homes[1].latest["state"] == "ready", "the new link is handed the state at once"
