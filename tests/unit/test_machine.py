@@ -47,7 +47,7 @@ EVENTS: list[m.Event] = [
     m.ToolAnswered("c1", "local_time", '{"status": "ok"}', "interrupt"),
     m.ToolAnswered("c2", "timers", '{"status": "ok"}'), m.ToolsCancelled(("c1", "c9")),
     m.AlarmDue('the timer "pasta"'),
-    m.MicMute(True), m.MicMute(False), m.CameraAllow(False), m.CameraAllow(True),
+    m.MicMute(True), m.MicMute(False), m.MicMute(None), m.CameraAllow(False), m.CameraAllow(True),
 ]
 TIMER_NAMES = ("answer", "handover", "hold", "idle", "retry", "ring", "stable")
 #: Every timer pending, at the generation the events above carry (0).

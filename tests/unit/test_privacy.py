@@ -92,3 +92,10 @@ def test_a_forbidden_camera_is_switched_off_whatever_the_mode():
     assert not m.camera_wanted(state)
     state, effects = m.step(state, m.CameraAllow(True))
     assert m.Camera(True) in effects and not state.camera_off
+
+
+def test_a_press_of_the_mute_button_switches_it_the_other_way_each_time():
+    state, _ = m.step(IDLE, m.MicMute(None))
+    assert state.mic_off
+    state, effects = m.step(state, m.MicMute(None))
+    assert not state.mic_off and m.PrivacyChanged(False, False) in effects

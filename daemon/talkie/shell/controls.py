@@ -127,7 +127,7 @@ class Controls:
     def mute_speaker(self, on: bool) -> None:
         self.volume.set(muted=on)
 
-    def mute_mic(self, on: bool) -> None:
+    def mute_mic(self, on: bool | None) -> None:
         self.app.emit(m.MicMute(on))
 
     def allow_camera(self, on: bool) -> None:
@@ -142,7 +142,7 @@ class Controls:
             self._mute_pressed(None)
 
     def _mute_pressed(self, off: bool | None) -> None:
-        self.mute_mic(not self.app.state.mic_off if off is None else off)
+        self.app.emit(m.MicMute(off))  # None: the other way round, decided by the machine
 
     # ---- in words
 

@@ -72,9 +72,10 @@ def _hush(s: State) -> Step:
 def _mic_mute(s: State, e: Event) -> Step:
     """Switch the microphone off (dropping the turn being captured) or on again."""
     assert isinstance(e, MicMute)
-    if e.on == s.mic_off:
+    off = not s.mic_off if e.on is None else e.on
+    if off == s.mic_off:
         return s, []
-    if not e.on:
+    if not off:
         return replace(s, mic_off=False), [
             PrivacyChanged(False, s.camera_off),
             Log("info", "microphone on: press to talk"),

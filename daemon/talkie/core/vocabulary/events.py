@@ -185,10 +185,11 @@ class AlarmDue(Event):
 
 @dataclass(frozen=True)
 class MicMute(Event):
-    """The microphone switched off (``on``) or on again: by `talkie ctl mute mic`, the mute switch
-    on the panel, or Home Assistant. While it is off, no audio leaves the device."""
+    """The microphone switched off (``on``) or on again, or the other way round (``None``: a
+    press of the mute button): by `talkie ctl mute mic`, the panel, or Home Assistant. While it
+    is off, no audio leaves the device."""
 
-    on: bool
+    on: bool | None
 
 
 @dataclass(frozen=True)
