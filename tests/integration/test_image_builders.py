@@ -4,6 +4,9 @@ take half an hour or more and are not part of the suite: image/build --smoke run
 
 from __future__ import annotations
 
+import hashlib
+import json
+import lzma
 import os
 import re
 import shutil
@@ -189,6 +192,34 @@ def test_builders_explain_their_arguments(builder):
     assert usage.returncode == 64 and "usage:" in usage.stderr
     wrong = subprocess.run([str(ROOT / builder), "--frobnicate"], capture_output=True, text=True)
     assert wrong.returncode == 64 and "unknown argument: --frobnicate" in wrong.stderr
+
+
+@pytest.mark.parametrize("suite, init_format", [("trixie", "cloudinit-rpi"), ("bookworm", "systemd")])
+def test_the_imager_manifest_describes_the_image_and_how_imager_customises_it(tmp_path, suite,
+                                                                             init_format):
+    """Imager 2.x customises a local image only through a manifest: its init_format must be the
+    suite's (trixie: cloud-init's NoCloud files; bookworm: firstrun.sh), and its sizes and
+    checksums those of the file and of what it unpacks to, or Imager refuses the write."""
+    raw = os.urandom(200_000) + bytes(300_000)
+    image = tmp_path / f"image_2026-06-18-raspios-{suite}-arm64-talkie.img.xz"
+    image.write_bytes(lzma.compress(raw))
+    done = subprocess.run([str(ROOT / "image" / "imager-manifest"), str(image), "--suite", suite],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / f"image_2026-06-18-raspios-{suite}-arm64-talkie.rpi-imager-manifest"
+    (entry,) = json.loads(out.read_text())["os_list"]
+    assert entry["init_format"] == init_format
+    assert entry["url"] == image.as_uri()
+    assert entry["extract_size"] == len(raw)
+    assert entry["extract_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert entry["image_download_size"] == image.stat().st_size
+    assert entry["image_download_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert set(entry["devices"]) == {"pi5-64bit", "pi4-64bit", "pi3-64bit"}
+    assert suite in entry["name"]
+    image.write_bytes(lzma.compress(raw)[:-40])  # truncated: no manifest, an error
+    broken = subprocess.run([str(ROOT / "image" / "imager-manifest"), str(image), "--suite", suite],
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "error:" in broken.stderr and "Traceback" not in broken.stderr
 
 
 # ---- the smoke check ----------------------------------------------------------------------------
