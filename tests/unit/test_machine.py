@@ -657,6 +657,14 @@ def test_random_sequences_keep_the_invariants(events, policy):
 # ---- liveness: whenever a link is wanted, a retry is pending
 
 
+def test_a_timer_due_while_a_kept_session_waits_to_reconnect_shows_no_wait_once_it_connects():
+    state, _ = run_timed([m.Started(), m.LinkLost("drop", jitter=1.0)], State(policy=WARM_POLICY))
+    assert state.retry_s > 0 and state.link is Link.DOWN
+    state, effects = m.step(state, m.AlarmDue('the timer "pasta"'))
+    assert state.phase is Phase.RINGING and state.link is Link.OPENING
+    assert state.retry_s == 0.0 and m.Connect in kinds(effects)
+
+
 def run_timed(events, state):
     """Step through ``events``; a name (str) fires that pending timer."""
     trace = []

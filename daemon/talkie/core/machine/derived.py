@@ -166,12 +166,12 @@ def camera_follows(before: State, new: State, event: Event) -> Step:
 #: The rules, in the order ``step`` applies them.
 RULES: tuple[Rule, ...] = (
     voice_turn_over,
-    no_wait_while_connecting,
     handover_at_safe_point,
     calls_end_unanswered,
     reset_when_heard,
     ring_when_free,
     ring_follows,
+    no_wait_while_connecting,  # after the rules that may connect (a ring's announcement)
     retry_while_a_link_is_wanted,
     answer_deadline,
     idle_clock,
