@@ -103,6 +103,9 @@ smoke_verdict() {  # smoke_verdict LOG: exit status 0 when talkie was READY and 
     # Under QEMU there is no sound card, GPIO chip, camera or key: the status must name a gap.
     grep -aiq 'TALKIE-SMOKE StatusText=.*\(no \|missing\|not found\)' "$log.smoke" \
         || { echo "smoke: FAIL: talkie.service's status does not say what is missing" >&2; bad=1; }
+    # The root grows into the card at first boot (trixie's minbase once lacked resize2fs for it).
+    grep -aq 'TALKIE-SMOKE root-size .*(success)$' "$log.smoke" \
+        || { echo "smoke: FAIL: the root file system did not grow (talkie-grow-root.service)" >&2; bad=1; }
     if grep -aq 'TALKIE-SMOKE journal .*Traceback' "$log.smoke"; then
         echo "smoke: FAIL: a Python traceback in talkie's journal" >&2; bad=1
     fi

@@ -252,6 +252,7 @@ TALKIE-SMOKE SubState=running
 TALKIE-SMOKE StatusText=idle; faults: no microphone; no GPIO; no API key
 TALKIE-SMOKE NRestarts=0
 TALKIE-SMOKE Result=success
+TALKIE-SMOKE root-size    2.1G (success)
 TALKIE-SMOKE journal [   20.1] talkie[301]: started
 TALKIE-SMOKE end
 """
@@ -267,6 +268,7 @@ TALKIE-SMOKE end
      "status does not say what is missing"),
     ({"started": "Traceback (most recent call last):"}, "a Python traceback"),
     ({"TALKIE-SMOKE end\n": ""}, "the smoke unit did not finish"),
+    ({"2.1G (success)": "1G (exit-code)"}, "the root file system did not grow"),
 ])
 def test_the_serial_log_verdict(tmp_path, change, verdict):
     text = READY
