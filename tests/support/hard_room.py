@@ -167,6 +167,10 @@ class Scene:
     onset: int | None  # the user's first sample at the microphone (16 kHz), if a user speaks
     echo_only: np.ndarray  # float: the microphone's echo alone (for ERLE)
     first_answer_s: float  # when the first answer's first sample left the speaker
+    #: per output block: when its callback runs (host clock). The DAC's own clock drives the
+    #: callbacks (one runs whenever the card wants a block), ``OUT_LATENCY_S`` before the block
+    #: reaches the DAC, whatever rate the timestamps claim.
+    due: np.ndarray | None = None
 
 
 def _speaker_timeline(talk: np.ndarray, cond: Condition, rng) -> tuple[np.ndarray, ...]:
@@ -191,10 +195,19 @@ def _emitted(played: np.ndarray, dac_true: np.ndarray, cond: Condition, n16: int
     import soxr
 
     rate_true = DEVICE_RATE * (1.0 + cond.drift_ppm * 1e-6)
-    t48 = np.arange(int(n16 * DEVICE_RATE / RATE)) / DEVICE_RATE  # host time at 48 kHz
-    pos = (t48 - dac_true[0]) * rate_true  # the played sample sounding then
-    sound = np.interp(pos, np.arange(len(played)), soft_clip(played, cond.clip), left=0.0,
-                      right=0.0).astype(np.float32)
+    # The DAC's samples, band-limited as a DAC makes them, re-timed onto the host's 48 kHz clock:
+    # a proper resampler at the clocks' true ratio (interpolating between the played samples
+    # instead would be a filter that changes as the two sample grids slide past each other, a
+    # modulation no real DAC adds).
+    timed = soxr.resample(soft_clip(played, cond.clip), rate_true, DEVICE_RATE, quality="VHQ")
+    start = dac_true[0] * DEVICE_RATE  # where the first played sample sounds, at 48 kHz host
+    whole = int(np.floor(start))
+    frac = start - whole  # one constant fractional delay: a fixed filter, as a cable would be
+    timed = np.concatenate([[0.0], timed]).astype(np.float32)
+    timed = (1.0 - frac) * timed[1:] + frac * timed[:-1]
+    sound = np.zeros(int(n16 * DEVICE_RATE / RATE), dtype=np.float32)
+    m = max(0, min(len(timed), len(sound) - whole))
+    sound[whole:whole + m] = timed[:m]
     out = soxr.resample(sound, DEVICE_RATE, RATE).astype(np.float32)[:n16]
     return np.pad(out, (0, n16 - len(out)))
 
@@ -270,8 +283,9 @@ def scene(cond: Condition, seconds: float, *, user_at: float | None = None, k: i
     adc_seen = (np.arange(n // BLOCK) * BLOCK / RATE
                 + rng.uniform(-cond.jitter_ms, cond.jitter_ms, n // BLOCK) / 1000.0)
     first = float(dac_true[int(np.argmax(busy))]) if busy.any() else 0.0
+    due = dac_true - cond.hidden_ms / 1000.0 - OUT_LATENCY_S
     return Scene(c.to_s16(played), busy, dac_true, dac_seen, c.to_s16(mic), adc_seen, onset,
-                 echo, first)
+                 echo, first, due)
 
 
 def speaking_at(sc: Scene, sample: int, hangover_s: float = 0.05) -> bool:
@@ -314,9 +328,9 @@ def chain_for(echo: str, playback: SimPlayback, events: list, at: list[int]):
 def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
               canceller=None) -> dict:
     """Feed ``sc`` to the daemon's chain in capture blocks, the playback's callbacks running
-    ``OUT_LATENCY_S`` ahead of their DAC times. Returns the speech starts (sample at the end of
-    the deciding block), when the reference was first aligned (s), the CPU time (s) and the
-    cleaned output."""
+    ``OUT_LATENCY_S`` before their blocks reach the DAC, on the DAC's clock (``Scene.due``).
+    Returns the speech starts (sample at the end of the deciding block), when the reference was
+    first aligned (s), the CPU time (s) and the cleaned output."""
     import time
 
     playback = SimPlayback()
@@ -333,7 +347,7 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
     cpu = 0.0
     for k in range(len(sc.mic) // BLOCK):
         t = k * BLOCK / RATE
-        while j < blocks and sc.dac_seen[j] - OUT_LATENCY_S <= t:  # callbacks so far
+        while j < blocks and sc.due[j] <= t:  # callbacks so far
             count = playback.history.written
             playback.history.push(sc.played[j * OUT_BLOCK:(j + 1) * OUT_BLOCK])
             playback.dac_stamp = (count, float(sc.dac_seen[j]))

@@ -251,6 +251,8 @@ def test_the_echo_delay_is_found_to_a_fraction_of_a_sample_and_noise_is_not_an_e
         if i >= 16000 * 0.6 and found is None:
             found = est.search()
     assert found is not None and abs(found[0] - true_lag) < 0.5 and found[1] > 8
+    # in double precision: the reference's positions are counted from it into the millions
+    assert isinstance(found[0], float) and isinstance(found[1], float)
     unrelated = EchoDelay(16000)
     other = c.to_s16(c.scale_to(c.assistant_talk(1.0, seed=9), -20.0))
     for i in range(0, len(ref) - 160, 160):
@@ -341,6 +343,10 @@ def test_the_reference_is_counted_at_the_clocks_drift_even_where_the_timestamps_
     ref = locked["reference"]
     # the measured delays give the drift, to a few ppm, with no step on the way (no resync)
     assert ref.drift == pytest.approx(-180e-6, abs=10e-6) and ref.resyncs == 0
+    # counted smoothly, 1.4 million samples in: each frame reads on from the last by the clocks'
+    # ratio to a small fraction of a sample (not in the steps of a single-precision position)
+    steps = np.diff(ref._pos.latest(64))
+    assert np.std(steps) < 0.01 and steps.mean() == pytest.approx(3 * 160 * (1 - 180e-6), abs=0.02)
     # and the canceller keeps the echo: against the same room with the drift left to the
     # timestamps. Where they hide it, it is not followed at all then: the count gains several dB;
     # where they show it, their average over seconds is as good (the count costs about 2 dB in

@@ -110,7 +110,6 @@ class EchoReference:
                 if dev_rate > self.rate
                 else np.ones(1, dtype=np.float32)
             )
-        step = dev_rate / self.rate
         # where the timestamps put the sample the microphone hears now, ``lead_ms`` ahead, and
         # the echo's delay beyond them
         stamped = count + (adc_time - dac + self.lead_ms / 1000.0) * dev_rate
@@ -131,7 +130,7 @@ class EchoReference:
         else:  # follow the timestamps' slow drift, not their jitter
             self._next += self.follow * (stamped - lag - self._next)
         self._pos.append(self._next)
-        self._block = self._resampled(self._next, n, step)
+        self._block = self._resampled(self._next, n, self._rate())
         self._next += n * self._rate()
         return self._block
 
@@ -252,7 +251,7 @@ class EchoReference:
         self._points.clear()
         self._line = None
         # move the reference: the echo is that much later (or sooner) than it leads it by
-        self.extra_delay_s += (got[0] - lead) / self.rate
+        self.extra_delay_s += float(got[0] - lead) / self.rate
         self._next = None
         if self.estimator is not None:
             self.estimator.clear()
@@ -328,7 +327,9 @@ class EchoDelay:
             a, b, c = r[k - 1], r[k], r[k + 1]
             den = a - 2 * b + c
             frac = 0.5 * (a - c) / den if den < 0 else 0.0
-        return lo + k + frac, float(r[k]) / spread
+        # float64: a float32 here would make every position after it float32 (NumPy's scalar
+        # promotion), too coarse for a sample count in the millions
+        return float(lo + k + frac), float(r[k]) / spread
 
 
 def _lowpass(cutoff: float, taps: int = 31) -> np.ndarray:
