@@ -10,7 +10,9 @@ timestamps jittering by up to 0.5 ms, 0-30 ms of output delay the timestamps do 
 whisper; fan, babble or a TV across the room. The chain is the daemon's own, built as ``[audio]``
 builds it (``talkie.shell.factories``), with the real EchoReference reading a 48 kHz history.
 
-* **trials**: the assistant answers; 2.5-5 s in the user speaks over it. A speech start while
+* **trials**: the assistant answers; 2.5-5 s in the user speaks over it. Each trial runs twice:
+  in the first answer after a start (the canceller still learning the room: the headline
+  figures) and in a later answer, after one of 8-14 s (``later_answer``: most barge-ins). A speech start while
   the answer plays and before the user's first sample at the microphone is a false barge-in
   (counted, not a latency; one before the answer, a TV say, is no barge-in, but the start it
   leaves the gate in can hide the user's); no start within 2 s of the user's first sample is a
@@ -66,12 +68,19 @@ def _canceller(name: str):
     return WebRtcEcho
 
 
-def trial(args: tuple[int, int, str]) -> list[dict]:
-    k, seed, canceller = args
+def trial(args: tuple[int, int, str, bool]) -> list[dict]:
+    k, seed, canceller, warm = args
     cond = hr.hard_set(k + 1, seed=seed)[k]
     rng = np.random.default_rng(seed * 100 + k)
     user_at = 3.0 + float(rng.uniform(0, 2.5))
-    sc = hr.scene(cond, user_at + 4.0, user_at=user_at, k=k)
+    if warm:  # a later answer: an earlier one of 8-14 s has taught the canceller the room
+        first = 8.0 + float(rng.uniform(0, 6))
+        second = first + 1.5
+        user_at += second
+        sc = hr.scene(cond, user_at + 4.0, user_at=user_at, k=k,
+                      answers=[(0.2, first - 0.2), (second, user_at + 3.0 - second)])
+    else:
+        sc = hr.scene(cond, user_at + 4.0, user_at=user_at, k=k)
     out = []
     for echo in ECHOES:
         r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
@@ -81,7 +90,8 @@ def trial(args: tuple[int, int, str]) -> list[dict]:
         detected = late[0] if late else None
         silent = None if detected is None else -(-detected // hr.BLOCK) * hr.BLOCK + hr.BLOCK
         aligned = None if r["aligned_at"] is None else r["aligned_at"] - sc.first_answer_s
-        out.append({"echo": echo, "k": k, "false": len(early), "miss": detected is None,
+        out.append({"echo": echo, "k": k, "warm": warm, "false": len(early),
+                    "miss": detected is None,
                     "latency_ms": None if silent is None else (silent - sc.onset) * 1000 / hr.RATE,
                     "aligned_s": aligned, "easy": cond.easy, "onset": cond.onset,
                     "user_db": cond.user_db, "noise": cond.noise, "clip": cond.clip,
@@ -119,8 +129,20 @@ def echo_run(args: tuple[int, int, float, str]) -> list[dict]:
     return out
 
 
+def trial_figures(t: list[dict]) -> dict:
+    lat = [x["latency_ms"] for x in t if x["latency_ms"] is not None]
+    vowels = [x["latency_ms"] for x in t if x["latency_ms"] is not None and x["onset"] == "vowel"]
+    loud = [x for x in t if x["user_db"] >= -35]
+    return {"trials": len(t), "latency_ms_p50": pct(lat, 50), "latency_ms_p95": pct(lat, 95),
+            "vowel_latency_ms_p95": pct(vowels, 95), "misses": sum(x["miss"] for x in t),
+            "miss_pct": 100 * sum(x["miss"] for x in t) / max(1, len(t)),
+            "miss_pct_louder_than_-35dBFS": 100 * sum(x["miss"] for x in loud) / max(1, len(loud)),
+            "false_in_trials": sum(x["false"] for x in t)}
+
+
 def figures(trials: list[dict], runs: list[dict], echo: str) -> dict:
-    t = [x for x in trials if x["echo"] == echo]
+    warm = [x for x in trials if x["echo"] == echo and x["warm"]]
+    t = [x for x in trials if x["echo"] == echo and not x["warm"]]
     r = [x for x in runs if x["echo"] == echo]
     hours = sum(x["seconds"] for x in r) / 3600 or 1e-9
     lat = [x["latency_ms"] for x in t if x["latency_ms"] is not None]
@@ -166,6 +188,8 @@ def figures(trials: list[dict], runs: list[dict], echo: str) -> dict:
                 "false_per_hour": sum(x["false"] for x in rs)
                 / max(1e-9, sum(x["seconds"] for x in rs) / 3600)}
         out["by_condition"] = groups
+    if warm:  # the same trials on a later answer
+        out["later_answer"] = trial_figures(warm)
     return out
 
 
@@ -190,7 +214,8 @@ def main() -> None:
     run_s = 80.0  # of which the assistant speaks about 70 s
     n_runs = max(1, int(round(args.echo_minutes * 60 / (run_s * 0.85))))
     with ProcessPoolExecutor(args.jobs) as pool:
-        jobs = [(k, args.seed, args.canceller) for k in range(args.trials)]
+        jobs = [(k, args.seed, args.canceller, warm) for warm in (False, True)
+                for k in range(args.trials)]
         trials = [x for group in pool.map(trial, jobs) for x in group]
         jobs = [(k, args.seed + 1, run_s, args.canceller) for k in range(n_runs)]
         runs = [x for group in pool.map(echo_run, jobs) for x in group]
@@ -201,6 +226,8 @@ def main() -> None:
         for key in ("latency_ms_p50", "latency_ms_p95", "miss_pct", "false_barge_ins_per_hour",
                     "cpu_pct"):
             result[f"{name}_{key}"] = base[key]
+        if "later_answer" in base:
+            result[f"{name}_later_answer_miss_pct"] = base["later_answer"]["miss_pct"]
     result["goals"] = {"false_barge_ins_per_hour": 1, "false_barge_ins_per_hour_easy": 0,
                        "miss_pct_louder_than_-35dBFS": 5, "latency_ms_p50": 80,
                        "latency_ms_p95": 150, "vowel_latency_ms_p95": 60,

@@ -53,8 +53,9 @@ def test_without_a_reference_the_canceller_only_delays_the_microphone_by_a_frame
 # ---- the speech gate
 
 
-def gate_run(gate: SpeechGate, x: np.ndarray, ref_db: float = -120.0) -> list[tuple[int, int]]:
-    return [(i, d) for i, f in enumerate(blocks(x)) if (d := gate.feed(f, ref_db))]
+def gate_run(gate: SpeechGate, x: np.ndarray, ref_db: float = -120.0,
+             busy: bool = False) -> list[tuple[int, int]]:
+    return [(i, d) for i, f in enumerate(blocks(x)) if (d := gate.feed(f, ref_db, busy=busy))]
 
 
 def test_the_gate_hears_speech_start_soon_and_end_after_the_silence():
@@ -72,6 +73,17 @@ def test_the_gate_hears_speech_start_soon_and_end_after_the_silence():
 def test_the_gate_ignores_a_fan_and_quiet_far_away_talk():
     for x in (c.fan_noise(10.0, -40, seed=3), c.babble(10.0, -60, seed=3)):
         assert gate_run(SpeechGate(), c.to_s16(x)) == []
+
+
+def test_in_the_pause_of_an_answer_a_voice_across_the_room_does_not_start_a_turn():
+    # a TV across the room, its talk at -50 dBFS over a quiet fan; the reference has fallen silent
+    # (a pause between two sentences) but the answer is under way
+    room = c.to_s16(c.fan_noise(1.0, -65, seed=4))
+    tv = np.concatenate([room, user_clip(2, -50.0), room])
+    user = np.concatenate([room, user_clip(2, -32.0), room])
+    assert [d for _, d in gate_run(SpeechGate(), tv)] == [START, END]  # idle: that is a voice
+    assert gate_run(SpeechGate(), tv, busy=True) == []  # in an answer's pause: not a barge-in
+    assert [d for _, d in gate_run(SpeechGate(), user, busy=True)] == [START, END]  # the user is
 
 
 def test_the_gate_needs_start_frames_of_the_window():

@@ -168,6 +168,7 @@ class MicChain:
             mic if out is None else out,
             ref_db if aec else -120.0,
             level_db(mic) if aec and ref_db > FAR_DB else -120.0,
+            aec and playing,
         )
         if decision:
             self.on_speech(decision == START)

@@ -5,7 +5,10 @@ counts a frame as the user's voice only when all of these hold:
 
 * webrtcvad (``aggressiveness`` 0-3) says speech, on the echo-cancelled signal;
 * it is louder than ``min_level_db`` dBFS (``far_min_level_db`` while the speaker plays: a person
-  talking over a loudspeaker speaks up) and ``snr_db`` above the tracked noise floor;
+  talking over a loudspeaker speaks up) and ``snr_db`` above the tracked noise floor. While an
+  answer is under way (``busy``) the louder floor holds in its pauses too, when the reference has
+  fallen silent: a TV or people across the room, quieter than that, do not cut the answer off
+  between two of its sentences;
 * while the speaker plays, the **double-talk guard**: the frame is ``guard_db`` louder than the
   residual echo predicted from the reference's recent level (``ref_db``) and the residual gain
   learnt on the frames that were not the user (reference -> what is left after echo control). That
@@ -56,8 +59,8 @@ class SpeechGate:
         rate: int = 16000,
         *,
         aggressiveness: int = 3,
-        start_frames: int = 2,
-        window_frames: int = 3,
+        start_frames: int = 3,
+        window_frames: int = 4,
         end_ms: int = 700,
         min_level_db: float = -55.0,
         snr_db: float = 9.0,
@@ -99,13 +102,18 @@ class SpeechGate:
         self.speaking = False
         self._silent_frames = 0
 
-    def voiced_frame(self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0) -> bool:
+    def voiced_frame(
+        self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0, busy: bool = False
+    ) -> bool:
         """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
-        the last echo tail (-120 while the speaker is silent). Updates the trackers."""
+        the last echo tail (-120 while the speaker is silent); ``busy``: an answer is under way
+        (its pauses included). Updates the trackers."""
         out_db = level_db(out)
         if self.frames <= 1 and out_db > SILENCE_DB:
             self.noise_db = out_db  # the first sound heard is the room's
         need = max(self.min_level_db, self.noise_db + self.snr_db)
+        if busy:  # an answer's pause: a barge-in, not the room, may start a turn
+            need = max(need, self.far_min_level_db)
         if ref_db > FAR_DB:
             need = max(
                 need,
@@ -138,10 +146,12 @@ class SpeechGate:
                 )
         return speech
 
-    def feed(self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0) -> int:
+    def feed(
+        self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0, busy: bool = False
+    ) -> int:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
-        voiced = self.voiced_frame(out, ref_db, mic_db)
+        voiced = self.voiced_frame(out, ref_db, mic_db, busy)
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames:

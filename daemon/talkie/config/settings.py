@@ -152,8 +152,8 @@ class AudioSettings:
     echo: str = "aec"
     echo_tail_ms: int = 200
     vad_aggressiveness: int = 3
-    vad_start_frames: int = 2
-    vad_window_frames: int = 3
+    vad_start_frames: int = 3
+    vad_window_frames: int = 4
     vad_end_ms: int = 700
     preroll_ms: int = 300
 
