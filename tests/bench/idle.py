@@ -16,6 +16,10 @@ as CPU time of the whole process (user + system, /proc/PID/stat) per real-time s
 
 Memory: the daemon's resident set 2 s after READY and after the turns.
 
+The daemon gets the interpreter settings the unit gives it (`systemd/talkie.service`'s
+``Environment=PYTHON*`` lines: ``PYTHONOPTIMIZE=2``); ``--env NAME=VALUE`` adds or overrides one
+(``--env PYTHONOPTIMIZE=0``: as before the unit set it).
+
 Goals (issue: performance for a Pi Zero 2 W): idle and warm idle <= 1 % of a core here and
 <= 2x the bare capture; RSS <= 80 MB after READY and after 10 turns. The last line is one JSON
 object.
@@ -103,6 +107,14 @@ def wait_phase(control: Path, phase: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"the daemon did not reach {phase!r}")
 
 
+def unit_python_environment() -> dict[str, str]:
+    """The interpreter's settings the unit gives the daemon (its Environment=PYTHON* lines)."""
+    unit = REPO / "systemd" / "talkie.service"
+    pairs = (line.removeprefix("Environment=").split("=", 1) for line in unit.read_text().splitlines()
+             if line.startswith("Environment=PYTHON"))
+    return dict(pairs)
+
+
 @contextlib.contextmanager
 def running_daemon(double, pulse: PulseHarness, work: Path, extra_env: dict[str, str] | None = None):
     """`talkie run` as its own process on the rig's devices against ``double``, until READY;
@@ -118,6 +130,7 @@ def running_daemon(double, pulse: PulseHarness, work: Path, extra_env: dict[str,
         f'output_device = "{pulse.speaker_device}"\n[session]\nstate_dir = "{work}"\n')
     env = {**pulse.env, "RUNTIME_DIRECTORY": str(work), "GPIOZERO_PIN_FACTORY": "none"}
     env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
+    env.update(unit_python_environment())
     env.update(extra_env or {})
     notify = work / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
