@@ -26,9 +26,12 @@ from talkie import config
 
 log = logging.getLogger("talkie")
 
+#: The parser's description (not ``__doc__``: ``python -OO``, as the unit runs it, drops that).
+DESCRIPTION = "talkie: the command line (thin: it parses, then hands over)."
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="talkie", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="talkie", description=DESCRIPTION)
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")

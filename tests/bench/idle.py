@@ -16,6 +16,10 @@ as CPU time of the whole process (user + system, /proc/PID/stat) per real-time s
 
 Memory: the daemon's resident set 2 s after READY and after the turns.
 
+The daemon gets the interpreter settings the unit gives it (`systemd/talkie.service`'s
+``Environment=PYTHON*`` lines: ``PYTHONOPTIMIZE=2``); ``--env NAME=VALUE`` adds or overrides one
+(``--env PYTHONOPTIMIZE=0``: as before the unit set it).
+
 Goals (issue: performance for a Pi Zero 2 W): idle and warm idle <= 1 % of a core here and
 <= 2x the bare capture; RSS <= 80 MB after READY and after 10 turns. The last line is one JSON
 object.
@@ -66,6 +70,21 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
 
 
+def smaps_mb(pid: int) -> dict[str, float]:
+    """The process's resident set by mapping (file name, or [heap], [anon]...), largest first."""
+    sizes: dict[str, int] = {}
+    name = ""
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                name = os.path.basename(head[5]) if len(head) > 5 else "[anon]"
+            elif head[0] == "Rss:":
+                sizes[name] = sizes.get(name, 0) + int(head[1])
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
+    return {k: round(v / 1024, 2) for k, v in ranked if v >= 256}
+
+
 def cpu_pct(pid: int, seconds: float) -> float:
     """The share of one core the process uses over the next ``seconds``."""
     c0, t0 = cpu_s(pid), time.monotonic()
@@ -88,10 +107,19 @@ def wait_phase(control: Path, phase: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"the daemon did not reach {phase!r}")
 
 
+def unit_python_environment() -> dict[str, str]:
+    """The interpreter's settings the unit gives the daemon (its Environment=PYTHON* lines)."""
+    unit = REPO / "systemd" / "talkie.service"
+    pairs = (line.removeprefix("Environment=").split("=", 1) for line in unit.read_text().splitlines()
+             if line.startswith("Environment=PYTHON"))
+    return dict(pairs)
+
+
 @contextlib.contextmanager
-def running_daemon(double, pulse: PulseHarness, work: Path):
+def running_daemon(double, pulse: PulseHarness, work: Path, extra_env: dict[str, str] | None = None):
     """`talkie run` as its own process on the rig's devices against ``double``, until READY;
-    yields (process, control socket path)."""
+    yields (process, control socket path). ``extra_env`` is added to the daemon's environment
+    only (a lever to measure, e.g. ``PYTHONOPTIMIZE=2``)."""
     key = work / "api-key"
     key.write_text("test-key\n")
     key.chmod(0o600)
@@ -102,6 +130,8 @@ def running_daemon(double, pulse: PulseHarness, work: Path):
         f'output_device = "{pulse.speaker_device}"\n[session]\nstate_dir = "{work}"\n')
     env = {**pulse.env, "RUNTIME_DIRECTORY": str(work), "GPIOZERO_PIN_FACTORY": "none"}
     env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
+    env.update(unit_python_environment())
+    env.update(extra_env or {})
     notify = work / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify))
@@ -146,11 +176,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in the daemon's environment only (repeatable)")
+    parser.add_argument("--smaps", action="store_true",
+                        help="also print the daemon's resident memory by mapping after the turns")
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
     double = LiveDouble(api_keys=None, auto_reply=AutoReply(seconds=1.0)).start_in_thread()
     try:
         with tempfile.TemporaryDirectory() as tmp, PulseHarness() as pulse:
-            with running_daemon(double, pulse, Path(tmp)) as (proc, control):
+            with running_daemon(double, pulse, Path(tmp), extra_env) as (proc, control):
                 time.sleep(SETTLE_S)
                 ready_mb = rss_mb(proc.pid)
                 idle = cpu_pct(proc.pid, args.seconds)
@@ -160,6 +195,8 @@ def main() -> None:
                 turns_mb = rss_mb(proc.pid)
                 warm = cpu_pct(proc.pid, args.seconds)
                 warm_mb = rss_mb(proc.pid)
+                if args.smaps:
+                    print(json.dumps(smaps_mb(proc.pid)))
             baseline = bare_capture(pulse, args.seconds)
     finally:
         double.stop()

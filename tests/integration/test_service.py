@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,18 @@ def wait_for_line(path, text, timeout=20.0):
         time.sleep(0.02)
 
 
+def unit_python_environment() -> dict[str, str]:
+    """The interpreter's settings the unit gives the daemon (its Environment=PYTHON* lines)."""
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "talkie.service"
+    pairs = (line.removeprefix("Environment=").split("=", 1) for line in unit.read_text().splitlines()
+             if line.startswith("Environment=PYTHON"))
+    return dict(pairs)
+
+
+def test_the_unit_runs_the_daemon_without_docstrings():
+    assert unit_python_environment().get("PYTHONOPTIMIZE") == "2"
+
+
 def ctl(control, *words, env):
     result = subprocess.run([sys.executable, "-m", "talkie", "ctl", "--socket", str(control),
                              *words], capture_output=True, text=True, timeout=30, env=env)
@@ -94,6 +107,7 @@ def test_the_service_lifecycle_through_notify_and_ctl(tmp_path, pulse, speech_wa
                "RUNTIME_DIRECTORY": str(tmp_path), "GPIOZERO_PIN_FACTORY": "none",
                "PYTHONUNBUFFERED": "1"}
         env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_", "GOOGLE_"))}
+        env.update(unit_python_environment())  # e.g. PYTHONOPTIMIZE=2: no docstrings, no asserts
         log_path = tmp_path / "daemon.log"
         with open(log_path, "w") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "talkie", "run", "--config", str(config)],

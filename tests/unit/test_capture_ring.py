@@ -100,3 +100,25 @@ def test_an_unwanted_stream_wakes_nobody_and_comes_back_just_before_the_wake():
     # a little after the sound it goes with
     assert _numbers(got) == [0, 1, 2, *range(197, 205)]
     assert gaps == [(197 - 3) * BLOCK]
+
+
+def test_a_buffer_of_several_blocks_is_split_into_the_ring_slots_each_with_its_time():
+    async def main():
+        got, gaps = [], []
+        cap = Capture("test", loop=asyncio.get_running_loop(), on_audio=got.append,
+                      on_gap=gaps.append, block_ms=10, ring_s=1.0, buffer_blocks=3)
+        cap._allocate(16000)
+        cap._running = True
+        times = []
+        cap._on_audio = lambda b: (got.append(b), times.append(cap.block_time))
+        for buf in range(4):  # four PortAudio buffers of three 10 ms blocks: 120 ms
+            pcm = np.repeat(np.arange(3 * buf, 3 * buf + 3, dtype=np.int16), BLOCK)
+            cap._callback(pcm.tobytes(), 3 * BLOCK,
+                          SimpleNamespace(inputBufferAdcTime=1 + buf * 0.03, currentTime=0.0), 0)
+        await _settle()
+        return cap, got, gaps, times
+
+    cap, got, gaps, times = asyncio.run(main())
+    assert _numbers(got) == list(range(12)) and all(len(b) == 2 * BLOCK for b in got)
+    assert gaps == [] and cap.overflows == 0
+    assert np.allclose(times, [1 + i / 100 for i in range(12)])  # each block its own ADC time

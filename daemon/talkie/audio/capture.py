@@ -56,15 +56,19 @@ class Capture:
         gain_db: float = 0.0,
         ring_s: float = 5.0,
         on_gap: Callable[[int], None] | None = None,
+        buffer_blocks: int = 1,
     ) -> None:
-        if rate <= 0 or block_ms <= 0 or ring_s <= 0:
-            raise ValueError("rate, block_ms and ring_s must be > 0")
+        if rate <= 0 or block_ms <= 0 or ring_s <= 0 or buffer_blocks <= 0:
+            raise ValueError("rate, block_ms, ring_s and buffer_blocks must be > 0")
         self.device = device
         self.rate = int(rate)
         self.block_ms = int(block_ms)
         self.block_samples = self.rate * self.block_ms // 1000
         self.gain_db = float(gain_db)
         self.ring_s = float(ring_s)
+        #: PortAudio's buffer, in blocks: each callback brings that many (split into the ring's
+        #: slots). More blocks, fewer wake-ups of the audio thread; later audio by as many blocks.
+        self.buffer_blocks = int(buffer_blocks)
         #: Whether the loop wants the audio now (set by the shell); else the ring is overwritten.
         self.wanted = True
         self.batches = 0  # drains that handed over blocks (a late loop: fewer, bigger ones)
@@ -146,7 +150,7 @@ class Capture:
                 samplerate=device_rate,
                 channels=1,
                 dtype="int16",
-                blocksize=blocksize,
+                blocksize=blocksize * self.buffer_blocks,
                 callback=self._callback,
             )
         except Exception as exc:
@@ -200,7 +204,7 @@ class Capture:
         running). The device's timestamps cannot say it: a sound server hides its buffering."""
         if self._stream is None or not self._running:
             return 0.0
-        return self._latency + self.block_ms / 1000
+        return self._latency + self.buffer_blocks * self.block_ms / 1000
 
     @property
     def active(self) -> bool:
@@ -214,10 +218,6 @@ class Capture:
             self.xruns += 1
         slots = self._slots
         wanted = self.wanted
-        if wanted and self._posted - self._handled >= len(slots):
-            self.overflows += 1  # the loop is seconds late: this block is lost
-            self._samples += frames  # (counted: the loop is told of the gap)
-            return
         adc = time_info.inputBufferAdcTime if time_info is not None else 0.0
         if not adc:  # the host API does not say: estimate it from the stream's latency
             adc = (
@@ -225,14 +225,21 @@ class Capture:
                 - self._latency
                 - frames / self.device_rate
             )
-        k = self._posted % len(slots)
-        n = min(frames, slots.shape[1])
-        slots[k, :n] = np.frombuffer(indata, dtype=np.int16, count=n)
-        self._frames[k] = n
-        self._adc[k] = adc
-        self._start[k] = self._samples
-        self._samples += frames
-        self._posted += 1  # published: the slot is complete
+        size = slots.shape[1]
+        samples = np.frombuffer(indata, dtype=np.int16, count=frames)
+        for first in range(0, frames, size):  # one slot per block of the buffer
+            n = min(frames - first, size)
+            if wanted and self._posted - self._handled >= len(slots):
+                self.overflows += 1  # the loop is seconds late: this block is lost
+                self._samples += n  # (counted: the loop is told of the gap)
+                continue
+            k = self._posted % len(slots)
+            slots[k, :n] = samples[first : first + n]
+            self._frames[k] = n
+            self._adc[k] = adc + first / self.device_rate
+            self._start[k] = self._samples
+            self._samples += n
+            self._posted += 1  # published: the slot is complete
         if wanted and not self._waking:
             self._waking = True
             try:
