@@ -11,7 +11,7 @@ from talkie.audio.echo import SpeexEcho
 from talkie.audio.ring import Ring
 from talkie.audio.reference import EchoDelay, EchoReference
 from talkie.audio.uplink_chain import MicChain
-from talkie.audio.vad import END, START, SpeechGate
+from talkie.audio.vad import END, START, SpeechGate, level_db
 from tests.support import bargein_sim as sim
 from tests.support import corpus as c
 
@@ -40,6 +40,25 @@ def test_the_canceller_takes_the_echo_out_of_the_microphone():
     tail = slice(4 * RATE, len(out))  # after it has converged
     erle = 10 * np.log10(np.mean(mic[tail].astype(float) ** 2) / np.mean(out[tail].astype(float) ** 2))
     assert erle > 20, erle
+
+
+def test_the_residual_echo_suppressor_takes_out_what_the_linear_filter_leaves():
+    # a small speaker driven into clipping: an echo no linear filter takes out entirely
+    from tests.support.hard_room import soft_clip
+
+    speaker = c.assistant_talk(12.0, seed=2)
+    mic = c.to_s16(sim.room_mic(soft_clip(speaker, 0.7), delay_ms=30, gain_db=0, seed=2,
+                                noise_db=-60))
+    ref = c.to_s16(speaker)
+
+    def erle(aec):
+        out = np.concatenate([aec.process(m, r).copy() for m, r in zip(blocks(mic), blocks(ref))])
+        tail = slice(4 * RATE, len(out))
+        return 10 * np.log10(np.mean(mic[tail].astype(float) ** 2)
+                             / np.mean(out[tail].astype(float) ** 2))
+
+    # the preprocessor applies its gains only with its denoiser on: the suppressor must act
+    assert erle(SpeexEcho()) > erle(SpeexEcho(suppress_db=0, suppress_active_db=0)) + 3
 
 
 def test_without_a_reference_the_canceller_only_delays_the_microphone_by_a_frame():
@@ -84,6 +103,28 @@ def test_in_the_pause_of_an_answer_a_voice_across_the_room_does_not_start_a_turn
     assert [d for _, d in gate_run(SpeechGate(), tv)] == [START, END]  # idle: that is a voice
     assert gate_run(SpeechGate(), tv, busy=True) == []  # in an answer's pause: not a barge-in
     assert [d for _, d in gate_run(SpeechGate(), user, busy=True)] == [START, END]  # the user is
+
+
+def test_the_residual_in_the_reference_s_tails_is_learnt_apart():
+    # While the reference sounds, the canceller leaves little (-35 dB of it); in its tails (a pause,
+    # the end of a word: the reference well below its envelope) the room's late reverberation,
+    # which it takes out much less of, is heard (-12 dB of the envelope).
+    rng = np.random.default_rng(5)
+
+    def noise(db):
+        return c.to_s16(c.scale_to(rng.standard_normal(160).astype(np.float32), db))
+
+    gate = SpeechGate()
+    for k in range(600):
+        if k % 3:
+            gate.feed(noise(-55.0), -20.0, -20.0, True, -20.0)
+        else:
+            gate.feed(noise(-32.0), -20.0, -20.0, True, -120.0)
+    assert gate.residual_gain_db <= -29.0 and gate.tail_gain_db > -16.0
+    # so a voice at the tails' level is not heard in a tail, and one above it is
+    quiet, loud = user_clip(4, -33.0), user_clip(4, -8.0)
+    assert START not in [gate.feed(f, -20.0, level_db(f), True, -120.0) for f in blocks(quiet)]
+    assert START in [gate.feed(f, -20.0, level_db(f), True, -120.0) for f in blocks(loud)]
 
 
 def test_the_gate_needs_start_frames_of_the_window():

@@ -27,6 +27,7 @@ from talkie.audio.devices import AudioError
 
 _SET_SAMPLING_RATE = 24
 _PP_SET_DENOISE = 0
+_PP_SET_NOISE_SUPPRESS = 18
 _PP_SET_ECHO_SUPPRESS = 20
 _PP_SET_ECHO_SUPPRESS_ACTIVE = 22
 _PP_SET_ECHO_STATE = 24
@@ -68,6 +69,9 @@ class SpeexEcho:
     ``filter_ms``: the echo tail the adaptive filter models (alignment slack + room delay + reverb).
     ``suppress_db`` / ``suppress_active_db``: how far residual echo is pushed down when only the
     speaker talks, and while the user talks too (double talk: less, so the user stays audible).
+    ``noise_suppress_db``: how far the room's noise is pushed down (0: not at all). The
+    preprocessor applies its gains only with its denoiser on, the echo suppressor's included, so
+    the denoiser is on, at 0 dB: the residual echo is suppressed, the noise left as it is.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class SpeexEcho:
         *,
         suppress_db: int = -40,
         suppress_active_db: int = -15,
+        noise_suppress_db: int = 0,
     ) -> None:
         lib = _speexdsp()
         self.rate, self.frame = int(rate), int(frame)
@@ -92,7 +97,8 @@ class SpeexEcho:
         lib.speex_echo_ctl(self._echo, _SET_SAMPLING_RATE, ctypes.byref(value))
         lib.speex_preprocess_ctl(self._pp, _PP_SET_ECHO_STATE, self._echo)
         for request, v in (
-            (_PP_SET_DENOISE, 0),
+            (_PP_SET_DENOISE, 1),
+            (_PP_SET_NOISE_SUPPRESS, int(noise_suppress_db)),
             (_PP_SET_ECHO_SUPPRESS, int(suppress_db)),
             (_PP_SET_ECHO_SUPPRESS_ACTIVE, int(suppress_active_db)),
         ):

@@ -130,7 +130,7 @@ class EchoReference:
         else:  # follow the timestamps' slow drift, not their jitter
             self._next += self.follow * (stamped - lag - self._next)
         self._pos.append(self._next)
-        self._block = self._resampled(self._next, n, self._rate())
+        self._block = self._resampled(self._next, n, dev_rate / self.rate)
         self._next += n * self._rate()
         return self._block
 

@@ -137,13 +137,14 @@ class MicChain:
     def _frame(self, mic: np.ndarray, adc_time: float) -> None:
         self.frames += 1
         out: np.ndarray | None = mic
-        ref_db = -120.0
+        ref_db = ref_now_db = -120.0
         if self.reference is not None:
             ref = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
             # the reference's envelope: up at once, down slower than a room's reverb
             # (60 dB in 600 ms)
-            self._ref_db = max(level_db(ref), self._ref_db - REVERB_DB_PER_FRAME)
+            ref_now_db = level_db(ref)
+            self._ref_db = max(ref_now_db, self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
             if self.echo == "aec":
                 out = self._cancel(mic, ref, ref_db > FAR_DB)
@@ -169,6 +170,7 @@ class MicChain:
             ref_db if aec else -120.0,
             level_db(mic) if aec and ref_db > FAR_DB else -120.0,
             aec and playing,
+            ref_now_db if aec else None,
         )
         if decision:
             self.on_speech(decision == START)

@@ -11,7 +11,8 @@ counts a frame as the user's voice only when all of these hold:
   between two of its sentences;
 * while the speaker plays, the **double-talk guard**: the frame is ``guard_db`` louder than the
   residual echo predicted from the reference's recent level (``ref_db``) and the residual gain
-  learnt on the frames that were not the user (reference -> what is left after echo control). That
+  learnt on the frames that were not the user (reference -> what is left after echo control), one
+  while the reference sounds and one for its tails (the room's late reverberation). That
   gain starts at ``start_residual_db`` (0 dB: as if nothing were cancelled), rises by up to
   ``RISE_DB`` and falls by ``learn_db`` a frame, never below ``residual_floor_db`` (learnt only
   while the reference is loud), so a canceller that has not converged yet, or an echo path that just
@@ -42,6 +43,8 @@ LEARN_DB = -45.0
 SILENCE_DB = -85.0
 #: How fast the learnt residual gain may rise, in dB a frame.
 RISE_DB = 0.3
+#: A reference this far below its envelope is in a tail (a pause, the end of a word).
+TAIL_DB = 6.0
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -64,7 +67,7 @@ class SpeechGate:
         end_ms: int = 700,
         min_level_db: float = -55.0,
         snr_db: float = 9.0,
-        guard_db: float = 18.0,
+        guard_db: float = 21.0,
         start_residual_db: float = 0.0,
         learn_db: float = 0.2,
         residual_floor_db: float = -30.0,
@@ -90,8 +93,12 @@ class SpeechGate:
         self._window: deque[bool] = deque(maxlen=int(window_frames))
         self.speaking = False
         self.noise_db = -70.0
-        #: Residual echo relative to the reference (dB), learnt while the speaker plays.
+        #: Residual echo relative to the reference's envelope (dB), learnt while the speaker
+        #: plays: while the reference sounds, and in its tails (``tail_gain_db``: the reference
+        #: ``TAIL_DB`` below its envelope, what is heard is mostly the room's late reverberation,
+        #: which the canceller takes out much less of).
         self.residual_gain_db = float(start_residual_db)
+        self.tail_gain_db = float(start_residual_db)
         self._silent_frames = 0
         #: Frames fed so far.
         self.frames = 0
@@ -103,11 +110,19 @@ class SpeechGate:
         self._silent_frames = 0
 
     def voiced_frame(
-        self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0, busy: bool = False
+        self,
+        out: np.ndarray,
+        ref_db: float = -120.0,
+        mic_db: float = -120.0,
+        busy: bool = False,
+        ref_now_db: float | None = None,
     ) -> bool:
         """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
         the last echo tail (-120 while the speaker is silent); ``busy``: an answer is under way
-        (its pauses included). Updates the trackers."""
+        (its pauses included); ``ref_now_db``: the reference's level in this frame (None: as
+        ``ref_db``). Updates the trackers."""
+        tail = ref_now_db is not None and ref_now_db < ref_db - TAIL_DB
+        gain = self.tail_gain_db if tail else self.residual_gain_db
         out_db = level_db(out)
         if self.frames <= 1 and out_db > SILENCE_DB:
             self.noise_db = out_db  # the first sound heard is the room's
@@ -116,10 +131,7 @@ class SpeechGate:
             need = max(need, self.far_min_level_db)
         if ref_db > FAR_DB:
             need = max(
-                need,
-                ref_db + self.residual_gain_db + self.guard_db,
-                self.far_min_level_db,
-                mic_db - self.removed_db,
+                need, ref_db + gain + self.guard_db, self.far_min_level_db, mic_db - self.removed_db
             )
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         said = self._vad.is_speech(out.tobytes(), self.rate)
@@ -129,12 +141,14 @@ class SpeechGate:
                 # (above the noise floor: noise in a pause is not residual echo)
                 excess = 10 ** (out_db / 10) - 2 * 10 ** (self.noise_db / 10)
                 seen = (10 * math.log10(excess) if excess > 1e-12 else -120.0) - ref_db
-                if seen > self.residual_gain_db:  # up quickly, not at once (a missed word)
-                    self.residual_gain_db = min(seen, self.residual_gain_db + RISE_DB)
+                if seen > gain:  # up quickly, not at once (a missed word)
+                    gain = min(seen, gain + RISE_DB)
                 else:  # but never trusted below the floor: cancellation is not that steady
-                    self.residual_gain_db = max(
-                        seen, self.residual_floor_db, self.residual_gain_db - self.learn_db
-                    )
+                    gain = max(seen, self.residual_floor_db, gain - self.learn_db)
+                if tail:
+                    self.tail_gain_db = gain
+                else:
+                    self.residual_gain_db = gain
             # noise floor (a minimum follower): falls fast, rises slowly; gated-off frames
             # (digital silence from the echo suppressor) say nothing about the room's noise
             if out_db > SILENCE_DB:
@@ -147,11 +161,16 @@ class SpeechGate:
         return speech
 
     def feed(
-        self, out: np.ndarray, ref_db: float = -120.0, mic_db: float = -120.0, busy: bool = False
+        self,
+        out: np.ndarray,
+        ref_db: float = -120.0,
+        mic_db: float = -120.0,
+        busy: bool = False,
+        ref_now_db: float | None = None,
     ) -> int:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
-        voiced = self.voiced_frame(out, ref_db, mic_db, busy)
+        voiced = self.voiced_frame(out, ref_db, mic_db, busy, ref_now_db)
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames:
