@@ -409,3 +409,34 @@ def test_the_reference_is_counted_at_the_clocks_drift_even_where_the_timestamps_
     assert stamped["reference"].drift == 0.0
     gain = _erle(sc, locked["out"]) - _erle(sc, stamped["out"])
     assert gain > (6.0 if not stamps_drift else -3.0), gain
+
+
+def test_once_the_drift_is_measured_the_reference_slides_onto_it_slowly(monkeypatch):
+    # The timestamps hide a 180 ppm drift: until the line through the measured delays is known
+    # (seconds into the answer) the reference has slid tens of samples off it, and the canceller
+    # has followed it there. Moving it back at once would lose the room: it glides, never faster
+    # than EchoReference.GLIDE.
+    from dataclasses import replace
+
+    from tests.support import hard_room as hr
+
+    cond = replace(hr.Condition(), drift_ppm=-180.0, stamps_drift=False, jitter_ms=0.0,
+                   hidden_ms=5.0, coupling_db=-6.0, clip=0.0, rt60_s=0.3, noise_db=-65.0)
+    sc = hr.scene(cond, 20.0)
+    read: list[float] = []
+    take = EchoReference.take
+
+    def recorded(self, n, adc_time):
+        block = take(self, n, adc_time)
+        read.append(float(self._pos.latest(1)[0]) if self._line is not None else np.nan)
+        return block
+
+    monkeypatch.setattr(EchoReference, "take", recorded)
+    hr.run_chain(sc, "aec")
+    locked = np.array([p for p in read if not np.isnan(p)])
+    assert len(locked) > 500  # the line was known for seconds
+    steps = np.diff(locked)
+    steps -= steps[-100:].mean()  # beyond the clocks' own rate, once it is on the line
+    # (the line's slope is re-measured every second: a few ppm, 0.005 samples a frame)
+    assert np.max(np.abs(steps)) <= EchoReference.GLIDE * 480 + 0.005
+    assert abs(np.sum(steps)) > 5  # and it did have a way to go

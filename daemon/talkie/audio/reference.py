@@ -55,6 +55,11 @@ class EchoReference:
     TRACK_FRAMES = 100
     TRACK_S = 20.0
     LOCK_FOLLOW = 0.02
+    #: ... but never faster than this (s/s: 100 ppm): the canceller follows a reference that
+    #: slides slowly, as under a drift, and loses the room if it jumps. Until the line is known
+    #: the timestamps place it, and where they hide a drift it has slid off the line by then
+    #: (tens of samples); the canceller has followed it there.
+    GLIDE = 1e-4
     #: A measurement this many samples off the line is not the echo (three in a row: it moved).
     OUTLIER = 4.0
     #: No pair of clocks drifts apart faster than this (s/s: 1000 ppm).
@@ -124,7 +129,9 @@ class EchoReference:
             self._points.clear()
         elif self._line is not None:  # counted: the line the measured delays lie on
             a, b, m0 = self._line
-            self._next += self.LOCK_FOLLOW * (a + b * (self._m - n - m0) - self._next)
+            cap = self.GLIDE * n * b
+            glide = self.LOCK_FOLLOW * (a + b * (self._m - n - m0) - self._next)
+            self._next += min(cap, max(-cap, glide))
             # the timestamps' disagreement is only learnt (a jump in it is a restart)
             self.extra_delay_s += self.follow * (stamped - self._next - lag) / dev_rate
         else:  # follow the timestamps' slow drift, not their jitter
