@@ -64,7 +64,7 @@ fw_files() {  # fw_files CARD DIR TRYBOOT(0|1): choose as the firmware does; ech
 
 fw_ending() {  # fw_ending LOG: how the boot ended: tryboot, reboot, poweroff or reset
     local last
-    last=$(tr -d '\r' < "$1" | grep -a 'reboot: ' | tail -1)
+    last=$(tr -d '\r' < "$1" | grep -a 'reboot: ' | tail -1) || true
     case "$last" in
         *"Restarting system with command '0 tryboot'"*) echo tryboot ;;
         *"Restarting system"*) echo reboot ;;

@@ -162,7 +162,7 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
     local logs=$1 bad=0 f order="" line
     for f in $(ls "$logs"/boot-*.log 2>/dev/null | sort -V); do
         tr -d '\r' < "$f" | grep -a '^TALKIE-AB \|talkie-health: ' | grep -av 'ExecStart' > "$f.ab" || true
-        line=$(grep -ao 'TALKIE-AB boot rauc.slot=[AB]' "$f.ab" | head -1 | sed 's/.*=//')
+        line=$(grep -ao 'TALKIE-AB boot rauc.slot=[AB]' "$f.ab" | head -1 | sed 's/.*=//') || true
         [ -n "$line" ] || line=$(grep -aoq 'talkie-health: trial boot of slot A' "$f.ab" && echo a \
             || { grep -aoq 'talkie-health: trial boot of slot B' "$f.ab" && echo b; } || echo '?')
         order="$order${line}"

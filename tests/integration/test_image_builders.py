@@ -268,7 +268,7 @@ TALKIE-SMOKE end
      "status does not say what is missing"),
     ({"started": "Traceback (most recent call last):"}, "a Python traceback"),
     ({"TALKIE-SMOKE end\n": ""}, "the smoke unit did not finish"),
-    ({"2.1G (success)": "1G (exit-code)"}, "the root file system did not grow"),
+    ({"2.1G (success)": "1G (exit-code)"}, "the data partition did not grow"),
 ])
 def test_the_serial_log_verdict(tmp_path, change, verdict):
     text = READY
