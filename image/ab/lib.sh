@@ -16,6 +16,8 @@
 AB_DISK_ID=0x7a1c1e01        # the MBR's disk id: PARTUUIDs 7a1c1e01-05 ... (system.conf, cmdline)
 AB_COMPATIBLE=talkie-debian-arm64
 AB_CONF_MB=64 AB_BOOT_MB=256 AB_DATA_MB=256
+# Installed over the cached base (its cache key stays the same): RAUC and its D-Bus service.
+AB_PACKAGES=(rauc rauc-service)
 # What survives every update: on the data partition, bind-mounted over the slot's own copies.
 AB_DATA_DIRS=(/etc/talkie /var/lib/talkie /etc/wpa_supplicant /root/.ssh)
 
@@ -108,7 +110,7 @@ ab_configure_rootfs() {  # ab_configure_rootfs ROOT RELEASE (chroot mounts in pl
     chroot "$root" apt-get -q -o Acquire::Retries=3 update >/dev/null \
         || die "apt-get update in the chroot failed"
     chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends \
-        install rauc rauc-service >/dev/null || die "apt-get install rauc in the chroot failed"
+        install "${AB_PACKAGES[@]}" >/dev/null || die "apt-get install rauc in the chroot failed"
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/*_*
     rm -f "$resolv"; [ -z "$saved" ] || mv "$saved" "$resolv"

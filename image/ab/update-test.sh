@@ -17,6 +17,7 @@
 # (IMAGE%.img.root.ext4, .boot.vfat) and the signing key whose certificate the image holds.
 
 UPDATE_BOOTS=${UPDATE_BOOTS:-6}
+UPDATE_TIMEOUT=${UPDATE_TIMEOUT:-1800}  # seconds per boot (the first one installs an update)
 # A sound card for the microphone check: QEMU's HD audio (silence in, nothing out), and the
 # kernel's ALSA loopback in the test copies.
 UPDATE_QEMU_AUDIO=(-audiodev none,id=snd0 -device ich9-intel-hda -device hda-duplex,audiodev=snd0)
@@ -50,7 +51,7 @@ case "$step" in
             sed 's/^/TALKIE-AB install /' /run/abtest.out
             say "installed in $(( $(date +%s) - start )) s; rebooting with '0 tryboot'"
             umount /mnt/abtest
-            systemctl reboot '0 tryboot'
+            systemctl reboot --reboot-argument='0 tryboot'
         else
             sed 's/^/TALKIE-AB install /' /run/abtest.out
             say "install failed"; umount /mnt/abtest; systemctl poweroff
@@ -120,7 +121,7 @@ update_test_bundles() {  # update_test_bundles BASE DIR RELEASE: DIR/drive/{good
 
 update_test() {  # update_test IMAGE: exit status 0 when both updates went as they should
     local img=$1 base=${1%.img} dir release n=0 tryboot=0 result part ending log start
-    local log_dir=${img%.img}.update-test
+    local log_dir=${img%.img}.update-test SMOKE_TIMEOUT=$UPDATE_TIMEOUT
     for tool in qemu-system-aarch64:qemu-system-arm debugfs:e2fsprogs mcopy:mtools sfdisk:fdisk \
                 rauc:rauc mksquashfs:squashfs-tools; do
         command -v "${tool%%:*}" >/dev/null || die "${tool%%:*} not found: apt-get install ${tool#*:}"

@@ -187,7 +187,7 @@ def test_install_hands_the_bundle_to_rauc_then_reboots_with_tryboot(tmp_path, mo
     assert cli.main(argv) == 0
     calls = log.read_text().splitlines()
     assert calls[0] == f"rauc install {bundle}"
-    assert calls[1:] == (["systemctl reboot 0 tryboot"] if reboot else [])
+    assert calls[1:] == (["systemctl reboot --reboot-argument=0 tryboot"] if reboot else [])
 
 
 def test_a_refused_bundle_does_not_reboot(tmp_path, monkeypatch, capsys):

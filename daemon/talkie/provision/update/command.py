@@ -2,7 +2,8 @@
 
 ``rauc install`` writes the bundle's root and boot images into the slot that is not running (it
 checks the signature against the keyring in the image first), RAUC's backend records that slot
-for a trial, and ``systemctl reboot '0 tryboot'`` has the firmware boot it once. There
+for a trial, and ``systemctl reboot --reboot-argument='0 tryboot'`` (``reboot '0 tryboot'``)
+has the firmware boot it once. There
 ``talkie-health.service`` commits it or goes back (:mod:`.health`). ``--no-reboot`` leaves the
 reboot to you: ``reboot '0 tryboot'`` tries the update, a plain reboot does not.
 
@@ -89,7 +90,9 @@ def install(text: str, *, reboot: bool = True, card: Card | None = None) -> int:
         return 0
     print(f"talkie update: rebooting into slot {target} for its trial (reboot '0 tryboot')")
     sys.stdout.flush()
-    return subprocess.run(["systemctl", "reboot", "0 tryboot"], check=False).returncode
+    # (systemd 257 takes the argument only as an option: "systemctl reboot ARG" is refused.)
+    reboot_cmd = ["systemctl", "reboot", "--reboot-argument=0 tryboot"]
+    return subprocess.run(reboot_cmd, check=False).returncode
 
 
 def status(card: Card | None = None) -> int:
