@@ -148,13 +148,15 @@ def _update_parser(sub: argparse._SubParsersAction) -> None:
         "update",
         help="install a signed update bundle into the other A/B slot and try it (Debian image)",
         description="Install a signed RAUC bundle (a file or an http(s) URL) into the slot that "
-        "is not running, then reboot into it once (reboot '0 tryboot'); the trial boot's health "
+        "is not running, then reboot into it once ('0 tryboot'); the trial boot's health "
         "check commits it or goes back. Exit 0 if installed, 64 for a bad argument, 66 for a "
         "missing file, 69 without A/B slots, 1 if rauc refused the bundle.",
     )
     update.add_argument("bundle", nargs="?", metavar="BUNDLE|URL", help="the .raucb bundle")
     update.add_argument(
-        "--no-reboot", action="store_true", help="install only; `reboot '0 tryboot'` tries it"
+        "--no-reboot",
+        action="store_true",
+        help="install only; `systemctl reboot --reboot-argument='0 tryboot'` tries it",
     )
     what = update.add_mutually_exclusive_group()
     what.add_argument("--status", action="store_true", help="show the slots")

@@ -2,10 +2,10 @@
 
 ``rauc install`` writes the bundle's root and boot images into the slot that is not running (it
 checks the signature against the keyring in the image first), RAUC's backend records that slot
-for a trial, and ``systemctl reboot --reboot-argument='0 tryboot'`` (``reboot '0 tryboot'``)
-has the firmware boot it once. There
-``talkie-health.service`` commits it or goes back (:mod:`.health`). ``--no-reboot`` leaves the
-reboot to you: ``reboot '0 tryboot'`` tries the update, a plain reboot does not.
+for a trial, and ``systemctl reboot --reboot-argument='0 tryboot'`` has the firmware boot it
+once. There ``talkie-health.service`` commits it or goes back (:mod:`.health`).
+``--no-reboot`` leaves the reboot to you: ``systemctl reboot --reboot-argument='0 tryboot'``
+tries the update, a plain reboot does not.
 
 Bad input is one line on stderr and a nonzero exit: 64 for a source that is neither a readable
 file nor an http(s) URL, 66 for a missing file, 69 when this system has no A/B slots or no rauc,
@@ -86,9 +86,12 @@ def install(text: str, *, reboot: bool = True, card: Card | None = None) -> int:
         )
         return 1
     if not reboot:
-        print(f"talkie update: slot {target} is ready: `reboot '0 tryboot'` tries it once")
+        print(
+            f"talkie update: slot {target} is ready: "
+            "`systemctl reboot --reboot-argument='0 tryboot'` tries it once"
+        )
         return 0
-    print(f"talkie update: rebooting into slot {target} for its trial (reboot '0 tryboot')")
+    print(f"talkie update: rebooting into slot {target} for its trial ('0 tryboot')")
     sys.stdout.flush()
     # (systemd 257 takes the argument only as an option: "systemctl reboot ARG" is refused.)
     reboot_cmd = ["systemctl", "reboot", "--reboot-argument=0 tryboot"]
