@@ -5,7 +5,8 @@
 # from the card's own autoboot.txt and a one-shot tryboot flag) and lib.sh (bundles). On a copy of
 # the image, booted again and again the way a Pi would:
 #   1. slot A (the default) boots; `talkie update good.raucb` installs an update into slot B and
-#      reboots with '0 tryboot'; the harness sets the emulated one-shot flag;
+#      reboots with '0 tryboot' (systemctl --reboot-argument); the harness sets the emulated
+#      one-shot flag;
 #   2. the firmware boots [tryboot]: slot B; talkie-health.service finds talkie READY and the
 #      microphone delivering and commits (B is autoboot.txt's default now); then
 #      `talkie update broken.raucb` (talkie cannot start) goes into slot A, '0 tryboot' again;
@@ -46,16 +47,13 @@ case "$step" in
         bundle=good.raucb; [ "$step" = 1 ] && bundle=broken.raucb
         echo $((step + 1)) > /mnt/abtest/step; sync
         say "step $step: talkie update $bundle at uptime=$(cut -d' ' -f1 /proc/uptime)"
-        start=$(date +%s)
-        if /opt/talkie/bin/talkie update --no-reboot "/mnt/abtest/$bundle" > /run/abtest.out 2>&1; then
-            sed 's/^/TALKIE-AB install /' /run/abtest.out
-            say "installed in $(( $(date +%s) - start )) s; rebooting with '0 tryboot'"
-            umount /mnt/abtest
-            systemctl reboot --reboot-argument='0 tryboot'
-        else
-            sed 's/^/TALKIE-AB install /' /run/abtest.out
-            say "install failed"; umount /mnt/abtest; systemctl poweroff
-        fi ;;
+        # talkie update reboots with '0 tryboot' itself; its lines stream to the console.
+        ( /opt/talkie/bin/talkie update "/mnt/abtest/$bundle" 2>&1; echo "exit $?" > /run/abtest.status ) \
+            | sed -u 's/^/TALKIE-AB install /'
+        if [ "$(cat /run/abtest.status)" = "exit 0" ]; then
+            say "installed at uptime=$(cut -d' ' -f1 /proc/uptime); the reboot follows"; sleep 900; exit 0
+        fi
+        say "install failed ($(cat /run/abtest.status))"; umount /mnt/abtest; systemctl poweroff ;;
     *)
         say "step $step: done"; umount /mnt/abtest; systemctl poweroff ;;
 esac
@@ -162,7 +160,7 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
     # failed), B, and B ended with talkie READY
     local logs=$1 bad=0 f order="" line
     for f in $(ls "$logs"/boot-*.log 2>/dev/null | sort -V); do
-        tr -d '\r' < "$f" | grep -a '^TALKIE-AB \|talkie-health: ' | grep -av 'ExecStart' > "$f.ab" || true
+        tr -d '\r' < "$f" | grep -a 'TALKIE-AB \|talkie-health: ' | grep -av 'ExecStart' > "$f.ab" || true
         line=$(grep -ao 'TALKIE-AB boot rauc.slot=[AB]' "$f.ab" | head -1 | sed 's/.*=//') || true
         [ -n "$line" ] || line=$(grep -aoq 'talkie-health: trial boot of slot A' "$f.ab" && echo a \
             || { grep -aoq 'talkie-health: trial boot of slot B' "$f.ab" && echo b; } || echo '?')
