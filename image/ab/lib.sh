@@ -159,7 +159,7 @@ ab_assemble() {  # ab_assemble ROOT IMG: also IMG's pieces IMG%.img.boot.vfat, .
     slot_mb=$(( (root_mb * 3 / 2 + 255) / 256 * 256 ))
     say "assemble: config ${AB_CONF_MB} MiB, boot 2 x ${AB_BOOT_MB} MiB, root 2 x ${slot_mb} MiB (file system ${root_mb} MiB), data ${AB_DATA_MB} MiB"
     [ "$(du -sm "$bootdir" | cut -f1)" -lt $((AB_BOOT_MB - 16)) ] || die "the boot files do not fit ${AB_BOOT_MB} MiB"
-    rm -f "$WORK"/*.vfat "$WORK"/*.ext4
+    rm -f "$WORK"/*.vfat "$WORK"/*.ext4 "$base.boot.vfat" "$base.root.ext4"
     mkfs.vfat -n TALKIECONF -C "$WORK/conf.vfat" $((AB_CONF_MB * 1024)) >/dev/null
     PYTHONPATH=$SRC/daemon python3 -m talkie.system.slots render A > "$WORK/autoboot.txt"
     mcopy -i "$WORK/conf.vfat" "$WORK/autoboot.txt" ::autoboot.txt
