@@ -25,15 +25,86 @@ Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
 TimeoutStartSec=300
-ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; echo "TALKIE-SMOKE root-size \$\$(findmnt -no SIZE /) (\$\$(systemctl show -P Result talkie-grow-root))"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
+ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; echo "TALKIE-SMOKE root-size \$\$(findmnt -no SIZE /) data \$\$(findmnt -no SIZE /data) \$\$(grep -o "rauc.slot=[AB]" /proc/cmdline) (\$\$(systemctl show -P Result talkie-grow))"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
 
 [Install]
 WantedBy=multi-user.target
 EOF
 }
 
+# ---- the Raspberry Pi firmware's boot, emulated (QEMU has no Pi firmware) ----------------------
+part_field() {  # part_field CARD N start|size: partition N's start or size, in 512-byte sectors
+    sfdisk --dump "$1" | tr -d ' ' | awk -F'[:=,]' -v n="$2" -v f="$3" '
+        $1 ~ ("[^0-9]" n "$") { for (i = 2; i < NF; i++) if ($i == f) print $(i + 1) }'
+}
+
+fw_files() {  # fw_files CARD DIR TRYBOOT(0|1): choose as the firmware does; echo the partition
+    # autoboot.txt on partition 1 names the boot partition ([tryboot] once after
+    # `reboot '0 tryboot'`); that partition's config.txt names kernel= and initramfs; its
+    # cmdline.txt is the kernel's command line. Written to DIR: vmlinuz, initrd.img, cmdline.txt.
+    local card=$1 dir=$2 tryboot=$3 conf off part config kernel initrd flag=()
+    conf=$(( $(part_field "$card" 1 start) * 512 ))
+    mcopy -n -i "$card@@$conf" ::autoboot.txt "$dir/autoboot.txt" 2>/dev/null \
+        || die "firmware: no autoboot.txt on partition 1 of $card"
+    [ "$tryboot" = 1 ] && flag=(--tryboot)
+    read -r part config < <(PYTHONPATH=$SRC/daemon python3 -m talkie.system.slots choose \
+        "$dir/autoboot.txt" "${flag[@]}") || die "firmware: autoboot.txt: no boot partition"
+    off=$(( $(part_field "$card" "$part" start) * 512 ))
+    mcopy -n -i "$card@@$off" "::$config" "$dir/config.txt" 2>/dev/null \
+        || die "firmware: no $config on partition $part"
+    kernel=$(tr -d '\r' < "$dir/config.txt" | sed -n 's/^kernel=//p' | tail -1)
+    initrd=$(tr -d '\r' < "$dir/config.txt" | sed -n 's/^initramfs[[:space:]]\+\([^[:space:]]*\).*/\1/p' | tail -1)
+    [ -n "$kernel" ] && [ -n "$initrd" ] || die "firmware: $config on partition $part names no kernel= and initramfs"
+    mcopy -n -i "$card@@$off" "::$kernel" "$dir/vmlinuz" \
+        && mcopy -n -i "$card@@$off" "::$initrd" "$dir/initrd.img" \
+        && mcopy -n -i "$card@@$off" ::cmdline.txt "$dir/cmdline.txt" \
+        || die "firmware: $kernel, $initrd or cmdline.txt missing on partition $part"
+    echo "$part"
+}
+
+fw_ending() {  # fw_ending LOG: how the boot ended: tryboot, reboot, poweroff or reset
+    local last
+    last=$(tr -d '\r' < "$1" | grep -a 'reboot: ' | tail -1) || true
+    case "$last" in
+        *"Restarting system with command '0 tryboot'"*) echo tryboot ;;
+        *"Restarting system"*) echo reboot ;;
+        *"Power down"*) echo poweroff ;;
+        *) echo reset ;;  # a hang (timeout) or a crash: the board resets
+    esac
+}
+
+fw_boot() {  # fw_boot CARD LOG TRYBOOT [QEMU ARGS...]: one boot; echo "PARTITION ENDING"
+    local card=$1 log=$2 tryboot=$3 dir part cmdline status=0
+    shift 3
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/talkie-fw.XXXXXX")
+    part=$(fw_files "$card" "$dir" "$tryboot") || { rm -rf "$dir"; return 1; }
+    # The Pi's consoles (tty0, ttyS1) become QEMU virt's serial port.
+    cmdline="console=ttyAMA0 $(tr -d '\r' < "$dir/cmdline.txt" | tr ' ' '\n' | grep -v '^console=' | tr '\n' ' ')"
+    say "firmware: boot partition $part$([ "$tryboot" = 1 ] && echo ' (tryboot)'): $cmdline" >&2
+    timeout "$SMOKE_TIMEOUT" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
+        -nographic -monitor none -serial "file:$log" -no-reboot \
+        -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$cmdline" \
+        -drive "file=$card,format=raw,if=virtio" -nic none "$@" </dev/null || status=$?
+    rm -rf "$dir"
+    echo "$part $(fw_ending "$log")"
+}
+
+add_to_root() {  # add_to_root CARD N DEBUGFS-SCRIPT: run debugfs -w commands on partition N
+    local card=$1 n=$2 cmds=$3 start sectors tmp
+    start=$(part_field "$card" "$n" start); sectors=$(part_field "$card" "$n" size)
+    [ -n "$start" ] && [ -n "$sectors" ] || die "no partition $n on $card"
+    tmp=$(mktemp "${TMPDIR:-/tmp}/talkie-root.XXXXXX")
+    dd if="$card" of="$tmp" bs=512 skip="$start" count="$sectors" conv=sparse status=none
+    debugfs -w "$tmp" -f "$cmds" >/dev/null 2>"$tmp.err"
+    if grep -v '^debugfs' "$tmp.err" | grep -q .; then
+        cat "$tmp.err" >&2; rm -f "$tmp" "$tmp.err"; die "debugfs could not change partition $n"
+    fi
+    dd if="$tmp" of="$card" bs=512 seek="$start" conv=notrunc,sparse status=none
+    rm -f "$tmp" "$tmp.err"
+}
+
 smoke() {  # smoke IMAGE LOG
-    local img=$1 log=$2 dir start sectors rootoff bootoff status kernel initrd
+    local img=$1 log=$2 dir start status boot
 
     for tool in qemu-system-aarch64:qemu-system-arm debugfs:e2fsprogs mcopy:mtools sfdisk:fdisk; do
         command -v "${tool%%:*}" >/dev/null || die "${tool%%:*} not found: apt-get install ${tool#*:}"
@@ -41,49 +112,28 @@ smoke() {  # smoke IMAGE LOG
     dir=$(mktemp -d "${TMPDIR:-/tmp}/talkie-smoke.XXXXXX")
     say "smoke: copying $img"
     cp --sparse=always "$img" "$dir/smoke.img"
-    # A bigger "card" than the image, as a real one is: the root must grow into it at first boot.
+    # A bigger "card" than the image, as a real one is: the data partition must grow into it.
     truncate -s +1G "$dir/smoke.img"
-    # Partition offsets (512-byte sectors) from the MBR.
-    bootoff=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*1 :/ {gsub(/ /, "", $2); print $2}')
-    rootoff=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*2 :/ {gsub(/ /, "", $2); print $2}')
-    sectors=$(sfdisk --dump "$dir/smoke.img" | awk -F'[=,]' '/^[^ ]*2 :/ {gsub(/ /, "", $4); print $4}')
-    [ -n "$bootoff" ] && [ -n "$rootoff" ] && [ -n "$sectors" ] || die "smoke: $img: no MBR with two partitions"
-    # The kernel and initrd, as the firmware would load them from the boot partition.
-    kernel=$(mdir -b -i "$dir/smoke.img@@$((bootoff * 512))" :: | sed -n 's|^::/||p' | grep '^vmlinuz' | sort -V | tail -1)
-    initrd=$(mdir -b -i "$dir/smoke.img@@$((bootoff * 512))" :: | sed -n 's|^::/||p' | grep '^initrd.img' | sort -V | tail -1)
-    [ -n "$kernel" ] && [ -n "$initrd" ] || die "smoke: no vmlinuz-*/initrd.img-* on the boot partition of $img"
-    mcopy -n -i "$dir/smoke.img@@$((bootoff * 512))" "::$kernel" "$dir/vmlinuz"
-    mcopy -n -i "$dir/smoke.img@@$((bootoff * 512))" "::$initrd" "$dir/initrd.img"
-    # The smoke unit, into a copy of the root partition, enabled.
-    dd if="$dir/smoke.img" of="$dir/root.ext4" bs=512 skip="$rootoff" count="$sectors" \
-        conv=sparse status=none
+    # The smoke unit, into slot A's root (partition 5), enabled.
     smoke_unit > "$dir/talkie-smoke.service"
-    debugfs -w "$dir/root.ext4" -f - >/dev/null 2>"$dir/debugfs.err" <<EOF
+    cat > "$dir/debugfs.cmds" <<EOF
 write $dir/talkie-smoke.service /etc/systemd/system/talkie-smoke.service
 symlink /etc/systemd/system/multi-user.target.wants/talkie-smoke.service /etc/systemd/system/talkie-smoke.service
 EOF
-    if grep -v '^debugfs' "$dir/debugfs.err" | grep -q .; then
-        cat "$dir/debugfs.err" >&2; die "smoke: debugfs could not add the smoke unit"
-    fi
-    dd if="$dir/root.ext4" of="$dir/smoke.img" bs=512 seek="$rootoff" conv=notrunc,sparse status=none
-    rm -f "$dir/root.ext4"
-    # SMOKE_BOOT_FILES=DIR: put its files (talkie.toml, talkie-api-key) on the boot partition, as
-    # a user would, to watch talkie firstboot take them.
+    add_to_root "$dir/smoke.img" 5 "$dir/debugfs.cmds"
+    # SMOKE_BOOT_FILES=DIR: put its files (talkie.toml, talkie-api-key) on the config partition,
+    # as a user would, to watch talkie firstboot take them.
     if [ -n "${SMOKE_BOOT_FILES:-}" ]; then
-        mcopy -o -i "$dir/smoke.img@@$((bootoff * 512))" "$SMOKE_BOOT_FILES"/* ::
-        say "smoke: on the boot partition: $(ls "$SMOKE_BOOT_FILES" | tr '\n' ' ')"
+        boot=$(( $(part_field "$dir/smoke.img" 1 start) * 512 ))
+        mcopy -o -i "$dir/smoke.img@@$boot" "$SMOKE_BOOT_FILES"/* ::
+        say "smoke: on the config partition: $(ls "$SMOKE_BOOT_FILES" | tr '\n' ' ')"
     fi
 
     say "smoke: booting under qemu-system-aarch64 -M virt (serial log: $log)"
     start=$SECONDS
-    status=0
-    timeout "$SMOKE_TIMEOUT" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
-        -nographic -monitor none -serial "file:$log" -no-reboot \
-        -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" \
-        -append "console=ttyAMA0 root=LABEL=RASPIROOT rw" \
-        -drive "file=$dir/smoke.img,format=raw,if=virtio" -nic none </dev/null || status=$?
+    status=$(fw_boot "$dir/smoke.img" "$log" 0) || status="? failed"
     rm -rf "$dir"
-    say "smoke: qemu exited ($status) after $((SECONDS - start)) s"
+    say "smoke: boot partition ${status% *}, ended by ${status#* } after $((SECONDS - start)) s"
     smoke_verdict "$log"
 }
 
@@ -103,9 +153,10 @@ smoke_verdict() {  # smoke_verdict LOG: exit status 0 when talkie was READY and 
     # Under QEMU there is no sound card, GPIO chip, camera or key: the status must name a gap.
     grep -aiq 'TALKIE-SMOKE StatusText=.*\(no \|missing\|not found\)' "$log.smoke" \
         || { echo "smoke: FAIL: talkie.service's status does not say what is missing" >&2; bad=1; }
-    # The root grows into the card at first boot (trixie's minbase once lacked resize2fs for it).
+    # The data partition grows into the card at first boot (trixie's minbase once lacked
+    # resize2fs for it).
     grep -aq 'TALKIE-SMOKE root-size .*(success)$' "$log.smoke" \
-        || { echo "smoke: FAIL: the root file system did not grow (talkie-grow-root.service)" >&2; bad=1; }
+        || { echo "smoke: FAIL: the data partition did not grow (talkie-grow.service)" >&2; bad=1; }
     if grep -aq 'TALKIE-SMOKE journal .*Traceback' "$log.smoke"; then
         echo "smoke: FAIL: a Python traceback in talkie's journal" >&2; bad=1
     fi

@@ -9,6 +9,8 @@ talkie ctl COMMAND [TEXT...]          ask the running daemon (status, press, say
 talkie check [--config PATH] [--no-input] [--seconds S]   hardware self-test
 talkie firstboot [--boot DIR] [--etc DIR] [--owner-group G]   take config/key from /boot
 talkie machine [--group NAME]         the state machine's states and transition table
+talkie update BUNDLE|URL [--no-reboot]   install an update into the other A/B slot and try it
+talkie update --status | --health     the A/B slots; the trial boot's health check (its unit's)
 talkie completion bash                the shell completion script (the image installs it)
 
 Without a path, `run`, `check` and `config check` use $TALKIE_CONFIG, else /etc/talkie/talkie.toml.
@@ -132,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="only one state group's part (turns, voice, supervisor, tools, alarms)",
     )
+    _update_parser(sub)
     completion = sub.add_parser(
         "completion",
         help="print the shell completion script",
@@ -141,6 +144,56 @@ def _parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", nargs="?", default="bash", choices=["bash"], help="bash")
     return parser
+
+
+def _update_parser(sub: argparse._SubParsersAction) -> None:
+    update = sub.add_parser(
+        "update",
+        help="install a signed update bundle into the other A/B slot and try it (Debian image)",
+        description="Install a signed RAUC bundle (a file or an http(s) URL) into the slot that "
+        "is not running, then reboot into it once ('0 tryboot'); the trial boot's health "
+        "check commits it or goes back. Exit 0 if installed, 64 for a bad argument, 66 for a "
+        "missing file, 69 without A/B slots, 1 if rauc refused the bundle.",
+    )
+    update.add_argument("bundle", nargs="?", metavar="BUNDLE|URL", help="the .raucb bundle")
+    update.add_argument(
+        "--no-reboot",
+        action="store_true",
+        help="install only; `systemctl reboot --reboot-argument='0 tryboot'` tries it",
+    )
+    what = update.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true", help="show the slots")
+    what.add_argument(
+        "--health", action="store_true", help="the trial boot's check (talkie-health.service)"
+    )
+    what.add_argument(
+        "--backend",
+        nargs="+",
+        metavar="CALL",
+        help="RAUC's custom bootloader backend (system.conf)",
+    )
+    update.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="--health: seconds the trial boot has to become healthy (%(default)g)",
+    )
+
+
+def _update(args: argparse.Namespace) -> int:
+    from talkie.provision.update import backend, command, health
+
+    if args.backend:
+        return backend.main(args.backend)
+    if args.health:
+        return health.main(args.timeout)
+    if args.status:
+        return command.status()
+    if args.bundle is None:
+        print("talkie update: no bundle given: talkie update BUNDLE.raucb|URL", file=sys.stderr)
+        return command.EX_USAGE
+    return command.install(args.bundle, reboot=not args.no_reboot)
 
 
 CONFIG_HELP = f"config file (default: ${config.PATH_VARIABLE}, else {config.DEFAULT_PATH})"
@@ -291,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "ctl":
         return _ctl(args)
+    if args.command == "update":
+        return _update(args)
     if args.command == "run":
         return _run(args)
     if args.command == "machine":

@@ -79,7 +79,9 @@ def builder_packages() -> list[str]:
     """The Debian builder's package list (PACKAGES=( ... ) in image/build)."""
     block = re.search(r"^PACKAGES=\((.*?)^\)", (ROOT / "image" / "build").read_text(), re.M | re.S)
     assert block, "no PACKAGES=( ... ) in image/build"
-    return [w for line in block[1].splitlines() for w in line.split("#")[0].split()]
+    ab = re.search(r"^AB_PACKAGES=\((.*?)\)", (ROOT / "image" / "ab" / "lib.sh").read_text(), re.M)
+    assert ab, "no AB_PACKAGES=( ... ) in image/ab/lib.sh"
+    return [w for line in block[1].splitlines() for w in line.split("#")[0].split()] + ab[1].split()
 
 
 def suite_table() -> tuple[str, dict[str, str]]:
@@ -268,7 +270,7 @@ TALKIE-SMOKE end
      "status does not say what is missing"),
     ({"started": "Traceback (most recent call last):"}, "a Python traceback"),
     ({"TALKIE-SMOKE end\n": ""}, "the smoke unit did not finish"),
-    ({"2.1G (success)": "1G (exit-code)"}, "the root file system did not grow"),
+    ({"2.1G (success)": "1G (exit-code)"}, "the data partition did not grow"),
 ])
 def test_the_serial_log_verdict(tmp_path, change, verdict):
     text = READY

@@ -53,7 +53,8 @@ def test_it_completes_commands_subcommands_options_and_their_values(tmp_path):
     (tmp_path / "conf.d").mkdir()
     cases = {
         ("talkie", "c"): {"check", "config", "ctl", "completion"},
-        ("talkie", ""): {"run", "config", "ctl", "check", "firstboot", "machine", "completion"},
+        ("talkie", ""): {"run", "config", "ctl", "check", "firstboot", "machine", "update",
+                         "completion"},
         ("talkie", "--v"): {"--version"},
         ("talkie", "ctl", "s"): {"status", "stop", "say"},
         ("talkie", "ctl", ""): {usage.split()[0] for usage in COMMANDS},

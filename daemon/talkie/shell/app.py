@@ -30,7 +30,7 @@ from talkie.config.credentials import KeyProblem, Secret
 from talkie.core import machine as m
 from talkie.core.outbox import Outbox
 from talkie.shell import memory, ports, reload
-from talkie.shell.audio import AudioDevices
+from talkie.shell.audio import AudioDevices, mic_stream
 from talkie.shell.controls import Controls
 from talkie.shell.effects import Effects
 from talkie.shell.factories import Factories
@@ -39,7 +39,7 @@ from talkie.shell.link import LinkEvents
 from talkie.shell.policy import policy_from
 from talkie.shell.timers import Timers
 from talkie.shell.tools import ToolBox, state_dir
-from talkie.system import logs
+from talkie.system import logs, slots
 
 log = logging.getLogger("talkie")
 
@@ -141,6 +141,8 @@ class App:
             "last_error": self.last_error,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "version": version(),
+            **slots.words(),  # the A/B slot and image release (Debian image)
+            "microphone_stream": mic_stream(self.capture),
             **self.controls.words(),
             **self.tools.words(),
         }

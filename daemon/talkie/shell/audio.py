@@ -32,6 +32,15 @@ COUNTERS = (
 )
 
 
+def mic_stream(capture: ports.Capture | None, now: float | None = None) -> str:
+    """``ctl status``'s ``microphone_stream``: "delivering" (a block within STALL_S), "stalled"
+    or "none" (no microphone open). The A/B update's health check waits for "delivering"."""
+    if capture is None or not capture.last_callback:
+        return "none"
+    age = (time.monotonic() if now is None else now) - capture.last_callback
+    return "delivering" if age < STALL_S else "stalled"
+
+
 class AudioDevices:
     """Capture and playback, opened and watched together."""
 

@@ -1,0 +1,186 @@
+# shellcheck shell=bash
+# image/ab/update-test.sh -- the A/B update test under QEMU (image/build --update-test).
+#
+# Sourced by image/build after smoke.sh (fw_boot: the Raspberry Pi firmware's choice, emulated
+# from the card's own autoboot.txt and a one-shot tryboot flag) and lib.sh (bundles). On a copy of
+# the image, booted again and again the way a Pi would:
+#   1. slot A (the default) boots; `talkie update good.raucb` installs an update into slot B and
+#      reboots with '0 tryboot' (systemctl --reboot-argument); the harness sets the emulated
+#      one-shot flag;
+#   2. the firmware boots [tryboot]: slot B; talkie-health.service finds talkie READY and the
+#      microphone delivering and commits (B is autoboot.txt's default now); then
+#      `talkie update broken.raucb` (talkie cannot start) goes into slot A, '0 tryboot' again;
+#   3. slot A's trial: talkie never gets READY; the health check marks it bad and reboots plainly;
+#   4. the firmware boots the default, slot B: talkie READY, the previous update still there.
+# The test unit (talkie-abtest.service, in slot A of the copy and in both test bundles) prints
+# "TALKIE-AB ..." lines and takes the next step; its step counter and the bundles are on a second
+# virtual disk. The verdict reads the serial logs. Needs the image's pieces beside it
+# (IMAGE%.img.root.ext4, .boot.vfat) and the signing key whose certificate the image holds.
+
+UPDATE_BOOTS=${UPDATE_BOOTS:-6}
+UPDATE_TIMEOUT=${UPDATE_TIMEOUT:-1800}  # seconds per boot (the first one installs an update)
+# A sound card for the microphone check: QEMU's HD audio (silence in, nothing out), and the
+# kernel's ALSA loopback in the test copies.
+UPDATE_QEMU_AUDIO=(-audiodev none,id=snd0 -device ich9-intel-hda -device hda-duplex,audiodev=snd0)
+
+abtest_script() {
+    cat <<'EOF'
+#!/bin/sh
+# Only in the A/B update test's copies (image/ab/update-test.sh): report, then the next step.
+say() { echo "TALKIE-AB $*"; }
+show() { systemctl show -P "$1" "$2"; }
+say "boot $(grep -o 'rauc.slot=[AB]' /proc/cmdline) image=$(cat /usr/lib/talkie/image-release) uptime=$(cut -d' ' -f1 /proc/uptime)"
+say "talkie $(show ActiveState talkie)/$(show SubState talkie) NRestarts=$(show NRestarts talkie)"
+say "health $(show Result talkie-health) done-at=$(show ExecMainExitTimestampMonotonic talkie-health)"
+/opt/talkie/bin/talkie ctl status 2>&1 | sed 's/^/TALKIE-AB ctl /'
+/opt/talkie/bin/talkie update --status 2>&1 | sed 's/^/TALKIE-AB slots /'
+grep -v '^#' /boot/firmware/autoboot.txt | sed 's/^/TALKIE-AB autoboot /'
+journalctl -b -o cat -u talkie-health | grep -v '^ *$' | sed 's/^/TALKIE-AB health-log /'
+if [ "$(show Result talkie-health)" != success ]; then
+    say "health check failed: its reboot follows"; sleep 900; exit 0
+fi
+mkdir -p /mnt/abtest
+mount /dev/vdb /mnt/abtest || { say "no test drive"; systemctl poweroff; exit 0; }
+step=$(cat /mnt/abtest/step)
+case "$step" in
+    0|1)
+        bundle=good.raucb; [ "$step" = 1 ] && bundle=broken.raucb
+        echo $((step + 1)) > /mnt/abtest/step; sync
+        say "step $step: talkie update $bundle at uptime=$(cut -d' ' -f1 /proc/uptime)"
+        # talkie update reboots with '0 tryboot' itself; its lines stream to the console.
+        ( /opt/talkie/bin/talkie update "/mnt/abtest/$bundle" 2>&1; echo "exit $?" > /run/abtest.status ) \
+            | sed -u 's/^/TALKIE-AB install /'
+        if [ "$(cat /run/abtest.status)" = "exit 0" ]; then
+            say "installed at uptime=$(cut -d' ' -f1 /proc/uptime); the reboot follows"; sleep 900; exit 0
+        fi
+        say "install failed ($(cat /run/abtest.status))"; umount /mnt/abtest; systemctl poweroff ;;
+    *)
+        say "step $step: done"; umount /mnt/abtest; systemctl poweroff ;;
+esac
+EOF
+}
+
+abtest_unit() {
+    cat <<'EOF'
+# Only in the A/B update test's copies (image/ab/update-test.sh).
+[Unit]
+Description=talkie A/B update test step
+After=talkie-health.service talkie.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/talkie-abtest
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=1800
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+abtest_cmds() {  # abtest_cmds DIR: debugfs commands adding the test unit (files in DIR)
+    local dir=$1
+    abtest_script > "$dir/talkie-abtest"; chmod 0755 "$dir/talkie-abtest"
+    abtest_unit > "$dir/talkie-abtest.service"
+    echo snd-aloop > "$dir/talkie-abtest.conf"
+    cat > "$dir/abtest.cmds" <<EOF
+write $dir/talkie-abtest /usr/local/sbin/talkie-abtest
+sif /usr/local/sbin/talkie-abtest mode 0100755
+write $dir/talkie-abtest.service /etc/systemd/system/talkie-abtest.service
+symlink /etc/systemd/system/multi-user.target.wants/talkie-abtest.service /etc/systemd/system/talkie-abtest.service
+write $dir/talkie-abtest.conf /etc/modules-load.d/talkie-abtest.conf
+EOF
+    echo "$dir/abtest.cmds"
+}
+
+update_test_bundles() {  # update_test_bundles BASE DIR RELEASE: DIR/drive/{good,broken}.raucb
+    local base=$1 dir=$2 release=$3 cmds
+    cmds=$(abtest_cmds "$dir")
+    mkdir -p "$dir/drive"
+    cp --sparse=always "$base.root.ext4" "$dir/good.ext4"
+    debugfs -w "$dir/good.ext4" -f "$cmds" >/dev/null 2>&1
+    ab_set_release "$dir/good.ext4" "$release+update-test"
+    cp --sparse=always "$dir/good.ext4" "$dir/broken.ext4"
+    ab_break_root "$dir/broken.ext4"
+    ab_set_release "$dir/broken.ext4" "$release+broken-for-test"
+    local start=$SECONDS
+    ab_bundle "$base.boot.vfat" "$dir/good.ext4" "$release+update-test" "update test" \
+        "$dir/drive/good.raucb" "$KEYDIR"
+    say "update test: bundle made in $((SECONDS - start)) s: $(stat -c %s "$dir/drive/good.raucb") bytes"
+    ab_bundle "$base.boot.vfat" "$dir/broken.ext4" "$release+broken-for-test" \
+        "update test: talkie cannot start" "$dir/drive/broken.raucb" "$KEYDIR"
+    rm -f "$dir/good.ext4" "$dir/broken.ext4"
+    echo 0 > "$dir/drive/step"
+    mke2fs -q -t ext4 -L ABTEST -d "$dir/drive" "$dir/drive.ext4" \
+        "$(( $(du -sm "$dir/drive" | cut -f1) + 64 ))M"
+    rm -rf "$dir/drive"
+}
+
+update_test() {  # update_test IMAGE: exit status 0 when both updates went as they should
+    local img=$1 base=${1%.img} dir release n=0 tryboot=0 result part ending log start
+    local log_dir=${img%.img}.update-test SMOKE_TIMEOUT=$UPDATE_TIMEOUT
+    for tool in qemu-system-aarch64:qemu-system-arm debugfs:e2fsprogs mcopy:mtools sfdisk:fdisk \
+                rauc:rauc mksquashfs:squashfs-tools; do
+        command -v "${tool%%:*}" >/dev/null || die "${tool%%:*} not found: apt-get install ${tool#*:}"
+    done
+    [ -f "$base.root.ext4" ] && [ -f "$base.boot.vfat" ] \
+        || die "update test: no $base.root.ext4 and $base.boot.vfat beside $img (image/build makes them)"
+    cmp -s <(debugfs -R "cat /etc/rauc/keyring.pem" "$base.root.ext4" 2>/dev/null) "$KEYDIR/cert.pem" \
+        || die "update test: $KEYDIR/cert.pem is not the keyring in $img (--key DIR)"
+    release=$(debugfs -R "cat /usr/lib/talkie/image-release" "$base.root.ext4" 2>/dev/null)
+    dir=$(mktemp -d "$(dirname "$img")/update-test.XXXXXX")
+    rm -rf "$log_dir"; mkdir -p "$log_dir"
+    say "update test: the card (a copy of $img, 1 GiB bigger) and the test bundles"
+    cp --sparse=always "$img" "$dir/card.img"
+    truncate -s +1G "$dir/card.img"
+    add_to_root "$dir/card.img" 5 "$(abtest_cmds "$dir")"
+    update_test_bundles "$base" "$dir" "$release"
+    start=$SECONDS
+    while [ "$n" -lt "$UPDATE_BOOTS" ]; do
+        n=$((n + 1))
+        log=$log_dir/boot-$n.log
+        result=$(fw_boot "$dir/card.img" "$log" "$tryboot" \
+            -drive "file=$dir/drive.ext4,format=raw,if=virtio" "${UPDATE_QEMU_AUDIO[@]}") \
+            || { rm -rf "$dir"; die "update test: boot $n could not start"; }
+        read -r part ending <<< "$result"
+        say "update test: boot $n: partition $part$([ "$tryboot" = 1 ] && echo ' (tryboot)'), ended by $ending at $((SECONDS - start)) s"
+        # The firmware's one-shot flag: set by `reboot '0 tryboot'`, gone after the next boot.
+        tryboot=0
+        case "$ending" in
+            tryboot) tryboot=1 ;;
+            poweroff) break ;;
+        esac
+    done
+    rm -rf "$dir"
+    update_verdict "$log_dir"
+}
+
+update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committed), A (trial,
+    # failed), B, and B ended with talkie READY
+    local logs=$1 bad=0 f order="" line
+    for f in $(ls "$logs"/boot-*.log 2>/dev/null | sort -V); do
+        tr -d '\r' < "$f" | grep -a 'TALKIE-AB \|talkie-health: ' | grep -av 'ExecStart' > "$f.ab" || true
+        line=$(grep -ao 'TALKIE-AB boot rauc.slot=[AB]' "$f.ab" | head -1 | sed 's/.*=//') || true
+        [ -n "$line" ] || line=$(grep -aoq 'talkie-health: trial boot of slot A' "$f.ab" && echo a \
+            || { grep -aoq 'talkie-health: trial boot of slot B' "$f.ab" && echo b; } || echo '?')
+        order="$order${line}"
+        sed -n 's/.*\(talkie-health: .*\)/\1/p; s/.*\(TALKIE-AB \(boot\|talkie\|health \|step\|installed\|install failed\|slots\|ctl \(slot\|image\|microphone_stream\|state\)\).*\)/\1/p' "$f.ab" \
+            | sed "s|^|$(basename "$f" .log): |"
+    done
+    say "update test: slots booted, in order: $order (a = a trial that never reported)"
+    [ "$order" = ABaB ] || [ "$order" = ABAB ] \
+        || { echo "update test: FAIL: the slots booted were $order, not A B (A) B" >&2; bad=1; }
+    grep -aq 'talkie-health: slot B committed' "$logs/boot-2.log" 2>/dev/null \
+        || { echo "update test: FAIL: the update was not committed on its trial boot (boot 2)" >&2; bad=1; }
+    grep -aq 'talkie-health: slot A failed its trial' "$logs/boot-3.log" 2>/dev/null \
+        || { echo "update test: FAIL: the broken update's trial boot (boot 3) did not fail its health check" >&2; bad=1; }
+    grep -aq 'TALKIE-AB talkie active/running' "$logs/boot-4.log" 2>/dev/null \
+        || { echo "update test: FAIL: talkie is not READY back on the previous slot (boot 4)" >&2; bad=1; }
+    grep -aq 'TALKIE-AB step 2: done' "$logs/boot-4.log" 2>/dev/null \
+        || { echo "update test: FAIL: the test did not finish on boot 4" >&2; bad=1; }
+    grep -aq 'TALKIE-AB boot rauc.slot=B image=.*+update-test' "$logs/boot-4.log" 2>/dev/null \
+        || { echo "update test: FAIL: boot 4 is not the first update's slot B" >&2; bad=1; }
+    [ "$bad" = 0 ] && say "update test: PASS: update committed after its trial; broken update rolled back by itself"
+    return "$bad"
+}
