@@ -161,7 +161,7 @@ class StateFile:
             if text is None:
                 self.path.unlink(missing_ok=True)
             else:
-                _replace(self.path, text)
+                replace_text(self.path, text)
         except OSError as exc:
             if not self._failing:
                 if text is None:
@@ -211,8 +211,9 @@ class StateFile:
             self._drain(in_writer=True)
 
 
-def _replace(path: Path, text: str) -> None:
-    """``path`` holds ``text`` now, or (OSError) still what it held."""
+def replace_text(path: Path, text: str) -> None:
+    """``path`` holds ``text`` now, or (OSError) still what it held: written beside it, fsynced,
+    renamed over it (a rename is atomic on ext4 and as good as it gets on FAT)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
     try:

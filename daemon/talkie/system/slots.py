@@ -31,9 +31,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from talkie.storage import replace_text
 
 AUTOBOOT = "autoboot.txt"
 #: Slot states and the pending trial, next to autoboot.txt (the firmware ignores this file).
@@ -220,16 +221,7 @@ class State:
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` by a rename (FAT renames are atomic enough), fsynced."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_text(path, text)
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
