@@ -123,7 +123,9 @@ def test_speaking_over_the_answer_stops_it_and_its_own_voice_does_not(tmp_path, 
     reference = app.chain.reference
     print(f"echo delay beyond the timestamps: {reference.extra_delay_s * 1000:.0f} ms; residual echo "
           f"gain {app.chain.gate.residual_gain_db:.1f} dB")
-    assert reference.aligned and 0.0 <= reference.extra_delay_s <= 0.4
+    # PulseAudio's timestamps may also overstate its latency a little (its latency is an estimate,
+    # and under load it was seen 5-9 ms over): an echo found up to 20 ms sooner is the same room.
+    assert reference.aligned and -0.02 <= reference.extra_delay_s <= 0.4
     turns = _turns(messages)
     assert len(turns) == 2
     sent = turns[1]
