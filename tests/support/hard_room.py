@@ -170,7 +170,7 @@ class Scene:
     #: per output block: when its callback runs (host clock). The DAC's own clock drives the
     #: callbacks (one runs whenever the card wants a block), ``OUT_LATENCY_S`` before the block
     #: reaches the DAC, whatever rate the timestamps claim.
-    due: np.ndarray | None = None
+    due: np.ndarray
 
 
 def _speaker_timeline(talk: np.ndarray, cond: Condition, rng) -> tuple[np.ndarray, ...]:
