@@ -18,6 +18,9 @@ builds it (``talkie.shell.factories``), with the real EchoReference reading a 48
   leaves the gate in can hide the user's); no start within 2 s of the user's first sample is a
   miss. Latency: from that first sample to the first silent sample at
   the speaker (the end of the deciding 10 ms block plus one output period), counted in samples.
+  The turn a barge-in starts: how far before the user's first sample it begins (``turn_lead_ms``,
+  the pre-roll from the voice's onset on), and how many begin after it (``turns_cut``: the first
+  sound lost; ``turns_cut_fixed_preroll``: the same with a fixed 300 ms pre-roll, the baseline).
 * **false barge-ins per hour**: ``--echo-minutes`` of the assistant speaking alone through the
   rooms (answers of 5-20 s with pauses of 1-4 s between), every speech start while an answer
   plays (its pauses included) counted, per hour of its speech.
@@ -53,6 +56,7 @@ from tests.support import hard_room as hr  # noqa: E402
 
 ECHOES = ("aec", "off", "half_duplex")
 MISS_AFTER_S = 2.0
+PREROLL_MS = 300  # [audio] preroll_ms's default
 
 
 def pct(values, q):
@@ -88,11 +92,18 @@ def trial(args: tuple[int, int, str, bool]) -> list[dict]:
         early = [s for s in starts if s < sc.onset and hr.speaking_at(sc, s)]
         late = [s for s in starts if s >= sc.onset]
         detected = late[0] if late else None
+        # how long before the user's first sample the turn begins (its pre-roll), and, the
+        # baseline, where a fixed pre-roll of [audio] preroll_ms would begin it
+        lead = fixed = None
+        if detected is not None:
+            lead = (sc.onset - r["turn_from"][r["starts"].index(detected)]) * 1000 / hr.RATE
+            fixed = (sc.onset - detected) * 1000 / hr.RATE + PREROLL_MS
         silent = None if detected is None else -(-detected // hr.BLOCK) * hr.BLOCK + hr.BLOCK
         aligned = None if r["aligned_at"] is None else r["aligned_at"] - sc.first_answer_s
         out.append({"echo": echo, "k": k, "warm": warm, "false": len(early),
                     "miss": detected is None,
                     "latency_ms": None if silent is None else (silent - sc.onset) * 1000 / hr.RATE,
+                    "lead_ms": lead, "fixed_lead_ms": fixed,
                     "aligned_s": aligned, "easy": cond.easy, "onset": cond.onset,
                     "user_db": cond.user_db, "noise": cond.noise, "clip": cond.clip,
                     "coupling_db": cond.coupling_db})
@@ -129,6 +140,18 @@ def echo_run(args: tuple[int, int, float, str]) -> list[dict]:
     return out
 
 
+def turn_figures(t: list[dict]) -> dict:
+    """What the turns a barge-in starts hold: how many begin after the user's first sample (the
+    first sound lost; or less than 50 ms before it), and how long before it they begin."""
+    leads = [x["lead_ms"] for x in t if x["lead_ms"] is not None]
+    fixed = [x["fixed_lead_ms"] for x in t if x["fixed_lead_ms"] is not None]
+    return {"turns_cut": sum(1 for v in leads if v < 0),
+            "turns_cut_fixed_preroll": sum(1 for v in fixed if v < 0),
+            "turns_under_50ms_before": sum(1 for v in leads if v < 50),
+            "turn_lead_ms_p5": pct(leads, 5), "turn_lead_ms_p50": pct(leads, 50),
+            "turn_lead_ms_p95": pct(leads, 95)}
+
+
 def trial_figures(t: list[dict]) -> dict:
     lat = [x["latency_ms"] for x in t if x["latency_ms"] is not None]
     vowels = [x["latency_ms"] for x in t if x["latency_ms"] is not None and x["onset"] == "vowel"]
@@ -137,7 +160,7 @@ def trial_figures(t: list[dict]) -> dict:
             "vowel_latency_ms_p95": pct(vowels, 95), "misses": sum(x["miss"] for x in t),
             "miss_pct": 100 * sum(x["miss"] for x in t) / max(1, len(t)),
             "miss_pct_louder_than_-35dBFS": 100 * sum(x["miss"] for x in loud) / max(1, len(loud)),
-            "false_in_trials": sum(x["false"] for x in t)}
+            "false_in_trials": sum(x["false"] for x in t), **turn_figures(t)}
 
 
 def figures(trials: list[dict], runs: list[dict], echo: str) -> dict:
@@ -159,6 +182,7 @@ def figures(trials: list[dict], runs: list[dict], echo: str) -> dict:
         "miss_pct": 100 * sum(x["miss"] for x in t) / max(1, len(t)),
         "miss_pct_louder_than_-35dBFS": 100 * sum(x["miss"] for x in loud) / max(1, len(loud)),
         "false_in_trials": sum(x["false"] for x in t),
+        **turn_figures(t),
         "echo_minutes": round(hours * 60, 1),
         "false_barge_ins_per_hour": sum(x["false"] for x in r) / hours,
         "false_barge_ins_per_hour_easy": sum(x["false"] for x in r if x["easy"])

@@ -122,7 +122,7 @@ def test_speaking_over_the_answer_stops_it_and_its_own_voice_does_not(tmp_path, 
     # beyond what PortAudio's timestamps say), within the estimator's 400 ms reach.
     reference = app.chain.reference
     print(f"echo delay beyond the timestamps: {reference.extra_delay_s * 1000:.0f} ms; residual echo "
-          f"gain {app.chain.gate.residual_gain_db:.1f} dB")
+          f"gain {app.chain.gate.residual_gain_db:.1f} dB; {reference.resyncs} resyncs, found {reference.found}")
     # PulseAudio's timestamps may also overstate its latency a little (its latency is an estimate,
     # and under load it was seen 5-9 ms over): an echo found up to 20 ms sooner is the same room.
     assert reference.aligned and -0.02 <= reference.extra_delay_s <= 0.4
@@ -131,10 +131,12 @@ def test_speaking_over_the_answer_stops_it_and_its_own_voice_does_not(tmp_path, 
     sent = turns[1]
     lag, corr = align(user, sent)
     print(f"barge-in: user speech at {lag} samples into the turn ({len(sent)} samples), corr {corr:.2f}")
-    # The words, from before the detection on: the user's first sample lies inside the turn, after
-    # at least 50 ms of pre-roll (so the first syllable is not lost), and all of the speech is there.
+    # The words, from before the voice began on: the user's first sample lies inside the turn,
+    # after at least 50 ms of pre-roll (so the first syllable is not lost) and at most the
+    # pre-roll plus half a second (the voice's onset is found in the words, not in the echo
+    # before them), and all of the speech is there.
     assert corr >= 0.5, corr
-    assert 800 <= lag <= app.settings.audio.preroll_ms * 16, lag
+    assert 800 <= lag <= app.settings.audio.preroll_ms * 16 + 8000, lag
     assert lag + len(user) <= len(sent)
 
 

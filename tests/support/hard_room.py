@@ -329,7 +329,8 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
               canceller=None) -> dict:
     """Feed ``sc`` to the daemon's chain in capture blocks, the playback's callbacks running
     ``OUT_LATENCY_S`` before their blocks reach the DAC, on the DAC's clock (``Scene.due``).
-    Returns the speech starts (sample at the end of the deciding block), when the reference was
+    Returns the speech starts (sample at the end of the deciding block), where the turn each
+    started would begin (``turn_from``: its pre-roll's first sample), when the reference was
     first aligned (s), the CPU time (s) and the cleaned output."""
     import time
 
@@ -345,6 +346,7 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
     j, blocks = 0, len(sc.dac_true)
     aligned_at = None
     cpu = 0.0
+    spans: list[int] = []  # at each start: the pre-roll a turn would begin with
     for k in range(len(sc.mic) // BLOCK):
         t = k * BLOCK / RATE
         while j < blocks and sc.due[j] <= t:  # callbacks so far
@@ -357,10 +359,13 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
         t0 = time.process_time()
         chain.push(sc.mic[k * BLOCK:(k + 1) * BLOCK].tobytes(), float(sc.adc_seen[k]))
         cpu += time.process_time() - t0
+        if len(spans) < sum(1 for _, s in events if s):
+            spans.append(chain.preroll_span)
         if aligned_at is None and reference is not None and reference.aligned and playback.busy:
             aligned_at = t
         if stop_at_start and any(s for _, s in events):
             break
     starts = [a for a, s in events if s]
-    return {"starts": starts, "aligned_at": aligned_at, "cpu_s": cpu,
+    return {"starts": starts, "turn_from": [a - n for a, n in zip(starts, spans)],
+            "aligned_at": aligned_at, "cpu_s": cpu,
             "out": np.frombuffer(b"".join(out), dtype=np.int16), "reference": reference}

@@ -194,16 +194,54 @@ def test_the_canceller_switches_in_and_out_and_the_stream_stays_whole():
     assert np.mean(sent[during].astype(float) ** 2) < 0.1 * np.mean(mic[during].astype(float) ** 2)
 
 
-def test_the_pre_roll_is_the_audio_just_before_and_nothing_is_sent_twice():
-    x = user_clip()
-    ch, out, _ = chain(barge_in=True, preroll_ms=300)
-    feed(ch, x[:16000])
+def test_without_a_voice_start_the_pre_roll_is_the_last_300_ms_and_nothing_is_sent_twice():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(2 * RATE) * 30).astype(np.int16)  # a quiet room, nobody speaking
+    ch, out, speech = chain(barge_in=True, preroll_ms=300)
+    feed(ch, x[:RATE])
     out.clear()
     pre = ch.preroll()
-    feed(ch, x[16000:32000])
+    feed(ch, x[RATE:])
     sent = np.frombuffer(b"".join(pre + out), dtype=np.int16)
-    assert np.array_equal(sent[:4800], x[16000 - 4800:16000])
-    assert np.array_equal(sent[4800:], x[16000:16000 + len(sent) - 4800])
+    assert speech == []
+    assert np.array_equal(sent[:4800], x[RATE - 4800:RATE])
+    assert np.array_equal(sent[4800:], x[RATE:RATE + len(sent) - 4800])
+
+
+def test_a_voice_start_sends_from_300_ms_before_the_voice_began_and_nothing_twice():
+    x = np.concatenate([np.zeros(RATE, np.int16), user_clip()])
+    began = RATE + int(np.argmax(np.abs(x[RATE:]) > 300))  # the first sound of the voice
+    ch, out, speech = chain(barge_in=True, preroll_ms=300)
+    i = 0
+    while not speech:  # up to the frame the voice is found in
+        ch.push(x[i:i + 160].tobytes(), i / RATE)
+        i += 160
+    out.clear()
+    pre = ch.preroll()
+    feed(ch, x[i:i + RATE])
+    sent = np.frombuffer(b"".join(pre + out), dtype=np.int16)
+    start = i - sum(len(p) for p in pre) // 2
+    assert np.array_equal(sent, x[start:start + len(sent)])  # the stream, every sample once
+    assert began - 4800 - 320 <= start <= began - 4800 + 320  # 300 ms before its first sound
+
+
+def test_a_voice_held_back_by_the_guard_is_sent_from_where_it_began():
+    """Over a loud answer the guard may let only the loudest syllables through: the detection
+    comes late, and the turn still starts 300 ms before the voice began."""
+    voice = user_clip(level_db=-18.0).astype(np.float32)
+    voice[: len(voice) // 2] *= 10 ** (-20 / 20)  # the guard holds its first half back (-38 dB)
+    x = np.concatenate([np.zeros(RATE // 2, np.int16), voice.astype(np.int16)])
+    began = RATE // 2 + int(np.argmax(np.abs(voice) > 100))
+    gate = SpeechGate()
+    starts = []
+    for i, frame in enumerate(blocks(x)):
+        # an answer at -50 dBFS: loud enough for the guard (-29 dBFS), too quiet to learn from
+        if gate.feed(frame, ref_db=-50.0) == START:
+            starts.append((i, gate.onset_frames))
+    assert starts, "the loud voice is heard"
+    at, onset = starts[0]
+    assert at * 160 > RATE // 2 + len(voice) // 2  # detected late, in the loud part
+    assert abs((at + 1 - onset) * 160 - began) <= 0.15 * RATE, (at, onset, began)
 
 
 def test_half_duplex_does_not_listen_while_the_speaker_is_busy():

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from talkie.audio.ring import Ring
-from talkie.audio.vad import FAR_DB, START, level_db
+from talkie.audio.vad import FAR_DB, ONSET_MAX, START, level_db
 
 REVERB_DB_PER_FRAME = 1.0
 #: After the speaker's last sample, its sound lasts this many frames more (output latency, room).
@@ -68,7 +68,10 @@ class MicChain:
         self.chunk = np.zeros(rate * chunk_ms // 1000, dtype=np.int16)
         self._filled = 0
         self.preroll_samples = rate * preroll_ms // 1000
-        self._preroll = Ring(max(1, self.preroll_samples))  # the newest cleaned audio
+        # the newest cleaned audio: the pre-roll, and before it as far as a voice's onset may lie
+        self._preroll = Ring(max(1, self.preroll_samples + ONSET_MAX * self.frame))
+        #: Where in the ring's stream the voice that last started began (None: not known).
+        self._onset_at: int | None = None
         self._carry = np.zeros(self.frame, dtype=np.int16)
         self._carried = 0
         self._ref_db = -120.0
@@ -122,15 +125,24 @@ class MicChain:
             self.on_chunk(self.chunk[:filled].tobytes())
 
     def preroll(self) -> list[bytes]:
-        """The last ``preroll_ms`` of (cleaned) audio, as chunks; the audio from here on starts a
-        fresh chunk, so nothing is sent twice."""
-        n = min(self.preroll_samples, self._preroll.written)
+        """The (cleaned) audio from ``preroll_ms`` before the voice that started began (its onset:
+        the gate's ``onset_frames``) to now, as chunks; the audio from here on starts a fresh
+        chunk, so nothing is sent twice. Without a voice start, the last ``preroll_ms``."""
+        n = self.preroll_span
+        self._onset_at = None
         self._filled = 0
         if n == 0:
             return []
         tail = self._preroll.latest(n)
         size = len(self.chunk)
         return [tail[i : i + size].tobytes() for i in range(0, n, size)]
+
+    @property
+    def preroll_span(self) -> int:
+        """How many samples :meth:`preroll` would send now."""
+        written = self._preroll.written
+        voice = 0 if self._onset_at is None else max(0, written - self._onset_at)
+        return min(self.preroll_samples + voice, written, self._preroll.capacity)
 
     # ---- internals
 
@@ -172,6 +184,8 @@ class MicChain:
             aec and playing,
             ref_now_db if aec else None,
         )
+        if decision == START:
+            self._onset_at = self._preroll.written - self.gate.onset_frames * self.frame
         if decision:
             self.on_speech(decision == START)
 

@@ -22,7 +22,14 @@ counts a frame as the user's voice only when all of these hold:
   lost more).
 
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
-and **ends** after ``end_ms`` without a voiced frame. Pure computation on arrays (no I/O); one
+and **ends** after ``end_ms`` without a voiced frame.
+
+Where it began: over a loud answer the guard may hold a voice back for a while (until its loudest
+syllables clear it), so at a start the gate also says how many frames ago the voice began
+(``onset_frames``): the run of frames, with gaps of at most ``ONSET_GAP`` frames, that would have
+been voiced with the guard ``ONSET_DB`` lower (the level and noise criteria unchanged), at most
+``ONSET_MAX`` frames back. The pre-roll reaches back that far, so a late detection still sends the
+user's first words. Pure computation on arrays (no I/O); one
 ``webrtcvad.Vad`` per gate.
 """
 
@@ -45,6 +52,11 @@ SILENCE_DB = -85.0
 RISE_DB = 0.3
 #: A reference this far below its envelope is in a tail (a pause, the end of a word).
 TAIL_DB = 6.0
+#: The onset of a voice: frames that clear the guard lowered by this much (dB) ...
+ONSET_DB = 12.0
+#: ... with gaps of at most this many frames between them, at most this many frames back.
+ONSET_GAP = 30
+ONSET_MAX = 100
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -100,6 +112,12 @@ class SpeechGate:
         self.residual_gain_db = float(start_residual_db)
         self.tail_gain_db = float(start_residual_db)
         self._silent_frames = 0
+        #: Frames since the last one that would have been voiced under the lowered guard, and the
+        #: length in frames of the run that ended in it (see ``onset_frames``).
+        self._since_onset_voice = ONSET_GAP + 1
+        self._onset_run = 0
+        #: At a START: how many frames back (the START's own included) the voice began.
+        self.onset_frames = 0
         #: Frames fed so far.
         self.frames = 0
 
@@ -108,6 +126,8 @@ class SpeechGate:
         self._window.clear()
         self.speaking = False
         self._silent_frames = 0
+        self._since_onset_voice = ONSET_GAP + 1
+        self._onset_run = 0
 
     def voiced_frame(
         self,
@@ -129,13 +149,15 @@ class SpeechGate:
         need = max(self.min_level_db, self.noise_db + self.snr_db)
         if busy:  # an answer's pause: a barge-in, not the room, may start a turn
             need = max(need, self.far_min_level_db)
+        lenient = need
         if ref_db > FAR_DB:
-            need = max(
-                need, ref_db + gain + self.guard_db, self.far_min_level_db, mic_db - self.removed_db
-            )
+            guard = ref_db + gain + self.guard_db
+            lenient = max(need, guard - ONSET_DB)
+            need = max(need, guard, self.far_min_level_db, mic_db - self.removed_db)
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         said = self._vad.is_speech(out.tobytes(), self.rate)
         speech = out_db >= need and said
+        self._track_onset(said and out_db >= lenient)
         if not speech:
             if ref_db > LEARN_DB:  # what the echo leaves: learnt while the speaker is loud
                 # (above the noise floor: noise in a pause is not residual echo)
@@ -160,6 +182,15 @@ class SpeechGate:
                 )
         return speech
 
+    def _track_onset(self, voice: bool) -> None:
+        """Extend or restart the run of frames a voice may have begun with."""
+        if voice:
+            gap = self._since_onset_voice
+            self._onset_run = 1 if gap > ONSET_GAP else min(ONSET_MAX, self._onset_run + gap + 1)
+            self._since_onset_voice = 0
+        else:
+            self._since_onset_voice += 1
+
     def feed(
         self,
         out: np.ndarray,
@@ -174,6 +205,8 @@ class SpeechGate:
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames:
+                # voiced frames: the run ends in this one (at least the window's frames)
+                self.onset_frames = max(self._onset_run, len(self._window))
                 self.speaking = True
                 self._silent_frames = 0
                 self._window.clear()

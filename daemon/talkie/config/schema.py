@@ -162,7 +162,7 @@ AUDIO_FIELDS = (
     F("vad_start_frames", Int(1, 20), "speech starts after this many voiced 10 ms frames ..."),
     F("vad_window_frames", Int(1, 20), "... among the last this many"),
     F("vad_end_ms", Int(200, 5000), "speech ends after this much silence (ms)"),
-    F("preroll_ms", Int(0, 1000), "audio from before the detection sent with a barge-in (ms)"),
+    F("preroll_ms", Int(0, 1000), "audio from before the voice began sent with its turn (ms)"),
 )
 
 PANEL_FIELDS = (
