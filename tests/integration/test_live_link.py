@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl
 
 import pytest
 
@@ -211,12 +212,71 @@ def test_every_live_setting_reaches_the_setup(tmp_path):
     asyncio.run(main())
 
 
+def one_ca(tmp_path) -> str:
+    """A bundle of one CA: the first of certifi's."""
+    import certifi
+
+    with open(certifi.where()) as bundle:
+        pem = bundle.read()
+    end = "-----END CERTIFICATE-----\n"
+    path = tmp_path / "one-ca.pem"
+    path.write_text(pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)])
+    return str(path)
+
+
 def test_http_options_trust_only_the_configured_ca(tmp_path):
-    live = dataclasses.replace(config.load("config/talkie.toml").live)
+    live = dataclasses.replace(config.load("config/talkie.toml").live, ca_file=None)
     opts = options.http_options(live)
     assert opts.api_version == "v1beta" and opts.base_url is None
-    assert "ssl" not in opts.async_client_args
     assert opts.async_client_args["ping_timeout"] > opts.async_client_args["ping_interval"]
+    pinned = options.http_options(dataclasses.replace(live, ca_file=one_ca(tmp_path)))
+    assert pinned.async_client_args["ssl"].cert_store_stats()["x509_ca"] == 1
+
+
+@pytest.mark.parametrize("env", [(), ("SSL_CERT_FILE",), ("SSL_CERT_DIR",),
+                                 ("SSL_CERT_FILE", "SSL_CERT_DIR")])
+def test_without_a_ca_file_the_websocket_trusts_what_the_sdk_would(tmp_path, monkeypatch, env):
+    """No ca_file: the context is made as the SDK makes its websocket's (certifi's bundle, or
+    SSL_CERT_FILE / SSL_CERT_DIR): the same ``ssl.create_default_context`` call."""
+    from google import genai
+    from google.genai import types
+
+    made: dict[int, tuple] = {}
+    create = ssl.create_default_context
+
+    def recording(*args, **kwargs):
+        context = create(*args, **kwargs)
+        made[id(context)] = (args, kwargs)
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", recording)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    if "SSL_CERT_FILE" in env:
+        monkeypatch.setenv("SSL_CERT_FILE", one_ca(tmp_path))
+    if "SSL_CERT_DIR" in env:
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    live = dataclasses.replace(config.load("config/talkie.toml").live, ca_file=None)
+    ours = options.http_options(live).async_client_args["ssl"]
+    sdk = genai.Client(api_key=KEY, http_options=types.HttpOptions(api_version="v1beta"))
+    theirs = sdk._api_client._websocket_ssl_ctx["ssl"]
+    assert made[id(ours)] == made[id(theirs)]
+    assert ours.cert_store_stats() == theirs.cert_store_stats()
+
+
+def test_one_tls_context_for_the_websocket_and_the_sdk_http_clients(tmp_path):
+    """genai.Client builds HTTP clients the Live path never uses; they get the websocket's
+    context instead of loading CA stores of their own (one store in memory, not two)."""
+    from google import genai
+
+    live = dataclasses.replace(config.load("config/talkie.toml").live, ca_file=None)
+    opts = options.http_options(live)
+    context = opts.async_client_args["ssl"]
+    api = genai.Client(api_key=KEY, http_options=opts)._api_client
+    assert api._websocket_ssl_ctx["ssl"] is context
+    assert api._async_httpx_client_args["verify"] is context
+    assert api._httpx_client._transport._pool._ssl_context is context
+    assert api._async_httpx_client._transport._pool._ssl_context is context
 
 
 # ---- session lifetime: resumption handles and goAway

@@ -6,6 +6,7 @@ import costs most of a second and is not needed before the first press.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -136,14 +137,34 @@ def _tools(
 
 
 def http_options(live: LiveSettings) -> types.HttpOptions:
-    """Endpoint, API version, TLS trust and websocket keepalive."""
+    """Endpoint, API version, TLS trust and websocket keepalive.
+
+    One TLS context serves the session's websocket and the SDK's HTTP clients (which the Live
+    path never uses, but ``genai.Client`` builds them): left to itself, the SDK loads a CA store
+    for each (certifi's for the websocket, the system's for HTTP), and a store of ~140 CAs is
+    0.8-0.9 MB of a small device's memory (``tests/bench/idle.py``) for one that is never used.
+    The trust is the websocket's as the SDK would set it: ``[live] ca_file`` if set, otherwise
+    certifi's bundle (or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``).
+    """
     from google.genai import types
 
-    client_args: dict[str, Any] = dict(KEEPALIVE)
-    if live.ca_file:
-        client_args["ssl"] = ssl.create_default_context(cafile=live.ca_file)
+    context = tls_context(live.ca_file)
+    client_args: dict[str, Any] = dict(KEEPALIVE, ssl=context, verify=context)
     return types.HttpOptions(
         api_version=live.api_version,
+        client_args={"verify": context},
         async_client_args=client_args,
         **_unset_none(base_url=live.endpoint),
+    )
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The one TLS context of a client: ``ca_file``'s CAs, or the SDK's default trust."""
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    import certifi  # the SDK's own dependency and its default for the websocket
+
+    return ssl.create_default_context(
+        cafile=os.environ.get("SSL_CERT_FILE", certifi.where()),
+        capath=os.environ.get("SSL_CERT_DIR"),
     )

@@ -17,7 +17,7 @@ from talkie.config import Settings
 from talkie.config.settings import INPUT_RATE
 from talkie.core import machine as m
 from talkie.core.outbox import Outbox
-from talkie.shell import ports
+from talkie.shell import memory, ports
 from talkie.shell.controls import Controls
 from talkie.shell.link import LinkEvents
 from talkie.shell.timers import Timers
@@ -76,6 +76,7 @@ class Effects:
         self._link_events: LinkEvents | None = None
         #: A released turn waiting for its last audio: (samples still to come, the time limit).
         self._tail: tuple[int, asyncio.TimerHandle] | None = None
+        self._trimmer = memory.Trimmer()
         self._perform: dict[type[m.Effect], Callable[[Any], None]] = {
             m.Connect: self._connect,
             m.Disconnect: self._disconnect,
@@ -254,6 +255,8 @@ class Effects:
         log.log(level, "state: %s", status, extra=self.fields())
         app.notifier.status(status)
         app.on_show(effect.phase, status)
+        if effect.phase is m.Phase.IDLE:
+            self._trimmer.soon()
 
     def pattern(self, phase: m.Phase) -> str:
         """The LED pattern for ``phase``: its own, or ``muted`` while ready with the microphone

@@ -8,6 +8,7 @@ only the device scan used.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 
@@ -34,3 +35,16 @@ def trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # another C library: nothing to give back this way
         pass
+
+
+class Trimmer:
+    """:func:`trim` in a worker thread each time the daemon goes idle (a turn and its answer
+    done): what the turn's messages and buffers freed inside the C heap goes back, and the loop
+    does not wait for it. One at a time; an idle while one runs asks for nothing more."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[None] | None = None
+
+    def soon(self) -> None:
+        if self._running is None or self._running.done():
+            self._running = asyncio.get_running_loop().run_in_executor(None, trim)
