@@ -23,8 +23,22 @@ UPDATE_TIMEOUT=${UPDATE_TIMEOUT:-1800}  # seconds per boot (the first one instal
 # kernel's ALSA loopback in the test copies.
 UPDATE_QEMU_AUDIO=(-audiodev none,id=snd0 -device ich9-intel-hda -device hda-duplex,audiodev=snd0)
 
+# What a user sets, which every update must keep (first boot's talkie.toml on the config
+# partition: a setting and [network] hostname; then a volume the daemon keeps in /var/lib/talkie).
+UPDATE_HOSTNAME=abtest-kitchen UPDATE_MODEL=gemini-3.1-flash-live-preview UPDATE_VOLUME=37
+
+update_boot_toml() {  # the talkie.toml put on the test card's config partition
+    printf '# The A/B update test: a setting and a host name, which both updates must keep.\n'
+    printf '[live]\nmodel = "%s"\n\n[network]\nhostname = "%s"\n' "$UPDATE_MODEL" "$UPDATE_HOSTNAME"
+}
+
+update_level() {  # the volume as volume.json keeps it: 37 -> 0.37
+    awk "BEGIN { print $UPDATE_VOLUME / 100 }"
+}
+
 abtest_script() {
-    cat <<'EOF'
+    sed -e "s/AB_MODEL/$UPDATE_MODEL/g" -e "s/AB_VOLUME/$UPDATE_VOLUME/g" \
+        -e "s/AB_LEVEL/$(update_level)/g" <<'EOF'
 #!/bin/sh
 # Only in the A/B update test's copies (image/ab/update-test.sh): report, then the next step.
 say() { echo "TALKIE-AB $*"; }
@@ -33,6 +47,12 @@ say "boot $(grep -o 'rauc.slot=[AB]' /proc/cmdline) image=$(cat /usr/lib/talkie/
 say "talkie $(show ActiveState talkie)/$(show SubState talkie) NRestarts=$(show NRestarts talkie)"
 say "health $(show Result talkie-health) done-at=$(show ExecMainExitTimestampMonotonic talkie-health)"
 /opt/talkie/bin/talkie ctl status 2>&1 | sed 's/^/TALKIE-AB ctl /'
+# What the user set, which every update must keep: [network] hostname and a [live] model from
+# the config partition's talkie.toml at first boot; the volume set on boot 1 (volume.json).
+say "kept hostname=$(hostname) /etc/hostname=$(cat /etc/hostname)"
+say "kept config $(grep -c '^model = "AB_MODEL"' /etc/talkie/talkie.toml) model line(s) AB_MODEL"
+say "kept daemon $(journalctl -b -o cat -u talkie | grep -o 'starting (config [^)]*)' | tail -1)"
+say "kept state $(cat /var/lib/talkie/volume.json 2>&1 | tr -d '\n')"
 /opt/talkie/bin/talkie update --status 2>&1 | sed 's/^/TALKIE-AB slots /'
 grep -v '^#' /boot/firmware/autoboot.txt | sed 's/^/TALKIE-AB autoboot /'
 journalctl -b -o cat -u talkie-health | grep -v '^ *$' | sed 's/^/TALKIE-AB health-log /'
@@ -45,6 +65,14 @@ step=$(cat /mnt/abtest/step)
 case "$step" in
     0|1)
         bundle=good.raucb; [ "$step" = 1 ] && bundle=broken.raucb
+        if [ "$step" = 0 ]; then
+            # The daemon writes the volume into /var/lib/talkie (the data partition).
+            say "marker $(/opt/talkie/bin/talkie ctl volume AB_VOLUME 2>&1 | tr '\n' ' ')"
+            for _ in 1 2 3 4 5 6 7 8 9 10; do  # (written by the daemon's writer thread)
+                grep -qF '"level":AB_LEVEL,' /var/lib/talkie/volume.json 2>/dev/null && break; sleep 1
+            done
+            sync; say "marker state $(cat /var/lib/talkie/volume.json 2>&1 | tr -d '\n')"
+        fi
         echo $((step + 1)) > /mnt/abtest/step; sync
         say "step $step: talkie update $bundle at uptime=$(cut -d' ' -f1 /proc/uptime)"
         # talkie update reboots with '0 tryboot' itself; its lines stream to the console.
@@ -135,6 +163,9 @@ update_test() {  # update_test IMAGE: exit status 0 when both updates went as th
     cp --sparse=always "$img" "$dir/card.img"
     truncate -s +1G "$dir/card.img"
     add_to_root "$dir/card.img" 5 "$(abtest_cmds "$dir")"
+    update_boot_toml > "$dir/talkie.toml"
+    mcopy -o -i "$dir/card.img@@$(( $(part_field "$dir/card.img" 1 start) * 512 ))" \
+        "$dir/talkie.toml" ::talkie.toml
     update_test_bundles "$base" "$dir" "$release"
     start=$SECONDS
     while [ "$n" -lt "$UPDATE_BOOTS" ]; do
@@ -165,7 +196,7 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
         [ -n "$line" ] || line=$(grep -aoq 'talkie-health: trial boot of slot A' "$f.ab" && echo a \
             || { grep -aoq 'talkie-health: trial boot of slot B' "$f.ab" && echo b; } || echo '?')
         order="$order${line}"
-        sed -n 's/.*\(talkie-health: .*\)/\1/p; s/.*\(TALKIE-AB \(boot\|talkie\|health \|step\|installed\|install failed\|slots\|ctl \(slot\|image\|microphone_stream\|state\)\).*\)/\1/p' "$f.ab" \
+        sed -n 's/.*\(talkie-health: .*\)/\1/p; s/.*\(TALKIE-AB \(boot\|talkie\|health \|step\|installed\|install failed\|slots\|kept\|marker\|ctl \(slot\|image\|microphone_stream\|state\|volume\)\).*\)/\1/p' "$f.ab" \
             | sed "s|^|$(basename "$f" .log): |"
     done
     say "update test: slots booted, in order: $order (a = a trial that never reported)"
@@ -181,6 +212,30 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
         || { echo "update test: FAIL: the test did not finish on boot 4" >&2; bad=1; }
     grep -aq 'TALKIE-AB boot rauc.slot=B image=.*+update-test' "$logs/boot-4.log" 2>/dev/null \
         || { echo "update test: FAIL: boot 4 is not the first update's slot B" >&2; bad=1; }
-    [ "$bad" = 0 ] && say "update test: PASS: update committed after its trial; broken update rolled back by itself"
+    update_kept "$logs" || bad=1
+    [ "$bad" = 0 ] && say "update test: PASS: update committed after its trial; broken update rolled back by itself; settings, state and host name kept"
+    return "$bad"
+}
+
+update_kept() {  # update_kept LOGDIR: what the user set on boot 1 is there, and used, on boots 2
+    # (the update) and 4 (back from the broken one)
+    local logs=$1 bad=0 n log state
+    state="{\"level\":$(update_level),"
+    grep -aqF "TALKIE-AB marker state $state" "$logs/boot-1.log.ab" 2>/dev/null \
+        || { echo "update test: FAIL: boot 1 did not set the volume (/var/lib/talkie/volume.json)" >&2; bad=1; }
+    for n in 1 2 4; do
+        log=$logs/boot-$n.log.ab  # (update_verdict's: TALKIE-AB lines, no CRs)
+        grep -aq "TALKIE-AB kept hostname=$UPDATE_HOSTNAME /etc/hostname=$UPDATE_HOSTNAME\$" "$log" 2>/dev/null \
+            || { echo "update test: FAIL: boot $n: the host name is not $UPDATE_HOSTNAME ([network] hostname)" >&2; bad=1; }
+        grep -aq "TALKIE-AB kept config 1 model line(s) $UPDATE_MODEL" "$log" 2>/dev/null \
+            || { echo "update test: FAIL: boot $n: /etc/talkie/talkie.toml lost model = \"$UPDATE_MODEL\"" >&2; bad=1; }
+        grep -aq "TALKIE-AB kept daemon starting (config /etc/talkie/talkie.toml, model $UPDATE_MODEL)" "$log" 2>/dev/null \
+            || { echo "update test: FAIL: boot $n: talkie did not start with model $UPDATE_MODEL" >&2; bad=1; }
+        [ "$n" = 1 ] && continue
+        grep -aqF "TALKIE-AB kept state $state" "$log" 2>/dev/null \
+            || { echo "update test: FAIL: boot $n: /var/lib/talkie/volume.json lost the volume" >&2; bad=1; }
+        grep -aq "TALKIE-AB ctl volume: $UPDATE_VOLUME\$" "$log" 2>/dev/null \
+            || { echo "update test: FAIL: boot $n: talkie's volume is not $UPDATE_VOLUME (ctl status)" >&2; bad=1; }
+    done
     return "$bad"
 }

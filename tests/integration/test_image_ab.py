@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from talkie import config
+from talkie.provision import network
 from talkie.system import slots
 from tests.integration.test_systemd_units import ENV, tool
 
@@ -174,14 +176,23 @@ def test_how_a_boot_ended_sets_the_one_shot_tryboot_flag(tmp_path, tail, ending)
     assert ab(f'fw_ending "{log}"').stdout.strip() == ending
 
 
+# What the test unit prints on a boot where the user's settings are there (update-test.sh).
+KEPT = ("TALKIE-AB kept hostname=abtest-kitchen /etc/hostname=abtest-kitchen\n"
+        "TALKIE-AB kept config 1 model line(s) gemini-3.1-flash-live-preview\n"
+        "TALKIE-AB kept daemon starting (config /etc/talkie/talkie.toml, "
+        "model gemini-3.1-flash-live-preview)\n")
+STATE = 'TALKIE-AB kept state {"level":0.37,"muted":false,"configured":1.0}\nTALKIE-AB ctl volume: 37\n'
 BOOTS = {
-    1: "TALKIE-AB boot rauc.slot=A image=r1 uptime=90\nTALKIE-AB step 0: talkie update good.raucb\n",
+    1: "TALKIE-AB boot rauc.slot=A image=r1 uptime=90\nTALKIE-AB ctl volume: 100\n" + KEPT
+       + 'TALKIE-AB marker state {"level":0.37,"muted":false,"configured":1.0}\n'
+       "TALKIE-AB step 0: talkie update good.raucb\n",
     2: "talkie-health: trial boot of slot B: waiting\ntalkie-health: slot B committed: it is the "
-       "default from now on\nTALKIE-AB boot rauc.slot=B image=r1+update-test uptime=120\n",
+       "default from now on\nTALKIE-AB boot rauc.slot=B image=r1+update-test uptime=120\n"
+       + KEPT + STATE,
     3: "talkie-health: trial boot of slot A: waiting\ntalkie-health: slot A failed its trial: "
        "marking it bad\nTALKIE-AB boot rauc.slot=A image=r1+broken-for-test uptime=80\n",
     4: "TALKIE-AB boot rauc.slot=B image=r1+update-test uptime=95\nTALKIE-AB talkie "
-       "active/running NRestarts=0\nTALKIE-AB step 2: done\n",
+       "active/running NRestarts=0\n" + KEPT + STATE + "TALKIE-AB step 2: done\n",
 }
 
 
@@ -191,6 +202,15 @@ BOOTS = {
     ({3: ("failed its trial", "committed")}, "did not fail its health check"),
     ({4: ("rauc.slot=B", "rauc.slot=A")}, "the slots booted were ABAA"),
     ({4: ("active/running", "failed/failed")}, "talkie is not READY"),
+    ({2: ("hostname=abtest-kitchen /etc/hostname=abtest-kitchen",
+          "hostname=talkie /etc/hostname=talkie")}, "boot 2: the host name is not abtest-kitchen"),
+    ({4: ("config 1 model", "config 0 model")}, "boot 4: /etc/talkie/talkie.toml lost model"),
+    ({2: ("model gemini-3.1-flash-live-preview)", "model gemini-3.8-live)")},
+     "boot 2: talkie did not start with model"),
+    ({4: ('state {"level":0.37', "state cat: /var/lib/talkie/volume.json: No such file")},
+     "boot 4: /var/lib/talkie/volume.json lost the volume"),
+    ({2: ("ctl volume: 37", "ctl volume: 100")}, "boot 2: talkie's volume is not 37"),
+    ({1: ("marker state", "marker none")}, "boot 1 did not set the volume"),
 ])
 def test_the_update_test_verdict(tmp_path, change, verdict):
     for n, text in BOOTS.items():
@@ -200,3 +220,75 @@ def test_the_update_test_verdict(tmp_path, change, verdict):
     result = ab(f'update_verdict "{tmp_path}"')
     assert verdict in result.stdout + result.stderr
     assert (result.returncode == 0) == (verdict == "PASS")
+
+
+def test_the_update_tests_settings_are_valid_and_checked_by_its_unit(tmp_path):
+    script = ab("abtest_script").stdout
+    assert "AB_" not in script
+    assert """grep -qF '"level":0.37,' /var/lib/talkie/volume.json""" in script
+    assert "grep -c '^model = \"gemini-3.1-flash-live-preview\"' /etc/talkie/talkie.toml" in script
+    assert "talkie ctl volume 37" in script
+    assert subprocess.run(["sh", "-n"], input=script, text=True, timeout=10).returncode == 0
+    # The talkie.toml the card's config partition gets, as talkie firstboot takes it.
+    text = ab("update_boot_toml").stdout
+    net = network.check("talkie.toml", text)
+    assert net is not None and net.hostname == "abtest-kitchen"
+    staged = tmp_path / "talkie.toml"
+    staged.write_text(network.strip(text))
+    assert config.load(staged).live.model == "gemini-3.1-flash-live-preview"
+
+
+STUBS = {  # mount TYPE DEVICE DIR: DIR becomes the "device" (a folder); umount DIR: undone
+    "mount": '#!/bin/sh\nshift 2; rmdir "$2" && ln -s "$1" "$2"\n',
+    "umount": '#!/bin/sh\nrm "$1" && mkdir "$1"\n',
+}
+
+
+def post_install(tmp_path: Path, hostname: str | None) -> subprocess.CompletedProcess:
+    """rauc-post-install as RAUC runs it after writing slot group B (rootfs.1 + boot.1), the
+    slots' devices folders, the running system's root at ``tmp_path / "running"``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in STUBS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    running, root, boot = tmp_path / "running", tmp_path / "p6", tmp_path / "p3"
+    for folder in (running / "etc", root / "etc", boot, tmp_path / "tmp"):
+        folder.mkdir(parents=True)
+    if hostname is not None:
+        (running / "etc" / "hostname").write_text(hostname + "\n")
+    (root / "etc" / "hostname").write_text("talkie\n")
+    (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\ttalkie\n::1\t\tlocalhost\n")
+    (boot / "cmdline.txt").write_text("console=tty0 root=PARTUUID=7a1c1e01-05 rw rauc.slot=A\n")
+    env = {**ENV, "PATH": f"{bin_dir}:{ENV.get('PATH', '/usr/bin:/bin')}",
+           "TMPDIR": str(tmp_path / "tmp"),
+           "TALKIE_CARRY_FROM": str(running), "RAUC_TARGET_SLOTS": "1 2",
+           "RAUC_SLOT_CLASS_1": "rootfs", "RAUC_SLOT_DEVICE_1": str(root),
+           "RAUC_SLOT_NAME_1": "rootfs.1", "RAUC_SLOT_BOOTNAME_1": "B",
+           "RAUC_SLOT_CLASS_2": "boot", "RAUC_SLOT_DEVICE_2": str(boot),
+           "RAUC_SLOT_NAME_2": "boot.1", "RAUC_SLOT_PARENT_2": "rootfs.1"}
+    # The device's basename is its PARTUUID (/dev/disk/by-partuuid/7a1c1e01-06).
+    root.rename(tmp_path / "7a1c1e01-06")
+    env["RAUC_SLOT_DEVICE_1"] = str(tmp_path / "7a1c1e01-06")
+    return subprocess.run([str(AB / "rauc-post-install")], capture_output=True, text=True,
+                          timeout=30, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_post_install_points_the_boot_slot_at_its_root_and_carries_the_host_name(tmp_path):
+    result = post_install(tmp_path, "kitchen-talkie")
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "7a1c1e01-06"
+    assert (tmp_path / "p3" / "cmdline.txt").read_text() == (
+        "console=tty0 root=PARTUUID=7a1c1e01-06 rw rauc.slot=B\n")
+    assert (root / "etc" / "hostname").read_text() == "kitchen-talkie\n"
+    hosts = (root / "etc" / "hosts").read_text().splitlines()
+    assert hosts == ["127.0.0.1\tlocalhost", "::1\t\tlocalhost", "127.0.1.1\tkitchen-talkie"]
+    assert "host name kitchen-talkie" in result.stdout
+    assert list((tmp_path / "tmp").iterdir()) == []  # the mount points, removed
+
+
+def test_post_install_leaves_the_new_roots_host_name_without_one_here(tmp_path):
+    result = post_install(tmp_path, None)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "7a1c1e01-06" / "etc" / "hostname").read_text() == "talkie\n"
+    assert "rauc.slot=B" in (tmp_path / "p3" / "cmdline.txt").read_text()
