@@ -16,9 +16,10 @@ native_python_tar() {  # the suite's python3 for this machine, as a cached tarba
     local arch tar
     arch=$(dpkg --print-architecture)
     tar=$CACHE/python-$SUITE-$arch.tar
-    if [ ! -s "$tar" ]; then
+    if [ ! -f "$tar" ] || [ ! -s "$tar" ]; then
+        rm -rf "$tar" "$tar.part"
         say "bytecode: mmdebstrap $SUITE $arch with python3 (native, to compile the image's bytecode)" >&2
-        mmdebstrap --arch="$arch" --variant=minbase \
+        mmdebstrap --arch="$arch" --variant=minbase --format=tar \
             --include="python3-minimal,libpython$PY_VERSION-stdlib" \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/locale/*' \
