@@ -25,7 +25,7 @@ Type=oneshot
 StandardOutput=journal+console
 StandardError=journal+console
 TimeoutStartSec=300
-ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; echo "TALKIE-SMOKE root-size \$\$(findmnt -no SIZE /) data \$\$(findmnt -no SIZE /data) \$\$(grep -o "rauc.slot=[AB]" /proc/cmdline) (\$\$(systemctl show -P Result talkie-grow))"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
+ExecStart=/bin/sh -c 'for i in \$\$(seq 120); do [ "\$\$(systemctl show -P SubState talkie)" = running ] && break; sleep 1; done; echo "TALKIE-SMOKE first running after \$\$i s; watching for $SMOKE_WAIT s"; sleep $SMOKE_WAIT; systemctl show talkie -p ActiveState,SubState,StatusText,NRestarts,Result | sed "s/^/TALKIE-SMOKE /"; echo "TALKIE-SMOKE system \$\$(systemctl is-system-running)"; echo "TALKIE-SMOKE hostname \$\$(hostname)"; echo "TALKIE-SMOKE memory \$\$(grep VmRSS /proc/\$\$(systemctl show -P MainPID talkie)/status)"; echo "TALKIE-SMOKE root-size \$\$(findmnt -no SIZE /) data \$\$(findmnt -no SIZE /data) \$\$(grep -o "rauc.slot=[AB]" /proc/cmdline) (\$\$(systemctl show -P Result talkie-grow))"; ls /boot/firmware | grep talkie | sed "s/^/TALKIE-SMOKE boot-file /"; systemctl --failed --plain --no-legend | sed "s/^/TALKIE-SMOKE failed-unit /"; journalctl -b -o short-monotonic --no-pager -u talkie -u talkie-firstboot | sed "s/^/TALKIE-SMOKE journal /"; echo TALKIE-SMOKE end'
 
 [Install]
 WantedBy=multi-user.target
@@ -142,7 +142,7 @@ smoke_verdict() {  # smoke_verdict LOG: exit status 0 when talkie was READY and 
     tr -d '\r' < "$log" | grep -a 'TALKIE-SMOKE' | grep -av 'ExecStart=' > "$log.smoke" || true
     grep -aq '^TALKIE-SMOKE end' "$log.smoke" || grep -aq 'TALKIE-SMOKE end' "$log.smoke" \
         || { echo "smoke: FAIL: the smoke unit did not finish (see $log)" >&2; return 1; }
-    sed -n 's/.*\(TALKIE-SMOKE \(ActiveState\|SubState\|StatusText\|NRestarts\|Result\|system\|first\|failed-unit\|hostname\|root-size\|boot-file\).*\)/\1/p' \
+    sed -n 's/.*\(TALKIE-SMOKE \(ActiveState\|SubState\|StatusText\|NRestarts\|Result\|system\|first\|failed-unit\|hostname\|memory\|root-size\|boot-file\).*\)/\1/p' \
         "$log.smoke"
     for line in ActiveState=active SubState=running NRestarts=0 Result=success; do
         grep -aq "TALKIE-SMOKE $line\$" "$log.smoke" \

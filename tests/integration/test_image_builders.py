@@ -254,6 +254,7 @@ TALKIE-SMOKE SubState=running
 TALKIE-SMOKE StatusText=idle; faults: no microphone; no GPIO; no API key
 TALKIE-SMOKE NRestarts=0
 TALKIE-SMOKE Result=success
+TALKIE-SMOKE memory VmRSS:	   61234 kB
 TALKIE-SMOKE root-size    2.1G (success)
 TALKIE-SMOKE journal [   20.1] talkie[301]: started
 TALKIE-SMOKE end
@@ -281,6 +282,13 @@ def test_the_serial_log_verdict(tmp_path, change, verdict):
     result = smoke("smoke_verdict", str(log))
     assert verdict in result.stdout + result.stderr
     assert (result.returncode == 0) == (verdict == "PASS")
+
+
+def test_the_verdict_shows_what_talkie_holds_in_memory(tmp_path):
+    log = tmp_path / "serial.log"
+    log.write_text(READY)
+    result = smoke("smoke_verdict", str(log))
+    assert "TALKIE-SMOKE memory VmRSS:\t   61234 kB" in result.stdout
 
 
 # ---- the wheelhouse both builders install from (the slow part that needs no bootstrap)
