@@ -107,6 +107,8 @@ class SpeexEcho:
         self._mic = np.zeros(self.frame, dtype=np.int16)
         self._ref = np.zeros(self.frame, dtype=np.int16)
         self._out = np.zeros(self.frame, dtype=np.int16)
+        #: The last frame's linear canceller output, before the residual echo suppressor.
+        self.linear = np.zeros(self.frame, dtype=np.int16)
         i16p = ctypes.POINTER(ctypes.c_int16)
         self._mic_p = self._mic.ctypes.data_as(i16p)
         self._ref_p = self._ref.ctypes.data_as(i16p)
@@ -118,6 +120,7 @@ class SpeexEcho:
         self._mic[:] = mic
         self._ref[:] = ref
         self._lib.speex_echo_cancellation(self._echo, self._mic_p, self._ref_p, self._out_p)
+        self.linear[:] = self._out
         self._lib.speex_preprocess_run(self._pp, self._out_p)
         return self._out
 

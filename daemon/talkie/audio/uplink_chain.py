@@ -45,6 +45,7 @@ class MicChain:
         gate: Any = None,
         canceller: Any = None,
         reference: Any = None,
+        coherence: Any = None,
         chunk_ms: int = 20,
         preroll_ms: int = 300,
         rate: int = 16000,
@@ -63,6 +64,8 @@ class MicChain:
         self.gate = gate
         self.canceller = canceller
         self.reference = reference
+        #: Of what the canceller left with the reference (``EchoCoherence``; None: not measured).
+        self.coherence = coherence
         self.rate = rate
         self.frame = rate * 10 // 1000
         self.chunk = np.zeros(rate * chunk_ms // 1000, dtype=np.int16)
@@ -76,6 +79,7 @@ class MicChain:
         self._carried = 0
         self._ref_db = -120.0
         self._cancelling = False
+        self._coherence_fed = False
         self.frames = 0
 
     @property
@@ -150,6 +154,7 @@ class MicChain:
         self.frames += 1
         out: np.ndarray | None = mic
         ref_db = ref_now_db = -120.0
+        coherent: Callable[[], float] | None = None
         if self.reference is not None:
             ref = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
@@ -160,6 +165,7 @@ class MicChain:
             ref_db = self._ref_db
             if self.echo == "aec":
                 out = self._cancel(mic, ref, ref_db > FAR_DB)
+                coherent = self._coherent(ref)
         if out is not None:
             self._keep(out)
         if not self.barge_in:
@@ -183,11 +189,27 @@ class MicChain:
             level_db(mic) if aec and ref_db > FAR_DB else -120.0,
             aec and playing,
             ref_now_db if aec else None,
+            coherent,
         )
         if decision == START:
             self._onset_at = self._preroll.written - self.gate.onset_frames * self.frame
         if decision:
             self.on_speech(decision == START)
+
+    def _coherent(self, ref: np.ndarray) -> Callable[[], float] | None:
+        """What the canceller just left goes into the coherence's history; returns how to
+        measure it (None while the canceller is off: the history is forgotten then)."""
+        if self.coherence is None:
+            return None
+        linear = getattr(self.canceller, "linear", None)
+        if not self._cancelling or linear is None:
+            if self._coherence_fed:
+                self.coherence.reset()
+                self._coherence_fed = False
+            return None
+        self._coherence_fed = True
+        self.coherence.push(ref, linear)
+        return self.coherence.measure
 
     def _cancel(self, mic: np.ndarray, ref: np.ndarray, far: bool) -> np.ndarray | None:
         """The echo canceller runs while the speaker plays (and its echo lasts); the rest of the

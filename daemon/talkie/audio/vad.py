@@ -19,7 +19,8 @@ counts a frame as the user's voice only when all of these hold:
   changed, makes the gate deaf to speech over the speaker rather than fooled by it; and echo control
   took at most ``removed_db`` off the frame (a frame that is mostly the user loses little to it; a
   burst of residual echo, as when a new voice excites bands the canceller has not learnt yet, has
-  lost more).
+  lost more); and what the canceller left is not still the echo (its ``coherence`` with the
+  reference below ``COHERENT``: :mod:`talkie.audio.coherence`).
 
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
 and **ends** after ``end_ms`` without a voiced frame.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -57,6 +59,8 @@ ONSET_DB = 12.0
 #: ... with gaps of at most this many frames between them, at most this many frames back.
 ONSET_GAP = 30
 ONSET_MAX = 100
+#: What the canceller left, this coherent with the reference (0-1), is the echo's, not a voice.
+COHERENT = 0.6
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -136,11 +140,13 @@ class SpeechGate:
         mic_db: float = -120.0,
         busy: bool = False,
         ref_now_db: float | None = None,
+        coherence: Callable[[], float] | None = None,
     ) -> bool:
         """Is this (echo-cancelled) frame the user's voice? ``ref_db``: the reference's level over
         the last echo tail (-120 while the speaker is silent); ``busy``: an answer is under way
         (its pauses included); ``ref_now_db``: the reference's level in this frame (None: as
-        ``ref_db``). Updates the trackers."""
+        ``ref_db``); ``coherence``: measures what the canceller left against the reference
+        (asked only for a frame that would otherwise be voiced). Updates the trackers."""
         tail = ref_now_db is not None and ref_now_db < ref_db - TAIL_DB
         gain = self.tail_gain_db if tail else self.residual_gain_db
         out_db = level_db(out)
@@ -156,6 +162,8 @@ class SpeechGate:
             need = max(need, guard, self.far_min_level_db, mic_db - self.removed_db)
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         said = self._vad.is_speech(out.tobytes(), self.rate)
+        if said and out_db >= lenient and ref_db > FAR_DB and coherence is not None:
+            said = coherence() <= COHERENT  # else what the canceller left is still the echo
         speech = out_db >= need and said
         self._track_onset(said and out_db >= lenient)
         if not speech:
@@ -198,10 +206,11 @@ class SpeechGate:
         mic_db: float = -120.0,
         busy: bool = False,
         ref_now_db: float | None = None,
+        coherence: Callable[[], float] | None = None,
     ) -> int:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
-        voiced = self.voiced_frame(out, ref_db, mic_db, busy, ref_now_db)
+        voiced = self.voiced_frame(out, ref_db, mic_db, busy, ref_now_db, coherence)
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames:

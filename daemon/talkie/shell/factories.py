@@ -46,7 +46,7 @@ def _default_mic_chain(settings: Settings, playback: Any, **kw: Any) -> ports.Mi
     from talkie.audio.uplink_chain import MicChain
 
     audio = settings.audio
-    echo, canceller, reference, gate = audio.echo, None, None, None
+    echo, canceller, reference, gate, coherence = audio.echo, None, None, None, None
     if echo == "aec":
         from talkie.audio.devices import AudioError
         from talkie.audio.echo import SpeexEcho
@@ -57,9 +57,11 @@ def _default_mic_chain(settings: Settings, playback: Any, **kw: Any) -> ports.Mi
             log.warning("%s; using half_duplex", exc)
             echo = "half_duplex"
     if echo == "aec":
+        from talkie.audio.coherence import EchoCoherence
         from talkie.audio.reference import EchoReference
 
         reference = EchoReference(playback, INPUT_RATE)
+        coherence = EchoCoherence(INPUT_RATE, lead=round(reference.lead_ms * INPUT_RATE / 1000))
     if audio.barge_in:
         from talkie.audio.vad import SpeechGate
 
@@ -76,6 +78,7 @@ def _default_mic_chain(settings: Settings, playback: Any, **kw: Any) -> ports.Mi
         gate=gate,
         canceller=canceller,
         reference=reference,
+        coherence=coherence,
         chunk_ms=audio.chunk_ms,
         preroll_ms=audio.preroll_ms,
         rate=INPUT_RATE,
