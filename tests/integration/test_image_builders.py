@@ -186,6 +186,9 @@ def test_run_copies_source_and_wheels_where_run_chroot_installs_from(tmp_path):
     assert (rootfs / "tmp/wheelhouse/talkie-0.1.0-py3-none-any.whl").exists()
     chroot = (STAGE / "00-talkie" / "02-run-chroot.sh").read_text().splitlines()
     assert "/tmp/talkie-src/image/install-talkie --root / --wheelhouse /tmp/wheelhouse" in chroot
+    # the -OO bytecode talkie.service (PYTHONOPTIMIZE=2) imports, made after the clean-up
+    compile_at = next(i for i, line in enumerate(chroot) if "-OO -m compileall" in line)
+    assert compile_at > next(i for i, line in enumerate(chroot) if "__pycache__" in line)
 
 
 @pytest.mark.parametrize("builder", ["image/build", "image/pi-gen/build"])
