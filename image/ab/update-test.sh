@@ -202,40 +202,43 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
     say "update test: slots booted, in order: $order (a = a trial that never reported)"
     [ "$order" = ABaB ] || [ "$order" = ABAB ] \
         || { echo "update test: FAIL: the slots booted were $order, not A B (A) B" >&2; bad=1; }
-    grep -aq 'talkie-health: slot B committed' "$logs/boot-2.log" 2>/dev/null \
-        || { echo "update test: FAIL: the update was not committed on its trial boot (boot 2)" >&2; bad=1; }
-    grep -aq 'talkie-health: slot A failed its trial' "$logs/boot-3.log" 2>/dev/null \
-        || { echo "update test: FAIL: the broken update's trial boot (boot 3) did not fail its health check" >&2; bad=1; }
-    grep -aq 'TALKIE-AB talkie active/running' "$logs/boot-4.log" 2>/dev/null \
-        || { echo "update test: FAIL: talkie is not READY back on the previous slot (boot 4)" >&2; bad=1; }
-    grep -aq 'TALKIE-AB step 2: done' "$logs/boot-4.log" 2>/dev/null \
-        || { echo "update test: FAIL: the test did not finish on boot 4" >&2; bad=1; }
-    grep -aq 'TALKIE-AB boot rauc.slot=B image=.*+update-test' "$logs/boot-4.log" 2>/dev/null \
-        || { echo "update test: FAIL: boot 4 is not the first update's slot B" >&2; bad=1; }
+    must_find -aq "$logs/boot-2.log" 'talkie-health: slot B committed' \
+        "the update was not committed on its trial boot (boot 2)" || bad=1
+    must_find -aq "$logs/boot-3.log" 'talkie-health: slot A failed its trial' \
+        "the broken update's trial boot (boot 3) did not fail its health check" || bad=1
+    must_find -aq "$logs/boot-4.log" 'TALKIE-AB talkie active/running' \
+        "talkie is not READY back on the previous slot (boot 4)" || bad=1
+    must_find -aq "$logs/boot-4.log" 'TALKIE-AB step 2: done' "the test did not finish on boot 4" || bad=1
+    must_find -aq "$logs/boot-4.log" 'TALKIE-AB boot rauc.slot=B image=.*+update-test' \
+        "boot 4 is not the first update's slot B" || bad=1
     update_kept "$logs" || bad=1
     [ "$bad" = 0 ] && say "update test: PASS: update committed after its trial; broken update rolled back by itself; settings, state and host name kept"
     return "$bad"
+}
+
+must_find() {  # must_find GREP-FLAGS FILE PATTERN WHAT: a FAIL line naming WHAT unless FILE has it
+    grep "$1" -- "$3" "$2" 2>/dev/null || { echo "update test: FAIL: $4" >&2; return 1; }
 }
 
 update_kept() {  # update_kept LOGDIR: what the user set on boot 1 is there, and used, on boots 2
     # (the update) and 4 (back from the broken one)
     local logs=$1 bad=0 n log state
     state="{\"level\":$(update_level),"
-    grep -aqF "TALKIE-AB marker state $state" "$logs/boot-1.log.ab" 2>/dev/null \
-        || { echo "update test: FAIL: boot 1 did not set the volume (/var/lib/talkie/volume.json)" >&2; bad=1; }
+    must_find -aqF "$logs/boot-1.log.ab" "TALKIE-AB marker state $state" \
+        "boot 1 did not set the volume (/var/lib/talkie/volume.json)" || bad=1
     for n in 1 2 4; do
         log=$logs/boot-$n.log.ab  # (update_verdict's: TALKIE-AB lines, no CRs)
-        grep -aq "TALKIE-AB kept hostname=$UPDATE_HOSTNAME /etc/hostname=$UPDATE_HOSTNAME\$" "$log" 2>/dev/null \
-            || { echo "update test: FAIL: boot $n: the host name is not $UPDATE_HOSTNAME ([network] hostname)" >&2; bad=1; }
-        grep -aq "TALKIE-AB kept config 1 model line(s) $UPDATE_MODEL" "$log" 2>/dev/null \
-            || { echo "update test: FAIL: boot $n: /etc/talkie/talkie.toml lost model = \"$UPDATE_MODEL\"" >&2; bad=1; }
-        grep -aq "TALKIE-AB kept daemon starting (config /etc/talkie/talkie.toml, model $UPDATE_MODEL)" "$log" 2>/dev/null \
-            || { echo "update test: FAIL: boot $n: talkie did not start with model $UPDATE_MODEL" >&2; bad=1; }
+        must_find -aq "$log" "TALKIE-AB kept hostname=$UPDATE_HOSTNAME /etc/hostname=$UPDATE_HOSTNAME\$" \
+            "boot $n: the host name is not $UPDATE_HOSTNAME ([network] hostname)" || bad=1
+        must_find -aq "$log" "TALKIE-AB kept config 1 model line(s) $UPDATE_MODEL" \
+            "boot $n: /etc/talkie/talkie.toml lost model = \"$UPDATE_MODEL\"" || bad=1
+        must_find -aq "$log" "TALKIE-AB kept daemon starting (config /etc/talkie/talkie.toml, model $UPDATE_MODEL)" \
+            "boot $n: talkie did not start with model $UPDATE_MODEL" || bad=1
         [ "$n" = 1 ] && continue
-        grep -aqF "TALKIE-AB kept state $state" "$log" 2>/dev/null \
-            || { echo "update test: FAIL: boot $n: /var/lib/talkie/volume.json lost the volume" >&2; bad=1; }
-        grep -aq "TALKIE-AB ctl volume: $UPDATE_VOLUME\$" "$log" 2>/dev/null \
-            || { echo "update test: FAIL: boot $n: talkie's volume is not $UPDATE_VOLUME (ctl status)" >&2; bad=1; }
+        must_find -aqF "$log" "TALKIE-AB kept state $state" \
+            "boot $n: /var/lib/talkie/volume.json lost the volume" || bad=1
+        must_find -aq "$log" "TALKIE-AB ctl volume: $UPDATE_VOLUME\$" \
+            "boot $n: talkie's volume is not $UPDATE_VOLUME (ctl status)" || bad=1
     done
     return "$bad"
 }
