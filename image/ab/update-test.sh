@@ -202,15 +202,16 @@ update_verdict() {  # update_verdict LOGDIR: the boots went A, B (trial, committ
     say "update test: slots booted, in order: $order (a = a trial that never reported)"
     [ "$order" = ABaB ] || [ "$order" = ABAB ] \
         || { echo "update test: FAIL: the slots booted were $order, not A B (A) B" >&2; bad=1; }
-    must_find -aq "$logs/boot-2.log" 'talkie-health: slot B committed' \
-        "the update was not committed on its trial boot (boot 2)" || bad=1
-    must_find -aq "$logs/boot-3.log" 'talkie-health: slot A failed its trial' \
-        "the broken update's trial boot (boot 3) did not fail its health check" || bad=1
-    must_find -aq "$logs/boot-4.log" 'TALKIE-AB talkie active/running' \
-        "talkie is not READY back on the previous slot (boot 4)" || bad=1
-    must_find -aq "$logs/boot-4.log" 'TALKIE-AB step 2: done' "the test did not finish on boot 4" || bad=1
-    must_find -aq "$logs/boot-4.log" 'TALKIE-AB boot rauc.slot=B image=.*+update-test' \
-        "boot 4 is not the first update's slot B" || bad=1
+    local file pattern what
+    while IFS='|' read -r file pattern what; do
+        must_find -aq "$logs/$file" "$pattern" "$what" || bad=1
+    done <<'CHECKS'
+boot-2.log|talkie-health: slot B committed|the update was not committed on its trial boot (boot 2)
+boot-3.log|talkie-health: slot A failed its trial|the broken update's trial boot (boot 3) did not fail its health check
+boot-4.log|TALKIE-AB talkie active/running|talkie is not READY back on the previous slot (boot 4)
+boot-4.log|TALKIE-AB step 2: done|the test did not finish on boot 4
+boot-4.log|TALKIE-AB boot rauc.slot=B image=.*+update-test|boot 4 is not the first update's slot B
+CHECKS
     update_kept "$logs" || bad=1
     [ "$bad" = 0 ] && say "update test: PASS: update committed after its trial; broken update rolled back by itself; settings, state and host name kept"
     return "$bad"
