@@ -44,6 +44,7 @@ from tests.support.daemon import BUTTON, started_app  # noqa: E402
 from tests.support.live_double import AutoReply, LiveDouble  # noqa: E402
 
 KEY = "AIzaSy-loadbench-0123456789abcdef"
+RATE = 16000
 WINDOW = 800  # 50 ms at 16 kHz
 
 
@@ -58,9 +59,12 @@ def speech(path: Path, seconds: float) -> Path:
     return path
 
 
-def lost_samples(played: np.ndarray, sent: np.ndarray) -> int:
-    """Samples of ``played`` missing from ``sent`` (or garbled): 50 ms windows that do not match."""
+def lost_samples(played: np.ndarray, sent: np.ndarray, where: list[int] | None = None) -> int:
+    """Samples of ``played`` missing from ``sent`` (or garbled): 50 ms windows that do not match
+    (their starts, in ms into the phrase, appended to ``where``)."""
+    where = [] if where is None else where
     if len(sent) < WINDOW:
+        where.append(0)
         return len(played)
     lag, _ = align(played, sent)
     lost = 0
@@ -71,11 +75,13 @@ def lost_samples(played: np.ndarray, sent: np.ndarray) -> int:
             continue
         if j < 0 or j + WINDOW > len(sent):
             lost += WINDOW
+            where.append(i * 1000 // RATE)
             continue
         b = sent[j:j + WINDOW].astype(np.float64)
         denom = float(np.sqrt(np.dot(a, a) * np.dot(b, b))) or 1.0
         if float(np.dot(a, b)) / denom < 0.9:
             lost += WINDOW
+            where.append(i * 1000 // RATE)
     return lost
 
 
@@ -139,10 +145,14 @@ def run(args, loaded: bool) -> dict:
         elif m.kind == "activity_end" and current is not None:
             per_turn.append(np.frombuffer(b"".join(current), dtype=np.int16))
             current = None
-    lost = sum(lost_samples(played, sent) for sent in per_turn)
+    where: list[int] = []
+    lost = sum(lost_samples(played, sent, where) for sent in per_turn)
     lost += len(played) * max(0, args.turns - len(per_turn))
     return {
         "mic_samples_lost": int(lost),
+        # where in the phrase (ms) the lost 50 ms windows began, of every turn: the first or the
+        # last windows are the press or the release, the others the loop
+        "mic_lost_windows_ms": where,
         "turns_sent": len(per_turn),
         "capture_overflows": got["capture_overflows"],
         "capture_batches": got["capture_batches"],

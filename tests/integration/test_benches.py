@@ -46,4 +46,4 @@ def test_bench_prints_its_figures_as_the_last_line(script, args, keys, pulse):
     assert all(isinstance(figures[k], (int, float)) and figures[k] > 0 for k in keys)
     zeros = ZEROS.get(script, set())
     assert zeros <= figures.keys()
-    assert {k: figures[k] for k in zeros} == dict.fromkeys(zeros, 0)
+    assert {k: figures[k] for k in zeros} == dict.fromkeys(zeros, 0), figures
