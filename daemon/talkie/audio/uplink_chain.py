@@ -117,6 +117,7 @@ class MicChain:
         the partial frame is dropped, the gate starts its decision afresh, and the echo
         reference counts them as read."""
         self._carried = 0
+        self._onset_at = None
         if self.gate is not None:
             self.gate.reset()
         if self.reference is not None:
@@ -193,6 +194,8 @@ class MicChain:
         )
         if decision == START:
             self._onset_at = self._preroll.written - self.gate.onset_frames * self.frame
+        elif decision:  # that voice ended unsent: a later press gets the plain pre-roll
+            self._onset_at = None
         if decision:
             self.on_speech(decision == START)
 
