@@ -101,8 +101,8 @@ def test_the_chain_measures_what_the_canceller_left_while_it_runs():
     seen, fed = [], []
     for i, b in enumerate(blocks(mic)):
         ch.push(b.tobytes(), i * 160 / RATE)
-        fed.append(coh._filled)
-        seen.append(coh.measure() if coh._filled else 0.0)
+        fed.append(coh.pushed)
+        seen.append(coh.measure() if coh.pushed else 0.0)
     # the first half second, before the canceller has learnt the room, is its echo; after the
     # speaker's last sound (and its tail) the measure is off and forgotten
     assert max(seen[10:60]) > COHERENT

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from talkie.audio.ring import Ring
+
 #: Window (samples at 16 kHz: 32 ms), the weight of each earlier frame in the smoothed spectra,
 #: and how many frames they are smoothed over (0.8 ** 8: what is older weighs 17 %).
 WINDOW = 512
@@ -30,15 +32,15 @@ BAND_HZ = (200.0, 4000.0)
 
 
 class EchoCoherence:
-    """``push`` the reference block and the canceller's linear output of each 10 ms frame (a
-    copy into two rings: cheap); :meth:`measure` the coherence when it is wanted, for the few
+    """``push`` the reference block and the canceller's linear output of each 10 ms frame (into
+    two history rings: cheap); :meth:`measure` the coherence when it is wanted, for the few
     frames the speech gate would otherwise take for a voice (eight windows' spectra then)."""
 
     def __init__(self, rate: int = 16000, frame: int = 160, lead: int = 320) -> None:
         self.rate, self.frame, self.lead = int(rate), int(frame), max(0, int(lead))
-        span = WINDOW + (FRAMES - 1) * self.frame
-        self._ref = np.zeros(span + self.lead, dtype=np.float32)
-        self._out = np.zeros(span, dtype=np.float32)
+        self._span = WINDOW + (FRAMES - 1) * self.frame
+        self._ref = Ring(self._span + self.lead)
+        self._out = Ring(self._span)
         self._window = np.hanning(WINDOW).astype(np.float32)
         freqs = np.fft.rfftfreq(WINDOW, 1.0 / self.rate)
         self._band = slice(
@@ -46,35 +48,38 @@ class EchoCoherence:
         )
         # newest window first
         self._weights = (SMOOTH ** np.arange(FRAMES))[:, None]
-        self._filled = 0
         #: The last value :meth:`measure` returned.
         self.value = 0.0
 
+    @property
+    def pushed(self) -> int:
+        """Samples pushed since the last reset."""
+        return self._out.written
+
     def reset(self) -> None:
-        """Forget the history (the speaker fell silent: the next answer starts afresh)."""
-        self._ref[:] = 0.0
-        self._out[:] = 0.0
-        self._filled = 0
+        """Forget the history (the speaker fell silent: the next answer starts afresh); nothing
+        to do when there is none."""
+        if self._out.written:
+            self._ref.clear()
+            self._out.clear()
         self.value = 0.0
 
     def push(self, ref: np.ndarray, out: np.ndarray) -> None:
         """One frame of the reference (as the canceller had it) and of what the canceller left."""
-        n = self.frame
-        self._ref[:-n] = self._ref[n:]
-        self._ref[-n:] = ref
-        self._out[:-n] = self._out[n:]
-        self._out[-n:] = out
-        self._filled += n
+        self._ref.push(ref)
+        self._out.push(out)
 
     def measure(self) -> float:
         """The coherence over the last frames (0 until the rings are full)."""
-        if self._filled < len(self._ref):
+        if self._ref.written < self._ref.capacity:
             self.value = 0.0
             return 0.0
-        ref = self._ref[: len(self._out)]  # what the speaker played ``lead`` samples earlier
+        # what the speaker played ``lead`` samples earlier, and what the canceller left since
+        ref = self._ref.window(self._ref.written - self._ref.capacity, self._span)
+        out = self._out.latest(self._span)
         frames = slice(None, None, -self.frame)
         x = np.fft.rfft(sliding_window_view(ref, WINDOW)[frames][:FRAMES] * self._window)
-        y = np.fft.rfft(sliding_window_view(self._out, WINDOW)[frames][:FRAMES] * self._window)
+        y = np.fft.rfft(sliding_window_view(out, WINDOW)[frames][:FRAMES] * self._window)
         x, y = x[:, self._band], y[:, self._band]
         xx = x.real * x.real + x.imag * x.imag
         yy = y.real * y.real + y.imag * y.imag

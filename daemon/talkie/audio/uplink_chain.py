@@ -79,7 +79,6 @@ class MicChain:
         self._carried = 0
         self._ref_db = -120.0
         self._cancelling = False
-        self._coherence_fed = False
         self.frames = 0
 
     @property
@@ -206,11 +205,8 @@ class MicChain:
             return None
         linear = getattr(self.canceller, "linear", None)
         if not self._cancelling or linear is None:
-            if self._coherence_fed:
-                self.coherence.reset()
-                self._coherence_fed = False
+            self.coherence.reset()
             return None
-        self._coherence_fed = True
         self.coherence.push(ref, linear)
         return self.coherence.measure
 
