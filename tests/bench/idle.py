@@ -58,9 +58,10 @@ time.sleep(float(sys.argv[2]))
 """
 
 
-def cpu_s(pid: int) -> float:
-    """CPU time (user + system) the process has used, in seconds."""
-    with open(f"/proc/{pid}/stat") as fh:
+def cpu_s(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) the process (or its thread ``tid``) has used, in seconds."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
@@ -85,11 +86,15 @@ def smaps_mb(pid: int) -> dict[str, float]:
     return {k: round(v / 1024, 2) for k, v in ranked if v >= 256}
 
 
-def cpu_pct(pid: int, seconds: float) -> float:
-    """The share of one core the process uses over the next ``seconds``."""
-    c0, t0 = cpu_s(pid), time.monotonic()
+def cpu_pct(pid: int, seconds: float, loop: list[float] | None = None) -> float:
+    """The share of one core the process uses over the next ``seconds``; ``loop`` gets its main
+    thread's (the event loop's) share appended."""
+    c0, m0, t0 = cpu_s(pid), cpu_s(pid, pid), time.monotonic()
     time.sleep(seconds)
-    return 100 * (cpu_s(pid) - c0) / (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    if loop is not None:
+        loop.append(100 * (cpu_s(pid, pid) - m0) / elapsed)
+    return 100 * (cpu_s(pid) - c0) / elapsed
 
 
 def ctl(control: Path, line: str) -> dict:
@@ -188,12 +193,13 @@ def main() -> None:
             with running_daemon(double, pulse, Path(tmp), extra_env) as (proc, control):
                 time.sleep(SETTLE_S)
                 ready_mb = rss_mb(proc.pid)
-                idle = cpu_pct(proc.pid, args.seconds)
+                loop: list[float] = []
+                idle = cpu_pct(proc.pid, args.seconds, loop)
                 for _ in range(args.turns):
                     turn(control, 1.0)
                 time.sleep(1.0)
                 turns_mb = rss_mb(proc.pid)
-                warm = cpu_pct(proc.pid, args.seconds)
+                warm = cpu_pct(proc.pid, args.seconds, loop)
                 warm_mb = rss_mb(proc.pid)
                 if args.smaps:
                     print(json.dumps(smaps_mb(proc.pid)))
@@ -206,6 +212,9 @@ def main() -> None:
         "idle_cpu_pct": round(idle, 2),
         "warm_idle_cpu_pct": round(warm, 2),
         "baseline_cpu_pct": round(baseline, 2),
+        # of which the event loop's thread (the rest: PortAudio's and the sound server's)
+        "idle_loop_cpu_pct": round(loop[0], 2),
+        "warm_idle_loop_cpu_pct": round(loop[1], 2),
         "idle_ratio": round(idle / max(baseline, 0.01), 2),
         "warm_idle_ratio": round(warm / max(baseline, 0.01), 2),
         "rss_mb_ready": round(ready_mb, 1),

@@ -90,14 +90,18 @@ class Capture:
         #: int16 samples waiting to complete a block (resampling only)
         self._carry: Any = np.zeros(0, dtype=np.int16)
         self._on_gap = on_gap
-        # the ring: block slots, written by the PortAudio thread only (then ``_posted`` moves on)
-        self._slots: Any = np.zeros((1, 1), dtype=np.int16)
-        self._frames: Any = np.zeros(1, dtype=np.int64)
-        self._adc: Any = np.zeros(1, dtype=np.float64)
+        # the ring: block slots of raw s16le bytes, written by the PortAudio thread only (then
+        # ``_posted`` moves on); plain bytes and lists, not numpy: the callback runs 100 times a
+        # second on a cold cache, and each numpy call there costs tens of microseconds
+        self._ring = memoryview(bytearray(2))
+        self._slot_bytes = 2
+        self._nslots = 1
+        self._frames: list[int] = [0]
+        self._adc: list[float] = [0.0]
         self._posted = 0  # blocks written (PortAudio thread only)
         self._handled = 0  # blocks handed over or skipped (loop thread only)
         self._waking = False  # a drain is scheduled (set by the callback, cleared by the drain)
-        self._start: Any = np.zeros(1, dtype=np.int64)  # per slot: its first sample's number
+        self._start: list[int] = [0]  # per slot: its first sample's number
         self._samples = 0  # device samples recorded (PortAudio thread only)
         self._expect: int | None = None  # the number of the sample the loop expects next
         self._running = False
@@ -174,10 +178,12 @@ class Capture:
         self.device_rate = device_rate
         blocksize = max(1, device_rate * self.block_ms // 1000)
         slots = max(2, int(round(self.ring_s * 1000 / self.block_ms)))
-        self._slots = np.zeros((slots, blocksize), dtype=np.int16)
-        self._frames = np.zeros(slots, dtype=np.int64)
-        self._adc = np.zeros(slots, dtype=np.float64)
-        self._start = np.zeros(slots, dtype=np.int64)
+        self._ring = memoryview(bytearray(slots * blocksize * 2))
+        self._slot_bytes = blocksize * 2
+        self._nslots = slots
+        self._frames = [0] * slots
+        self._adc = [0.0] * slots
+        self._start = [0] * slots
         self._posted = self._handled = self._samples = 0
         self._expect = None
         self._waking = False
@@ -216,7 +222,6 @@ class Capture:
         self.last_callback = time.monotonic()
         if status:
             self.xruns += 1
-        slots = self._slots
         wanted = self.wanted
         adc = time_info.inputBufferAdcTime if time_info is not None else 0.0
         if not adc:  # the host API does not say: estimate it from the stream's latency
@@ -225,16 +230,19 @@ class Capture:
                 - self._latency
                 - frames / self.device_rate
             )
-        size = slots.shape[1]
-        samples = np.frombuffer(indata, dtype=np.int16, count=frames)
+        ring, nslots, slot = self._ring, self._nslots, self._slot_bytes
+        size = slot // 2
+        whole = frames <= size  # the usual case: the buffer is one block
+        source = indata if whole else memoryview(indata)
         for first in range(0, frames, size):  # one slot per block of the buffer
             n = min(frames - first, size)
-            if wanted and self._posted - self._handled >= len(slots):
+            if wanted and self._posted - self._handled >= nslots:
                 self.overflows += 1  # the loop is seconds late: this block is lost
                 self._samples += n  # (counted: the loop is told of the gap)
                 continue
-            k = self._posted % len(slots)
-            slots[k, :n] = samples[first : first + n]
+            k = self._posted % nslots
+            at = k * slot
+            ring[at : at + 2 * n] = source if whole else source[2 * first : 2 * (first + n)]
             self._frames[k] = n
             self._adc[k] = adc + first / self.device_rate
             self._start[k] = self._samples
@@ -263,18 +271,18 @@ class Capture:
         self._waking = False
         if not self._running or gen != self._gen or not self.wanted:
             return
-        slots = self._slots
+        ring, nslots, slot = self._ring, self._nslots, self._slot_bytes
         posted = self._posted  # want() left no overwritten slot unread: at most back, or full
         if self._handled < posted:
             self.batches += 1
         while self._handled < posted:
-            k = self._handled % len(slots)
+            k = self._handled % nslots
             self._handled += 1
-            start, frames = int(self._start[k]), int(self._frames[k])
+            start, frames = self._start[k], self._frames[k]
             if self._expect is not None and start > self._expect:
                 self._gap(start - self._expect)  # skipped while unwanted, or lost
             self._expect = start + frames
-            self._deliver(gen, slots[k, :frames].tobytes(), float(self._adc[k]))
+            self._deliver(gen, bytes(ring[k * slot : k * slot + 2 * frames]), self._adc[k])
             if not self._running or gen != self._gen or not self.wanted:  # on_audio may stop us
                 return
 
