@@ -345,7 +345,7 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
     reference = getattr(chain, "reference", None)
     j, blocks = 0, len(sc.dac_true)
     aligned_at = None
-    cpu = tcpu = 0.0
+    cpu = 0.0
     spans: list[int] = []  # at each start: the pre-roll a turn would begin with
     for k in range(len(sc.mic) // BLOCK):
         t = k * BLOCK / RATE
@@ -356,10 +356,9 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
             playback.busy = bool(sc.busy[j])
             j += 1
         at[0] = (k + 1) * BLOCK
-        t0, t1 = time.process_time(), time.thread_time()
+        t0 = time.process_time()
         chain.push(sc.mic[k * BLOCK:(k + 1) * BLOCK].tobytes(), float(sc.adc_seen[k]))
         cpu += time.process_time() - t0
-        tcpu += time.thread_time() - t1
         if len(spans) < sum(1 for _, s in events if s):
             spans.append(chain.preroll_span)
         if aligned_at is None and reference is not None and reference.aligned and playback.busy:
@@ -368,5 +367,5 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
             break
     starts = [a for a, s in events if s]
     return {"starts": starts, "turn_from": [a - n for a, n in zip(starts, spans)],
-            "aligned_at": aligned_at, "cpu_s": cpu, "thread_cpu_s": tcpu,
+            "aligned_at": aligned_at, "cpu_s": cpu,
             "out": np.frombuffer(b"".join(out), dtype=np.int16), "reference": reference}
