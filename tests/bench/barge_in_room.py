@@ -72,8 +72,9 @@ def _canceller(name: str):
     return WebRtcEcho
 
 
-def trial(args: tuple[int, int, str, bool]) -> list[dict]:
-    k, seed, canceller, warm = args
+def trial_scene(k: int, seed: int, warm: bool):
+    """Trial ``k`` of the set ``seed``: its room and its scene (the user speaking over the first
+    answer after a start, or over a later one)."""
     cond = hr.hard_set(k + 1, seed=seed)[k]
     rng = np.random.default_rng(seed * 100 + k)
     user_at = 3.0 + float(rng.uniform(0, 2.5))
@@ -85,6 +86,24 @@ def trial(args: tuple[int, int, str, bool]) -> list[dict]:
                       answers=[(0.2, first - 0.2), (second, user_at + 3.0 - second)])
     else:
         sc = hr.scene(cond, user_at + 4.0, user_at=user_at, k=k)
+    return cond, sc
+
+
+def echo_scene(k: int, seed: int, seconds: float):
+    """Echo run ``k`` of the set ``seed``: the assistant alone, answers of 5-20 s with pauses."""
+    cond = hr.hard_set(k + 1, seed=seed)[k]
+    rng = np.random.default_rng(seed * 100 + k)
+    answers, at = [], 0.2
+    while at < seconds - 3:
+        length = float(min(rng.uniform(5, 20), seconds - 1 - at))
+        answers.append((at, length))
+        at += length + float(rng.uniform(1, 4))
+    return cond, hr.scene(cond, seconds, answers=answers, k=k)
+
+
+def trial(args: tuple[int, int, str, bool]) -> list[dict]:
+    k, seed, canceller, warm = args
+    cond, sc = trial_scene(k, seed, warm)
     out = []
     for echo in ECHOES:
         r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
@@ -112,14 +131,7 @@ def trial(args: tuple[int, int, str, bool]) -> list[dict]:
 
 def echo_run(args: tuple[int, int, float, str]) -> list[dict]:
     k, seed, seconds, canceller = args
-    cond = hr.hard_set(k + 1, seed=seed)[k]
-    rng = np.random.default_rng(seed * 100 + k)
-    answers, at = [], 0.2
-    while at < seconds - 3:
-        length = float(min(rng.uniform(5, 20), seconds - 1 - at))
-        answers.append((at, length))
-        at += length + float(rng.uniform(1, 4))
-    sc = hr.scene(cond, seconds, answers=answers, k=k)
+    cond, sc = echo_scene(k, seed, seconds)
     out = []
     for echo in ECHOES:
         r = hr.run_chain(sc, echo, canceller=_canceller(canceller))

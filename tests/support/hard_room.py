@@ -326,12 +326,13 @@ def chain_for(echo: str, playback: SimPlayback, events: list, at: list[int]):
 
 
 def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
-              canceller=None) -> dict:
+              canceller=None, on_chain=None) -> dict:
     """Feed ``sc`` to the daemon's chain in capture blocks, the playback's callbacks running
     ``OUT_LATENCY_S`` before their blocks reach the DAC, on the DAC's clock (``Scene.due``).
     Returns the speech starts (sample at the end of the deciding block), where the turn each
     started would begin (``turn_from``: its pre-roll's first sample), when the reference was
-    first aligned (s), the CPU time (s) and the cleaned output."""
+    first aligned (s), the CPU time (s) and the cleaned output. ``on_chain(chain)`` is called once
+    the chain is built."""
     import time
 
     playback = SimPlayback()
@@ -342,6 +343,8 @@ def run_chain(sc: Scene, echo: str = "aec", *, stop_at_start: bool = False,
         chain.canceller = canceller()  # another canceller in speex's place
     out: list[bytes] = []
     chain.on_chunk = out.append
+    if on_chain is not None:  # a caller's look inside (tests/bench/gate_replay.py records)
+        on_chain(chain)
     reference = getattr(chain, "reference", None)
     j, blocks = 0, len(sc.dac_true)
     aligned_at = None
