@@ -103,9 +103,9 @@ def make_gate(spec: str | None, settings: dict):
         from talkie.config.settings import AudioSettings
 
         a = AudioSettings()
-        return SpeechGate(16000, aggressiveness=a.vad_aggressiveness,
-                          start_frames=a.vad_start_frames, window_frames=a.vad_window_frames,
-                          end_ms=a.vad_end_ms, **settings)
+        shipped = {"aggressiveness": a.vad_aggressiveness, "start_frames": a.vad_start_frames,
+                   "window_frames": a.vad_window_frames, "end_ms": a.vad_end_ms}
+        return SpeechGate(16000, **{**shipped, **settings})
     module, name = spec.split(":")
     return getattr(importlib.import_module(module), name)(**settings)
 
