@@ -97,6 +97,7 @@ class EchoReference:
         self._line: tuple[float, float, float] | None = None
         self._dev_rate = 0
         self._fir = np.ones(1, dtype=np.float32)
+        self._arange = np.arange(1024, dtype=np.float64)
 
     def take(self, n: int, adc_time: float) -> np.ndarray:
         """``n`` reference samples for the microphone samples from ``adc_time`` on."""
@@ -163,9 +164,22 @@ class EchoReference:
         if not raw.any():  # the speaker played silence: so is its reference (no work)
             return np.zeros(n, dtype=np.int16)
         x = np.convolve(raw.astype(np.float32), self._fir, mode="valid")
-        pos = start + np.arange(n) * step - (lo + half)
-        y = np.interp(pos, np.arange(len(x)), x)
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        # start + arange(n) * step - (lo + half), the same sums, in place
+        grid = self._grid(max(n, len(x)))
+        pos = grid[:n] * step
+        pos += start
+        pos -= lo + half
+        y = np.interp(pos, grid[: len(x)], x)
+        np.rint(y, out=y)
+        np.minimum(y, 32767.0, out=y)
+        np.maximum(y, -32768.0, out=y)
+        return y.astype(np.int16)
+
+    def _grid(self, k: int) -> np.ndarray:
+        """0, 1, ... up to at least ``k - 1`` (float64), made once: positions are read off it."""
+        if len(self._arange) < k:
+            self._arange = np.arange(max(k, 2 * len(self._arange)), dtype=np.float64)
+        return self._arange
 
     @property
     def aligned(self) -> bool:
