@@ -92,7 +92,7 @@ class Capture:
         self._on_gap = on_gap
         # the ring: block slots of raw s16le bytes, written by the PortAudio thread only (then
         # ``_posted`` moves on); plain bytes and lists, not numpy: the callback runs 100 times a
-        # second on a cold cache, and each numpy call there costs tens of microseconds
+        # second on a cold cache, where numpy's calls cost more than the copy itself
         self._ring = memoryview(bytearray(2))
         self._slot_bytes = 2
         self._nslots = 1
