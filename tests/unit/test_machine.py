@@ -665,6 +665,18 @@ def test_a_timer_due_while_a_kept_session_waits_to_reconnect_shows_no_wait_once_
     assert state.retry_s == 0.0 and m.Connect in kinds(effects)
 
 
+def test_a_ring_goes_on_through_an_error_of_the_link_and_the_error_shows_after_it():
+    """Found by the random sequences: a key rejected while a timer rang ended the ring and left
+    it due, in an error where the speaker still works (nobody talking: it must ring)."""
+    state, _ = run_timed([m.AlarmDue('the timer "pasta"')], State())
+    assert state.phase is Phase.RINGING
+    state, effects = m.step(state, m.LinkLost("API key rejected", fatal=True, jitter=1.0))
+    assert state.phase is Phase.RINGING and state.ringing == ('the timer "pasta"',)
+    assert state.fault is Fault.LINK and not state.due and m.Ring not in kinds(effects)
+    state, _ = m.step(state, m.ButtonDown())
+    assert state.phase is Phase.ERROR and not state.ringing and not state.due
+
+
 def run_timed(events, state):
     """Step through ``events``; a name (str) fires that pending timer."""
     trace = []

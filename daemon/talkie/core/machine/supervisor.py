@@ -114,7 +114,8 @@ def _lost(s: State, e: Event) -> Step:
         return (
             replace(
                 down,
-                phase=Phase.ERROR,
+                # a ring goes on (the speaker works): the error shows once it is over
+                phase=Phase.RINGING if s.phase is Phase.RINGING else Phase.ERROR,
                 fault=Fault.LINK,
                 reason=e.reason,
                 attempt=0,
