@@ -59,7 +59,7 @@ class FakeCapture:
     in_flight_s = 0.0
     wanted = True
 
-    def want(self, wanted: bool) -> None:
+    def want(self, wanted: bool, since: float | None = None) -> None:
         self.wanted = wanted
 
     def configure(

@@ -60,7 +60,7 @@ class NumberedMic:
 
     wanted = True
 
-    def want(self, wanted: bool) -> None:
+    def want(self, wanted: bool, since: float | None = None) -> None:
         self.wanted = wanted
 
     #: The chunks are spoken into the loop at once: none is ever in flight (a release ends

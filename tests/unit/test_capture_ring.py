@@ -122,3 +122,40 @@ def test_a_buffer_of_several_blocks_is_split_into_the_ring_slots_each_with_its_t
     assert _numbers(got) == list(range(12)) and all(len(b) == 2 * BLOCK for b in got)
     assert gaps == [] and cap.overflows == 0
     assert np.allclose(times, [1 + i / 100 for i in range(12)])  # each block its own ADC time
+
+
+def test_a_wake_that_waited_in_a_busy_loop_starts_from_when_it_happened(monkeypatch):
+    """A press queued while the loop was busy (the SDK loading, say) reaches ``want`` late: the
+    turn still starts ``WAKE_BACK_S`` before the press, from the blocks that arrived then, as far
+    as half the ring reaches, not from the moment the loop got to it."""
+    clock = [0.0]
+    monkeypatch.setattr("talkie.audio.capture.time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def speak(cap, first, count):
+        for seq in range(first, first + count):
+            clock[0] = seq / 100  # block ``seq`` arrives at seq * 10 ms
+            _speak(cap, seq, 1)
+
+    async def main(since, ring_s=1.0):
+        loop = asyncio.get_running_loop()
+        got, gaps = [], []
+        cap = _capture(loop, got, gaps, ring_s=ring_s)
+        speak(cap, 0, 3)
+        await _settle()
+        cap.want(False)
+        speak(cap, 3, 200)  # the press comes at 1.50 s (block 150); the loop gets to it at 2.03
+        cap.want(True, since=since)
+        speak(cap, 203, 2)
+        await _settle()
+        return _numbers(got), gaps
+
+    numbers, gaps = asyncio.run(main(1.50, ring_s=2.0))
+    assert numbers == [0, 1, 2, *range(144, 205)]  # from 60 ms before the press on
+    assert gaps == [(144 - 3) * BLOCK]
+    # a press longer ago than half the ring (1 s: 100 slots): from 50 blocks back, and the
+    # blocks that come meanwhile still have room
+    numbers, gaps = asyncio.run(main(0.2))
+    assert numbers == [0, 1, 2, *range(153, 205)]
+    # no time given: 60 ms before the loop got to it, as before
+    numbers, _ = asyncio.run(main(None, ring_s=2.0))
+    assert numbers == [0, 1, 2, *range(197, 205)]

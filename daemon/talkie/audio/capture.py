@@ -102,6 +102,7 @@ class Capture:
         self._handled = 0  # blocks handed over or skipped (loop thread only)
         self._waking = False  # a drain is scheduled (set by the callback, cleared by the drain)
         self._start: list[int] = [0]  # per slot: its first sample's number
+        self._arrived: list[float] = [0.0]  # per slot: when its callback ran (time.monotonic())
         self._samples = 0  # device samples recorded (PortAudio thread only)
         self._expect: int | None = None  # the number of the sample the loop expects next
         self._running = False
@@ -184,6 +185,7 @@ class Capture:
         self._frames = [0] * slots
         self._adc = [0.0] * slots
         self._start = [0] * slots
+        self._arrived = [0.0] * slots
         self._posted = self._handled = self._samples = 0
         self._expect = None
         self._waking = False
@@ -219,7 +221,7 @@ class Capture:
 
     # -- PortAudio thread ----------------------------------------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
-        self.last_callback = time.monotonic()
+        self.last_callback = now = time.monotonic()
         if status:
             self.xruns += 1
         wanted = self.wanted
@@ -246,6 +248,7 @@ class Capture:
             self._frames[k] = n
             self._adc[k] = adc + first / self.device_rate
             self._start[k] = self._samples
+            self._arrived[k] = now
             self._samples += n
             self._posted += 1  # published: the slot is complete
         if wanted and not self._waking:
@@ -256,15 +259,25 @@ class Capture:
                 pass
 
     # -- loop thread ---------------------------------------------------------------------------
-    def want(self, wanted: bool) -> None:
+    def want(self, wanted: bool, since: float | None = None) -> None:
         """Whether the loop wants the audio from now on (the shell says, after each step).
 
         Wanted again, the audio starts ``WAKE_BACK_S`` back: what woke it (a press, the answer
         starting) reached the loop a little after the sound it goes with (a press is heard by a
-        thread of its own, and the user's first word may come with it)."""
+        thread of its own, and the user's first word may come with it). ``since``: when what
+        woke it happened (``time.monotonic()``; its event may have waited for a busy loop, e.g.
+        while the SDK loads): then from the blocks that arrived ``WAKE_BACK_S`` before that on,
+        as far as half the ring reaches (the other half takes the blocks that come meanwhile)."""
         if wanted and not self.wanted:
             back = -(-int(WAKE_BACK_S * 1000) // self.block_ms)
-            self._handled = max(self._handled, self._posted - back)
+            first = self._posted - back
+            if since is not None:
+                oldest = self._posted - self._nslots // 2
+                while first > oldest and self._arrived[(first - 1) % self._nslots] >= (
+                    since - WAKE_BACK_S
+                ):
+                    first -= 1
+            self._handled = max(self._handled, first)
         self.wanted = wanted
 
     def _drain(self, gen: int) -> None:

@@ -83,7 +83,7 @@ class App:
         self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
-        self._events: collections.deque[m.Event] = collections.deque()
+        self._events: collections.deque[tuple[m.Event, float]] = collections.deque()  # (, when)
         self._events_waiting = asyncio.Event()
         self._backlog_said = False
         self._timers = Timers(self.emit, call_later)
@@ -164,7 +164,7 @@ class App:
             if not self._backlog_said:
                 self._backlog_said = True
                 log.warning("event queue: %d events waiting (the loop is far behind)", EVENT_QUEUE)
-        self._events.append(event)
+        self._events.append((event, time.monotonic()))
         self._events_waiting.set()
 
     def stop(self) -> None:
@@ -175,9 +175,9 @@ class App:
         """Read the config again (SIGHUP); a broken one is refused and the running one kept."""
         reload.reload(self)
 
-    def handle(self, event: m.Event) -> None:
-        """Step the machine with ``event`` and carry out its effects (the state changes here
-        only)."""
+    def handle(self, event: m.Event, queued_at: float | None = None) -> None:
+        """Step the machine with ``event`` (queued at ``queued_at``) and carry out its effects
+        (the state changes here only)."""
         before = self.state
         self.state, effects = m.step(before, event)
         self.effects.stepped(before, event, effects)
@@ -186,7 +186,7 @@ class App:
         self.home.stepped(event)
         if self._chain_stale and not self.state.voice:
             self.rebuild_mic_chain()  # the turn the voice opened is over: the new settings now
-        self._want_audio()
+        self._want_audio(queued_at)
 
     async def run(self) -> None:
         """Bring the adapters up, serve until :meth:`stop`, bring them down."""
@@ -302,7 +302,7 @@ class App:
                 self._events_waiting.clear()
                 await self._events_waiting.wait()
                 continue
-            self.handle(self._events.popleft())
+            self.handle(*self._events.popleft())
 
     def start_task(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None:
         """Run ``coro`` in the daemon's TaskGroup (None once it is shutting down)."""
@@ -324,10 +324,10 @@ class App:
         if self.chain is not None:
             self.chain.gap(samples)
 
-    def _want_audio(self) -> None:
+    def _want_audio(self, since: float | None = None) -> None:
         """The microphone's blocks reach the loop only while something will use them: a turn
         being captured (or its tail), the answer playing (barge-in, echo control). Idle, the
-        capture only keeps its ring."""
+        capture only keeps its ring. ``since``: when the event that may wake it was queued."""
         if self.audio is None:
             return
         s = self.state
@@ -341,7 +341,7 @@ class App:
             or (playback is not None and bool(playback.busy))
         )
         if wanted != self.audio.capture.wanted:
-            self.audio.capture.want(wanted)
+            self.audio.capture.want(wanted, since)
 
     def _speech(self, started: bool) -> None:
         self.emit(m.SpeechStarted() if started else m.SpeechEnded())
