@@ -101,27 +101,37 @@ def echo_scene(k: int, seed: int, seconds: float):
     return cond, hr.scene(cond, seconds, answers=answers, k=k)
 
 
+def score(starts: list[int], onset: int, speaking) -> tuple[int, int | None, float | None]:
+    """Speech starts (samples) in a trial whose user's first sample is ``onset``: the false ones
+    (while the assistant speaks, ``speaking(sample)``, and before the onset), the first after the
+    onset within ``MISS_AFTER_S`` (None: a miss), and its latency to the first silent sample at
+    the speaker (the end of the deciding block plus one output period), in ms."""
+    starts = [s for s in starts if s < onset + MISS_AFTER_S * hr.RATE]
+    false = sum(1 for s in starts if s < onset and speaking(s))
+    late = [s for s in starts if s >= onset]
+    if not late:
+        return false, None, None
+    silent = -(-late[0] // hr.BLOCK) * hr.BLOCK + hr.BLOCK
+    return false, late[0], (silent - onset) * 1000 / hr.RATE
+
+
 def trial(args: tuple[int, int, str, bool]) -> list[dict]:
     k, seed, canceller, warm = args
     cond, sc = trial_scene(k, seed, warm)
     out = []
     for echo in ECHOES:
         r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
-        starts = [s for s in r["starts"] if s < sc.onset + MISS_AFTER_S * hr.RATE]
-        early = [s for s in starts if s < sc.onset and hr.speaking_at(sc, s)]
-        late = [s for s in starts if s >= sc.onset]
-        detected = late[0] if late else None
+        false, detected, latency = score(r["starts"], sc.onset,
+                                         lambda s, sc=sc: hr.speaking_at(sc, s))
         # how long before the user's first sample the turn begins (its pre-roll), and, the
         # baseline, where a fixed pre-roll of [audio] preroll_ms would begin it
         lead = fixed = None
         if detected is not None:
             lead = (sc.onset - r["turn_from"][r["starts"].index(detected)]) * 1000 / hr.RATE
             fixed = (sc.onset - detected) * 1000 / hr.RATE + PREROLL_MS
-        silent = None if detected is None else -(-detected // hr.BLOCK) * hr.BLOCK + hr.BLOCK
         aligned = None if r["aligned_at"] is None else r["aligned_at"] - sc.first_answer_s
-        out.append({"echo": echo, "k": k, "warm": warm, "false": len(early),
-                    "miss": detected is None,
-                    "latency_ms": None if silent is None else (silent - sc.onset) * 1000 / hr.RATE,
+        out.append({"echo": echo, "k": k, "warm": warm, "false": false,
+                    "miss": detected is None, "latency_ms": latency,
                     "lead_ms": lead, "fixed_lead_ms": fixed,
                     "aligned_s": aligned, "easy": cond.easy, "onset": cond.onset,
                     "user_db": cond.user_db, "noise": cond.noise, "clip": cond.clip,

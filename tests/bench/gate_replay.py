@@ -136,13 +136,10 @@ def replay(args: tuple[str, str | None, dict]) -> dict:
     if name.startswith("echo"):
         out["false"] = sum(1 for s in starts if speaking[s // hr.BLOCK - 1])
         return out
-    onset = int(d["onset"])
-    within = [s for s in starts if s < onset + room.MISS_AFTER_S * hr.RATE]
-    out["false"] = sum(1 for s in within if s < onset and speaking[s // hr.BLOCK - 1])
-    late = [s for s in within if s >= onset]
-    out["miss"] = not late
-    out["latency_ms"] = (None if not late else
-                         (-(-late[0] // hr.BLOCK) * hr.BLOCK + hr.BLOCK - onset) * 1000 / hr.RATE)
+    out["false"], detected, out["latency_ms"] = room.score(
+        starts, int(d["onset"]), lambda s: bool(speaking[s // hr.BLOCK - 1]))
+    out["miss"] = detected is None
+    out["lead_ms"] = out["fixed_lead_ms"] = None  # (the pre-roll is the chain's, not replayed)
     return out
 
 
@@ -156,13 +153,8 @@ def figures(results: list[dict]) -> dict:
            "mismatched_runs": sum(not r["matches_chain"] for r in results)}
     for key, prefix in (("first_answer", "trial-first"), ("later_answer", "trial-later")):
         t = [r for r in results if r["name"].startswith(prefix)]
-        lat = [r["latency_ms"] for r in t if r["latency_ms"] is not None]
-        loud = [r for r in t if r["user_db"] >= -35]
-        out[key] = {"trials": len(t), "misses": sum(r["miss"] for r in t),
-                    "miss_pct_louder_than_-35dBFS":
-                        100 * sum(r["miss"] for r in loud) / max(1, len(loud)),
-                    "latency_ms_p50": room.pct(lat, 50), "latency_ms_p95": room.pct(lat, 95),
-                    "false_in_trials": sum(r["false"] for r in t)}
+        # the bench's own figures of the trials, but those of the turns' pre-roll (not replayed)
+        out[key] = {k: v for k, v in room.trial_figures(t).items() if not k.startswith("turn")}
     out["trials"] = out["first_answer"]["trials"]
     return out
 

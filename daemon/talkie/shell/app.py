@@ -83,7 +83,8 @@ class App:
         self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
-        self._events: collections.deque[tuple[m.Event, float]] = collections.deque()  # (, when)
+        # each event with when it was queued (time.monotonic(): what it wakes may reach back)
+        self._events: collections.deque[tuple[m.Event, float]] = collections.deque()
         self._events_waiting = asyncio.Event()
         self._backlog_said = False
         self._timers = Timers(self.emit, call_later)
