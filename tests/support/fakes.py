@@ -58,8 +58,12 @@ class FakeCapture:
 
     in_flight_s = 0.0
     wanted = True
+    #: The ``since`` of each ``want(True, since)``: when what woke the capture happened.
+    woken_since: list[float | None] = []
 
     def want(self, wanted: bool, since: float | None = None) -> None:
+        if wanted and not self.wanted:
+            self.woken_since = [*self.woken_since, since]
         self.wanted = wanted
 
     def configure(

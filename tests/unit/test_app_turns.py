@@ -5,6 +5,7 @@ before activity_end; a stream that stops delivering ends the turn a little later
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
@@ -238,3 +239,25 @@ def test_the_microphone_wakes_the_loop_only_while_a_turn_or_its_tail_wants_it():
         return wants
 
     assert asyncio.run(main()) == [False, True, True, False]
+
+
+def test_a_press_wakes_the_microphone_from_when_its_edge_was_seen():
+    """A button's press carries the time its edge was seen (stamped in the button's thread): the
+    capture is woken from then, not from when the busy loop got to it; an event given no time
+    is stamped as it is queued."""
+    async def run(edge):
+        app, task, mic = await started(fakes.Log())
+        await settle(app)
+        assert not mic.wanted  # idle: the capture keeps its ring, the loop is not woken
+        queued = time.monotonic()
+        app.emit(m.ButtonDown(), edge)
+        await settle(app)
+        mic.speak(3)
+        app.stop()
+        await asyncio.wait_for(task, 10)
+        return queued, mic.woken_since
+
+    edge = time.monotonic() - 0.4  # the press was seen 400 ms ago, the loop busy since
+    assert asyncio.run(run(edge))[1] == [edge]
+    queued, woken = asyncio.run(run(None))
+    assert len(woken) == 1 and woken[0] is not None and woken[0] >= queued

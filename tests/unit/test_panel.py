@@ -95,6 +95,8 @@ class Events:
         self.log: list[str] = []
         self.threads: list[int] = []
         self.futures: dict[str, asyncio.Future] = {}
+        #: (name, the time the callback was given, time.monotonic() when it ran)
+        self.times: list[tuple[str, float, float]] = []
 
     def future(self, name):
         self.futures[name] = self.loop.create_future()
@@ -107,10 +109,12 @@ class Events:
         if fut is not None and not fut.done():
             fut.set_result(name)
 
-    def press(self):
+    def press(self, at):
+        self.times.append(("press", at, time.monotonic()))
         self._hit("press")
 
-    def release(self):
+    def release(self, at):
+        self.times.append(("release", at, time.monotonic()))
         self._hit("release")
 
     def kwargs(self):
@@ -173,6 +177,33 @@ def test_button_events_reach_the_loop_thread_not_the_driving_thread(factory, clo
         await asyncio.wait_for(released, 5)
         assert ev.log == ["press", "release"]
         assert set(ev.threads) == {threading.get_ident()}
+
+    asyncio.run(main())
+
+
+def test_a_press_seen_while_the_loop_is_busy_carries_the_time_of_its_edge(factory, closing):
+    """The edge is stamped in the thread that saw it: the loop runs on_press late (busy), but
+    what the press starts (the turn's audio) reaches back to the press itself."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        ev = Events(loop)
+        panel = open_panel(Cfg(led="none"), loop=loop, **ev.kwargs())
+        closing(panel)
+        pressed = ev.future("press")
+        before = time.monotonic()
+        edge = threading.Thread(target=factory.pin(17).drive_low)  # gpiozero's thread
+        edge.start()
+        edge.join()  # (the loop waits here: it cannot run the delivery yet)
+        after = time.monotonic()
+        time.sleep(0.05)  # the loop busy: the delivery waits for it
+        await asyncio.wait_for(pressed, 5)
+        name, at, ran = ev.times[-1]
+        assert name == "press" and before <= at <= after < ran
+        released = ev.future("release")
+        factory.pin(17).drive_high()  # in the loop's own thread: stamped as it happens
+        stamped = time.monotonic()
+        await asyncio.wait_for(released, 5)
+        assert ev.times[-1][0] == "release" and after < ev.times[-1][1] <= stamped
 
     asyncio.run(main())
 

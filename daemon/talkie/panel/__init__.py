@@ -93,8 +93,8 @@ def open_panel(
     settings: PanelSettings,
     *,
     loop: asyncio.AbstractEventLoop,
-    on_press: Callable[[], Any],
-    on_release: Callable[[], Any],
+    on_press: Callable[[float], Any],
+    on_release: Callable[[float], Any],
     on_key: Callable[[str], Any] | None = None,
     pin_factory: Any = None,
     stdin: Any = None,
@@ -102,10 +102,11 @@ def open_panel(
 ) -> Panel:
     """Open the panel described by `settings` (see module doc). Never raises for GPIO trouble.
 
-    on_press / on_release are zero-argument callables, always run in `loop`'s
-    thread; on_key(key) gets the keyboard fallback's control keys (+, -, m). `pin_factory`
-    overrides gpiozero's default; `stdin` / `stream` (default sys.stdin / sys.stderr) are used
-    by the keyboard fallback.
+    on_press / on_release are called with the time of the press or release
+    (``time.monotonic()``, stamped where it was seen: a GPIO edge in gpiozero's thread), always
+    in `loop`'s thread; on_key(key) gets the keyboard fallback's control keys (+, -, m).
+    `pin_factory` overrides gpiozero's default; `stdin` / `stream` (default sys.stdin /
+    sys.stderr) are used by the keyboard fallback.
     """
     pin = settings.button_pin if settings.button else None
     want_button = pin is not None
@@ -171,8 +172,8 @@ def _fallback(
     reason: str,
     *,
     loop: asyncio.AbstractEventLoop,
-    on_press: Callable[[], Any],
-    on_release: Callable[[], Any],
+    on_press: Callable[[float], Any],
+    on_release: Callable[[float], Any],
     stdin: Any,
     stream: Any,
     on_key: Callable[[str], Any] | None = None,

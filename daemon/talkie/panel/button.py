@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,11 @@ class GpioButton:
     gpiozero runs when_pressed / when_released in whatever thread saw the edge; this class
     only forwards them with
     ``loop.call_soon_threadsafe``, so on_press / on_release always run in the
-    loop thread, never synchronously in gpiozero's. Events arriving after close() are
-    dropped. close() releases the pin (it can be opened again at once).
+    loop thread, never synchronously in gpiozero's. Each gets the time the edge was seen
+    (``time.monotonic()``, stamped in that thread): a busy loop runs them late, and what they
+    start (the turn's audio) reaches back to the press, not to when the loop got to it. Events
+    arriving after close() are dropped. close() releases the pin (it can be opened again at
+    once).
     """
 
     def __init__(
@@ -25,8 +29,8 @@ class GpioButton:
         pin: int,
         *,
         loop: asyncio.AbstractEventLoop,
-        on_press: Callable[[], Any],
-        on_release: Callable[[], Any],
+        on_press: Callable[[float], Any],
+        on_release: Callable[[float], Any],
         pull_up: bool = True,
         bounce_s: float | None = 0.02,
         pin_factory: Any = None,
@@ -52,18 +56,19 @@ class GpioButton:
         """True while the button is down (False once closed)."""
         return not self._closed and bool(self._device.is_pressed)
 
-    def _forward(self, callback: Callable[[], Any]) -> None:
+    def _forward(self, callback: Callable[[float], Any]) -> None:
         # Runs in a gpiozero thread (or whichever thread drives a mock pin).
         if self._closed:
             return
+        at = time.monotonic()
         try:
-            self._loop.call_soon_threadsafe(self._deliver, callback)
+            self._loop.call_soon_threadsafe(self._deliver, callback, at)
         except RuntimeError:  # the loop is closed: the daemon is going away
             pass
 
-    def _deliver(self, callback: Callable[[], Any]) -> None:
+    def _deliver(self, callback: Callable[[float], Any], at: float) -> None:
         if not self._closed:
-            callback()
+            callback(at)
 
     def close(self) -> None:
         """Detach the handlers and release the pin. Idempotent."""

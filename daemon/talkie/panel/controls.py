@@ -39,16 +39,21 @@ class ControlButtons:
         self.buttons: dict[str, Any] = {}
         self._switch = settings.mute_switch == "switch"
         bounce = settings.bounce_s if bounce_s is None else bounce_s
-        wanted: list[tuple[str, int | None, Callable[[], Any], Callable[[], Any]]] = [
-            ("volume up", settings.volume_up_pin, lambda: on_volume(True), _nothing),
-            ("volume down", settings.volume_down_pin, lambda: on_volume(False), _nothing),
+        wanted: list[tuple[str, int | None, Callable[[float], Any], Callable[[float], Any]]] = [
+            ("volume up", settings.volume_up_pin, lambda _at: on_volume(True), _nothing),
+            ("volume down", settings.volume_down_pin, lambda _at: on_volume(False), _nothing),
         ]
         if self._switch:
             wanted.append(
-                ("mute switch", settings.mute_pin, lambda: on_mute(True), lambda: on_mute(False))
+                (
+                    "mute switch",
+                    settings.mute_pin,
+                    lambda _at: on_mute(True),
+                    lambda _at: on_mute(False),
+                )
             )
         else:
-            wanted.append(("mute button", settings.mute_pin, lambda: on_mute(None), _nothing))
+            wanted.append(("mute button", settings.mute_pin, lambda _at: on_mute(None), _nothing))
         for name, pin, press, release in wanted:
             if pin is None:
                 continue
@@ -86,7 +91,7 @@ class ControlButtons:
         self.buttons.clear()
 
 
-def _nothing() -> None:
+def _nothing(_at: float) -> None:
     return None
 
 

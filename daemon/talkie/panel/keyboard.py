@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -55,7 +56,8 @@ class KeyboardButton:
     `stdin` is a file object or fd (default sys.stdin). A terminal is switched to cbreak
     mode (no echo, no line buffering) and restored on close(), at interpreter exit, and if
     the constructor fails. Callbacks run in the loop thread (from the reader callback or a
-    loop timer). feed() is the byte-level logic, public so tests can drive it directly.
+    loop timer), given the time (``time.monotonic()``), as the GPIO button's are. feed() is
+    the byte-level logic, public so tests can drive it directly.
     """
 
     def __init__(
@@ -63,8 +65,8 @@ class KeyboardButton:
         stdin: Any = None,
         *,
         loop: asyncio.AbstractEventLoop,
-        on_press: Callable[[], Any],
-        on_release: Callable[[], Any],
+        on_press: Callable[[float], Any],
+        on_release: Callable[[float], Any],
         on_key: Callable[[str], Any] | None = None,
         first_release_s: float = FIRST_RELEASE_S,
         repeat_release_s: float = REPEAT_RELEASE_S,
@@ -178,9 +180,9 @@ class KeyboardButton:
             self._release_timer.cancel()
         self._release_timer = None
 
-    def _call(self, callback: Callable[[], Any]) -> None:
+    def _call(self, callback: Callable[[float], Any]) -> None:
         try:
-            callback()
+            callback(time.monotonic())  # in the loop's thread: the key was read just now
         except Exception:
             log.exception("keyboard: push-to-talk callback failed")
 

@@ -150,10 +150,11 @@ class App:
 
     # ---- public
 
-    def emit(self, event: m.Event) -> None:
-        """Queue an event for the state machine (loop thread only). Past ``EVENT_QUEUE`` waiting
-        (the loop far behind), a transcript line is dropped and counted; an event that changes
-        the state never is."""
+    def emit(self, event: m.Event, at: float | None = None) -> None:
+        """Queue an event for the state machine (loop thread only); ``at``: when it happened
+        (``time.monotonic()``; a button's edge, stamped in the thread that saw it), else now.
+        Past ``EVENT_QUEUE`` waiting (the loop far behind), a transcript line is dropped and
+        counted; an event that changes the state never is."""
         if len(self._events) >= EVENT_QUEUE:
             if isinstance(event, DROPPABLE):
                 self.dropped_events += 1
@@ -165,7 +166,7 @@ class App:
             if not self._backlog_said:
                 self._backlog_said = True
                 log.warning("event queue: %d events waiting (the loop is far behind)", EVENT_QUEUE)
-        self._events.append((event, time.monotonic()))
+        self._events.append((event, time.monotonic() if at is None else at))
         self._events_waiting.set()
 
     def stop(self) -> None:
@@ -364,8 +365,8 @@ class App:
         return self.factories.panel(
             self.settings,
             loop=asyncio.get_running_loop(),
-            on_press=lambda: self.emit(m.ButtonDown()),
-            on_release=lambda: self.emit(m.ButtonUp()),
+            on_press=lambda at: self.emit(m.ButtonDown(), at),
+            on_release=lambda at: self.emit(m.ButtonUp(), at),
             on_key=self.controls.key,
         )
 

@@ -71,8 +71,8 @@ async def check_panel(
     panel = open_panel(
         ps,
         loop=asyncio.get_running_loop(),
-        on_press=pressed.set,
-        on_release=lambda: None,
+        on_press=lambda _at: pressed.set(),
+        on_release=lambda _at: None,
         pin_factory=pin_factory,
     )
     try:
