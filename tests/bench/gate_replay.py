@@ -2,11 +2,12 @@
 double-talk guard tried in seconds instead of a bench run.
 
     .venv/bin/python tests/bench/gate_replay.py [--trials 60] [--echo-minutes 30] [--seed 1]
-        [--record DIR] [--gate MODULE:CLASS] [--set NAME=VALUE ...]
+        [--record DIR] [--canceller speex|webrtc] [--gate MODULE:CLASS] [--set NAME=VALUE ...]
 
 First it records: the scenes of ``tests/bench/barge_in_room.py`` (the same trials, first and later
 answer, and the same minutes of the assistant alone; ``--seed`` as there) run through the daemon's
-chain with ``echo = "aec"``, and every call the chain makes to its gate is kept (the cleaned frame,
+chain with ``echo = "aec"`` (its speex canceller, or ``--canceller webrtc`` as in that bench), and
+every call the chain makes to its gate is kept (the cleaned frame,
 the reference's levels, the microphone's, whether an answer is under way, the coherence the gate
 would be told, and each reset) in ``--record`` DIR (kept for the next run: a directory that holds
 a recording is replayed without recording again). Then it replays them through a fresh gate: the
@@ -44,8 +45,9 @@ NO_REF_NOW = -999.0  # in a recording: the chain gave no reference level of the 
 RUN_S = 80.0  # as barge_in_room.py
 
 
-def _record(sc, cond, path: Path) -> None:
-    """Run ``sc`` through the chain, keeping what it feeds its gate, into ``path`` (.npz)."""
+def _record(sc, cond, path: Path, canceller: str = "speex") -> None:
+    """Run ``sc`` through the chain (``canceller``: as ``barge_in_room.py --canceller``), keeping
+    what it feeds its gate, into ``path`` (.npz)."""
     from talkie.audio.vad import FAR_DB
 
     calls: list[tuple] = []
@@ -68,7 +70,7 @@ def _record(sc, cond, path: Path) -> None:
 
         gate.feed, gate.reset = recorded_feed, recorded_reset
 
-    r = hr.run_chain(sc, "aec", on_chain=instrument)
+    r = hr.run_chain(sc, "aec", on_chain=instrument, canceller=room._canceller(canceller))
     frames = len(sc.mic) // hr.BLOCK
     speaking = np.array([hr.speaking_at(sc, (f + 1) * hr.BLOCK) for f in range(frames)])
     blank = np.zeros(hr.BLOCK, dtype=np.int16)
@@ -84,16 +86,16 @@ def _record(sc, cond, path: Path) -> None:
         seconds=float(sc.busy.sum()) * hr.OUT_BLOCK / hr.DEVICE_RATE)
 
 
-def record_trial(args: tuple[int, int, bool, str]) -> None:
-    k, seed, warm, out = args
+def record_trial(args: tuple[int, int, bool, str, str]) -> None:
+    k, seed, warm, out, canceller = args
     cond, sc = room.trial_scene(k, seed, warm)
-    _record(sc, cond, Path(out) / f"trial-{'later' if warm else 'first'}-{k:03d}.npz")
+    _record(sc, cond, Path(out) / f"trial-{'later' if warm else 'first'}-{k:03d}.npz", canceller)
 
 
-def record_echo(args: tuple[int, int, str]) -> None:
-    k, seed, out = args
+def record_echo(args: tuple[int, int, str, str]) -> None:
+    k, seed, out, canceller = args
     cond, sc = room.echo_scene(k, seed, RUN_S)
-    _record(sc, cond, Path(out) / f"echo-{k:03d}.npz")
+    _record(sc, cond, Path(out) / f"echo-{k:03d}.npz", canceller)
 
 
 def make_gate(spec: str | None, settings: dict):
@@ -167,6 +169,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--record", type=Path, default=None,
                         help="keep the recording here (replayed as it is when it holds one)")
+    parser.add_argument("--canceller", choices=("speex", "webrtc"), default="speex",
+                        help="the canceller the recording is made with (as barge_in_room.py's)")
     parser.add_argument("--gate", default=None, metavar="MODULE:CLASS")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a keyword argument of the gate (a number)")
@@ -177,9 +181,10 @@ def main() -> None:
         where.mkdir(parents=True, exist_ok=True)
         if not any(where.glob("*.npz")):
             n_runs = max(1, int(round(args.echo_minutes * 60 / (RUN_S * 0.85))))
-            list(pool.map(record_trial, [(k, args.seed, warm, str(where))
+            list(pool.map(record_trial, [(k, args.seed, warm, str(where), args.canceller)
                                          for warm in (False, True) for k in range(args.trials)]))
-            list(pool.map(record_echo, [(k, args.seed + 1, str(where)) for k in range(n_runs)]))
+            list(pool.map(record_echo, [(k, args.seed + 1, str(where), args.canceller)
+                                        for k in range(n_runs)]))
         paths = sorted(str(p) for p in where.glob("*.npz"))
         results = list(pool.map(replay, [(p, args.gate, settings) for p in paths], chunksize=4))
     result = figures(results)
