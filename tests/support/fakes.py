@@ -7,6 +7,7 @@ hardware, a network or systemd. They implement the shell's seams (:mod:`talkie.s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,7 +46,18 @@ class FakeCapture:
     overflows = 0
     xruns = 0
     block_time = 0.0
-    last_callback = 0.0  # never called back: the shell does not count that as a stall yet
+    #: When the stream last called back: a live one, just now, unless a test sets a time (0: it
+    #: never did; the shell counts a stream silent for ``STALL_S`` as stalled, so a fake that
+    #: never called back would fail any test that runs longer than that, as on a loaded machine).
+    _last_callback: float | None = None
+
+    @property
+    def last_callback(self) -> float:
+        return time.monotonic() if self._last_callback is None else self._last_callback
+
+    @last_callback.setter
+    def last_callback(self, value: float) -> None:
+        self._last_callback = value
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -80,8 +92,19 @@ class FakePlayback:
     volume = 1.0
     device: str | int = ""
     underruns = 0
-    last_callback = 0.0
     overflows = 0
+    #: When the stream last called back: a live one, just now, unless a test sets a time (0: it
+    #: never did; the shell counts a stream silent for ``STALL_S`` as stalled, so a fake that
+    #: never called back would fail any test that runs longer than that, as on a loaded machine).
+    _last_callback: float | None = None
+
+    @property
+    def last_callback(self) -> float:
+        return time.monotonic() if self._last_callback is None else self._last_callback
+
+    @last_callback.setter
+    def last_callback(self, value: float) -> None:
+        self._last_callback = value
     busy = False
     buffered_samples = 0
 

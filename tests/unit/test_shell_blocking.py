@@ -121,8 +121,9 @@ def test_reopening_the_devices_on_a_reload_does_not_block_the_loop():
 
 def test_a_stream_that_never_calls_back_is_a_stall_too():
     log, now = fakes.Log(), [0.0]
-    devices = AudioDevices(fakes.FakeCapture(log), fakes.FakePlayback(log), lambda e: None,
-                           clock=lambda: now[0], stall_s=3.0)
+    capture, playback = fakes.FakeCapture(log), fakes.FakePlayback(log)
+    capture.last_callback = playback.last_callback = 0.0  # neither has ever called back
+    devices = AudioDevices(capture, playback, lambda e: None, clock=lambda: now[0], stall_s=3.0)
     assert devices.open() and devices.stalled() == ""
     now[0] = 3.5  # no callback at all since the open
     assert devices.stalled() == "the microphone stream never started (4 s without audio)"
