@@ -1,6 +1,7 @@
 """Barge-in in a real room: the daemon's chain against what real hardware does to it.
 
     .venv/bin/python tests/bench/barge_in_room.py [--trials 60] [--echo-minutes 30] [--jobs 2]
+        [--seed 1] [--canceller speex|webrtc] [--reference daemon|oracle]
 
 The world is tests/support/hard_room.py: image-method rooms (pyroomacoustics) of four sizes with
 RT60 0.2-0.8 s, a speaker 3-30 cm from the microphone at a coupling of -20 to +6 dB and driven into
@@ -115,12 +116,23 @@ def score(starts: list[int], onset: int, speaking) -> tuple[int, int | None, flo
     return false, late[0], (silent - onset) * 1000 / hr.RATE
 
 
-def trial(args: tuple[int, int, str, bool]) -> list[dict]:
-    k, seed, canceller, warm = args
+def _chain_kw(canceller: str, reference: str, sc, cond, echo: str) -> dict:
+    """``run_chain``'s options: the canceller (``--canceller``), and the reference the chain
+    gets with echo control (``--reference oracle``: a perfect one, an upper bound)."""
+    kw: dict = {"canceller": _canceller(canceller)}
+    if reference == "oracle" and echo == "aec":
+        from tests.support.oracle_reference import installer
+
+        kw["on_chain"] = installer(sc, cond)
+    return kw
+
+
+def trial(args: tuple[int, int, str, bool, str]) -> list[dict]:
+    k, seed, canceller, warm, reference = args
     cond, sc = trial_scene(k, seed, warm)
     out = []
     for echo in ECHOES:
-        r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
+        r = hr.run_chain(sc, echo, **_chain_kw(canceller, reference, sc, cond, echo))
         false, detected, latency = score(r["starts"], sc.onset,
                                          lambda s, sc=sc: hr.speaking_at(sc, s))
         # how long before the user's first sample the turn begins (its pre-roll), and, the
@@ -139,12 +151,12 @@ def trial(args: tuple[int, int, str, bool]) -> list[dict]:
     return out
 
 
-def echo_run(args: tuple[int, int, float, str]) -> list[dict]:
-    k, seed, seconds, canceller = args
+def echo_run(args: tuple[int, int, float, str, str]) -> list[dict]:
+    k, seed, seconds, canceller, reference = args
     cond, sc = echo_scene(k, seed, seconds)
     out = []
     for echo in ECHOES:
-        r = hr.run_chain(sc, echo, canceller=_canceller(canceller))
+        r = hr.run_chain(sc, echo, **_chain_kw(canceller, reference, sc, cond, echo))
         erle = None
         if echo == "aec":
             busy = np.repeat(sc.busy, hr.BLOCK)[:len(r["out"])]
@@ -256,17 +268,22 @@ def main() -> None:
     parser.add_argument("--canceller", choices=("speex", "webrtc"), default="speex",
                         help="the daemon's speex canceller, or the WebRTC audio processing "
                         "module (AEC3, from the livekit wheel) in its place")
+    parser.add_argument("--reference", choices=("daemon", "oracle"), default="daemon",
+                        help="the daemon's echo reference, or a perfect one (what the speaker "
+                        "truly emitted: tests/support/oracle_reference.py), an upper bound")
     args = parser.parse_args()
     run_s = 80.0  # of which the assistant speaks about 70 s
     n_runs = max(1, int(round(args.echo_minutes * 60 / (run_s * 0.85))))
     with ProcessPoolExecutor(args.jobs) as pool:
-        jobs = [(k, args.seed, args.canceller, warm) for warm in (False, True)
+        jobs = [(k, args.seed, args.canceller, warm, args.reference) for warm in (False, True)
                 for k in range(args.trials)]
         trials = [x for group in pool.map(trial, jobs) for x in group]
-        jobs = [(k, args.seed + 1, run_s, args.canceller) for k in range(n_runs)]
+        jobs = [(k, args.seed + 1, run_s, args.canceller, args.reference)
+                for k in range(n_runs)]
         runs = [x for group in pool.map(echo_run, jobs) for x in group]
     result = figures(trials, runs, "aec")
     result["canceller"] = args.canceller
+    result["reference"] = args.reference
     for echo, name in (("off", "webrtcvad"), ("half_duplex", "half_duplex")):
         base = figures(trials, runs, echo)
         for key in ("latency_ms_p50", "latency_ms_p95", "miss_pct", "false_barge_ins_per_hour",

@@ -5,11 +5,11 @@ the seconds of a first answer in the hard rooms.
 
 Each room of ``tests/support/hard_room.py``'s hard set (``--seed`` as in
 ``tests/bench/barge_in_room.py``) plays one answer of ``--seconds`` alone, twice through the
-daemon's chain with ``echo = "aec"``: once with its own :class:`~talkie.audio.reference.EchoReference`
-(the 48 kHz history placed by the timestamps, the echo found by phase correlation, the clocks'
-drift counted from the measured delays), once with an **oracle**: what the speaker really emitted
-(the DAC's samples on the drifting clock, re-timed onto the microphone's, before any clipping),
-leading its echo by the reference's ``lead_ms``. The figure is the echo's reduction (its power
+daemon's chain with ``echo = "aec"``: once with its own
+:class:`~talkie.audio.reference.EchoReference` (the 48 kHz history placed by the timestamps, the echo found by phase correlation, the clocks'
+drift counted from the measured delays), once with an **oracle**
+(``tests/support/oracle_reference.py``): what the speaker really emitted, leading its echo by the
+reference's ``lead_ms``. The figure is the echo's reduction (its power
 over the power of what is left of it after echo control), per window of seconds after the
 answer's first sample, the median over the rooms, easy rooms (coupling <= 0 dB, no clipping) and
 hard ones apart. Where the two differ, the reference is the limit, not the canceller.
@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,33 +31,10 @@ sys.path[:0] = [str(REPO / "daemon"), str(REPO)]
 import numpy as np  # noqa: E402
 
 from tests.support import hard_room as hr  # noqa: E402
+from tests.support.oracle_reference import installer  # noqa: E402
 
 WINDOWS = ((0.6, 1.5), (1.5, 3.0), (3.0, 6.0), (6.0, 10.0), (10.0, 15.0), (15.0, 20.0),
            (20.0, 28.0))
-
-
-class OracleReference:
-    """Stands where :class:`~talkie.audio.reference.EchoReference` does: the true emitted sound,
-    ``lead_ms`` ahead of the microphone sample it goes with, aligned from the start."""
-
-    def __init__(self, emitted: np.ndarray, lead_ms: float) -> None:
-        self.signal = np.clip(np.rint(emitted * 32767), -32768, 32767).astype(np.int16)
-        self.lead = round(lead_ms * hr.RATE / 1000)
-        self.lead_ms = lead_ms
-        self.aligned = self.found = True
-        self.extra_delay_s, self.resyncs, self._m = 0.0, 0, 0
-
-    def take(self, n: int, adc_time: float) -> np.ndarray:
-        start = self._m + self.lead
-        self._m += n
-        block = self.signal[start:start + n]
-        return np.pad(block, (0, n - len(block)))
-
-    def skip(self, n: int) -> None:
-        self._m += n
-
-    def microphone(self, mic: np.ndarray) -> None:
-        pass
 
 
 def room(args: tuple[int, int, float, bool]) -> tuple[bool, list[float]]:
@@ -66,15 +42,7 @@ def room(args: tuple[int, int, float, bool]) -> tuple[bool, list[float]]:
     k, seed, seconds, oracle = args
     cond = hr.hard_set(k + 1, seed=seed)[k]
     sc = hr.scene(cond, seconds + 0.5, answers=[(0.2, seconds)], k=k)
-    on_chain = None
-    if oracle:
-        played = sc.played.astype(np.float32) / 32767
-        emitted = hr._emitted(played, sc.dac_true, replace(cond, clip=0.0), len(sc.mic))
-
-        def on_chain(chain, emitted=emitted):
-            chain.reference = OracleReference(emitted, chain.reference.lead_ms)
-
-    r = hr.run_chain(sc, "aec", on_chain=on_chain)
+    r = hr.run_chain(sc, "aec", on_chain=installer(sc, cond) if oracle else None)
     out = r["out"].astype(np.float64)
     n = len(out)
     echo = np.clip(sc.echo_only[:n] * 32767, -32768, 32767)
