@@ -42,10 +42,9 @@ class FakePanel:
         self.log("close", "panel")
 
 
-class FakeCapture:
-    overflows = 0
-    xruns = 0
-    block_time = 0.0
+class LiveStream:
+    """A fake stream's liveness as the shell's watch sees it."""
+
     #: When the stream last called back: a live one, just now, unless a test sets a time (0: it
     #: never did; the shell counts a stream silent for ``STALL_S`` as stalled, so a fake that
     #: never called back would fail any test that runs longer than that, as on a loaded machine).
@@ -58,6 +57,12 @@ class FakeCapture:
     @last_callback.setter
     def last_callback(self, value: float) -> None:
         self._last_callback = value
+
+
+class FakeCapture(LiveStream):
+    overflows = 0
+    xruns = 0
+    block_time = 0.0
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -88,23 +93,11 @@ class FakeCapture:
         pass
 
 
-class FakePlayback:
+class FakePlayback(LiveStream):
     volume = 1.0
     device: str | int = ""
     underruns = 0
     overflows = 0
-    #: When the stream last called back: a live one, just now, unless a test sets a time (0: it
-    #: never did; the shell counts a stream silent for ``STALL_S`` as stalled, so a fake that
-    #: never called back would fail any test that runs longer than that, as on a loaded machine).
-    _last_callback: float | None = None
-
-    @property
-    def last_callback(self) -> float:
-        return time.monotonic() if self._last_callback is None else self._last_callback
-
-    @last_callback.setter
-    def last_callback(self, value: float) -> None:
-        self._last_callback = value
     busy = False
     buffered_samples = 0
 

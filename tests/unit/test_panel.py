@@ -181,14 +181,19 @@ def test_button_events_reach_the_loop_thread_not_the_driving_thread(factory, clo
     asyncio.run(main())
 
 
+def _gpio_button(closing):
+    """A GPIO panel with the button only, in the running loop, and its recorded events."""
+    ev = Events(asyncio.get_running_loop())
+    panel = open_panel(Cfg(led="none"), loop=ev.loop, **ev.kwargs())
+    closing(panel)
+    return panel, ev
+
+
 def test_a_press_seen_while_the_loop_is_busy_carries_the_time_of_its_edge(factory, closing):
     """The edge is stamped in the thread that saw it: the loop runs on_press late (busy), but
     what the press starts (the turn's audio) reaches back to the press itself."""
     async def main():
-        loop = asyncio.get_running_loop()
-        ev = Events(loop)
-        panel = open_panel(Cfg(led="none"), loop=loop, **ev.kwargs())
-        closing(panel)
+        _, ev = _gpio_button(closing)
         pressed = ev.future("press")
         before = time.monotonic()
         edge = threading.Thread(target=factory.pin(17).drive_low)  # gpiozero's thread
@@ -212,10 +217,7 @@ def test_a_long_hold_is_one_press_and_one_release(factory, closing):
     """Holding the button says nothing more than the press (the long hold that starts a fresh
     conversation is the machine's timer, [session] reset_hold_s)."""
     async def main():
-        loop = asyncio.get_running_loop()
-        ev = Events(loop)
-        panel = open_panel(Cfg(led="none"), loop=loop, **ev.kwargs())
-        closing(panel)
+        panel, ev = _gpio_button(closing)
         pressed = ev.future("press")
         factory.pin(17).drive_low()
         await asyncio.wait_for(pressed, 5)
