@@ -11,7 +11,8 @@ import pytest
 
 from talkie import config
 from talkie.live import options
-from talkie.live.link import LiveLink, duration_s
+from talkie.live.link import LiveLink
+from talkie.live.wire import duration_s
 from talkie.live.resume import ResumeStore
 from talkie.config.credentials import KeyProblem, Secret
 from talkie.core.outbox import Outbox

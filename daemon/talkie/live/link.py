@@ -20,16 +20,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any, Protocol
 
 from talkie.config.credentials import KEY_PATH_HINT, KeyProblem, Secret, guard_secret
 from talkie.core.outbox import Item, Kind, Outbox
 from talkie.core.words import one_line
 from talkie.live import errors, options
+from talkie.live.wire import duration_s
 
 #: An image (or other medium) that goes with a tool's answer: (mime type, bytes).
 Media = tuple[str, bytes]
@@ -384,36 +383,3 @@ class LiveLink:
             parts.clear()
             if text:
                 report(text)
-
-
-_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*s?\s*$")
-
-
-def duration_s(value: Any) -> float | None:
-    """A goAway's ``time_left`` in seconds (never negative), or None if it cannot be read.
-
-    The SDK (3.4) types it ``Optional[str]`` and passes the wire value through: a protobuf Duration
-    in its JSON form, ``"50s"`` or ``"1.500s"``. A timedelta, a number or ``{"seconds", "nanos"}``
-    are taken too, should a later SDK parse it.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = _DURATION.match(value)
-        if m is None:
-            return None
-        seconds = float(m[1])
-    elif isinstance(value, dict):
-        try:
-            seconds = float(value.get("seconds", 0) or 0) + float(value.get("nanos", 0) or 0) / 1e9
-        except (TypeError, ValueError):
-            return None
-    else:
-        return None
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return None
-    return max(0.0, seconds)
