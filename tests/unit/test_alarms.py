@@ -17,8 +17,8 @@ import pytest
 from talkie.audio.chime import chime
 from talkie.tools import Registry
 from talkie.tools.alarm_store import FILE_NAME, READ_MAX, AlarmStore
-from talkie.tools.alarms import (CHECK_S, AlarmError, Alarms, due_at, span_words, timer_tool,
-                                 when_words)
+from talkie.tools.alarms import CHECK_S, AlarmError, Alarms
+from talkie.tools.timer_tool import due_at, span_words, timer_tool, when_words
 from talkie.tools.calls import Calls
 
 UTC = dt.timezone.utc

@@ -158,7 +158,7 @@ class ToolBox:
         """The tools the model may call from the next session on."""
         found = builtin.tools(self._enabled(), self)
         if self.alarms is not None and self.settings.tools.timers:
-            from talkie.tools.alarms import timer_tool
+            from talkie.tools.timer_tool import timer_tool
 
             found.append(timer_tool(self.alarms))
         served = self.mcp.tools() if self.mcp is not None else []
