@@ -6,12 +6,12 @@ the seconds of a first answer in the hard rooms.
 Each room of ``tests/support/hard_room.py``'s hard set (``--seed`` as in
 ``tests/bench/barge_in_room.py``) plays one answer of ``--seconds`` alone, twice through the
 daemon's chain with ``echo = "aec"``: once with its own
-:class:`~talkie.audio.reference.EchoReference` (the 48 kHz history placed by the timestamps, the echo found by phase correlation, the clocks'
-drift counted from the measured delays), once with an **oracle**
-(``tests/support/oracle_reference.py``): what the speaker really emitted, leading its echo by the
-reference's ``lead_ms``. The figure is the echo's reduction (its power
-over the power of what is left of it after echo control), per window of seconds after the
-answer's first sample, the median over the rooms, easy rooms (coupling <= 0 dB, no clipping) and
+:class:`~talkie.audio.reference.EchoReference` (the 48 kHz history placed by the timestamps, the
+echo found by phase correlation, the clocks' drift counted from the measured delays), once with
+an **oracle** (``tests/support/oracle_reference.py``): what the speaker really emitted, leading
+its echo by the reference's ``lead_ms``. The figure is the echo's reduction (its power over the
+power of what is left of it after echo control), per window of seconds after the answer's first
+sample, the median over the rooms, easy rooms (coupling <= 0 dB, no clipping) and
 hard ones apart. Where the two differ, the reference is the limit, not the canceller.
 
 The last line is one JSON object (``erle_db``: by reference, by rooms, window -> dB).

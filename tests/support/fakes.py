@@ -66,6 +66,8 @@ class FakeCapture(LiveStream):
 
     def __init__(self, log: Log) -> None:
         self.log = log
+        #: The ``since`` of each ``want(True, since)``: when what woke the capture happened.
+        self.woken_since: list[float | None] = []
 
     def start(self) -> None:
         self.log("open", "capture")
@@ -75,12 +77,10 @@ class FakeCapture(LiveStream):
 
     in_flight_s = 0.0
     wanted = True
-    #: The ``since`` of each ``want(True, since)``: when what woke the capture happened.
-    woken_since: list[float | None] = []
 
     def want(self, wanted: bool, since: float | None = None) -> None:
         if wanted and not self.wanted:
-            self.woken_since = [*self.woken_since, since]
+            self.woken_since.append(since)
         self.wanted = wanted
 
     def configure(

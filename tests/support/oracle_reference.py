@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from tests.support import corpus as c
 from tests.support import hard_room as hr
 
 
@@ -17,7 +18,7 @@ class OracleReference:
     """The true emitted sound, ``lead_ms`` ahead of the microphone sample it goes with."""
 
     def __init__(self, emitted: np.ndarray, lead_ms: float) -> None:
-        self.signal = np.clip(np.rint(emitted * 32767), -32768, 32767).astype(np.int16)
+        self.signal = c.to_s16(emitted)
         self.lead = round(lead_ms * hr.RATE / 1000)
         self.lead_ms = lead_ms
         self.aligned = self.found = True

@@ -83,7 +83,7 @@ class App:
         self.prepared = asyncio.Event()
         self.dropped_events = 0
         self._stopping = asyncio.Event()
-        # each event with when it was queued (time.monotonic(): what it wakes may reach back)
+        # each event with when it happened (time.monotonic(): what it wakes may reach back)
         self._events: collections.deque[tuple[m.Event, float]] = collections.deque()
         self._events_waiting = asyncio.Event()
         self._backlog_said = False
@@ -177,8 +177,8 @@ class App:
         """Read the config again (SIGHUP); a broken one is refused and the running one kept."""
         reload.reload(self)
 
-    def handle(self, event: m.Event, queued_at: float | None = None) -> None:
-        """Step the machine with ``event`` (queued at ``queued_at``) and carry out its effects
+    def handle(self, event: m.Event, at: float | None = None) -> None:
+        """Step the machine with ``event`` (which happened at ``at``) and carry out its effects
         (the state changes here only)."""
         before = self.state
         self.state, effects = m.step(before, event)
@@ -188,7 +188,7 @@ class App:
         self.home.stepped(event)
         if self._chain_stale and not self.state.voice:
             self.rebuild_mic_chain()  # the turn the voice opened is over: the new settings now
-        self._want_audio(queued_at)
+        self._want_audio(at)
 
     async def run(self) -> None:
         """Bring the adapters up, serve until :meth:`stop`, bring them down."""
@@ -329,7 +329,7 @@ class App:
     def _want_audio(self, since: float | None = None) -> None:
         """The microphone's blocks reach the loop only while something will use them: a turn
         being captured (or its tail), the answer playing (barge-in, echo control). Idle, the
-        capture only keeps its ring. ``since``: when the event that may wake it was queued."""
+        capture only keeps its ring. ``since``: when the event that may wake it happened."""
         if self.audio is None:
             return
         s = self.state
