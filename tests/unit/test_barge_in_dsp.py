@@ -11,6 +11,7 @@ from talkie.audio.echo import SpeexEcho
 from talkie.audio.ring import Ring
 from talkie.audio.reference import EchoDelay, EchoReference
 from talkie.audio.uplink_chain import MicChain
+from talkie.audio import vad
 from talkie.audio.vad import END, START, SpeechGate, level_db
 from tests.support import bargein_sim as sim
 from tests.support import corpus as c
@@ -127,6 +128,57 @@ def test_the_residual_in_the_reference_s_tails_is_learnt_apart():
     assert START in [gate.feed(f, -20.0, level_db(f), True, -120.0) for f in blocks(loud)]
 
 
+def _taught_gate(**kw) -> SpeechGate:
+    """A gate that has learnt a residual 30 dB under an answer at -20 dBFS (predicted: -50)."""
+    rng = np.random.default_rng(5)
+    gate = SpeechGate(**kw)
+    for _ in range(600):
+        noise = c.to_s16(c.scale_to(rng.standard_normal(160).astype(np.float32), -55.0))
+        gate.feed(noise, -20.0, -20.0, True, -20.0)
+    assert gate.residual_gain_db == pytest.approx(-30.0)
+    return gate
+
+
+def test_a_voice_steadily_over_the_residual_is_heard_in_time_though_under_the_guard(monkeypatch):
+    # -30 dBFS: 20 dB over the residual predicted, far under a 40 dB guard
+    clip = list(blocks(user_clip(4, -30.0)))
+    gate = _taught_gate(guard_db=40.0)
+    decisions = [gate.feed(f, -20.0, level_db(f), True, -20.0) for f in clip]
+    assert START in decisions
+    assert decisions.index(START) >= 8  # evidence of nine frames at least: no frame decides alone
+    monkeypatch.setattr(vad, "EVIDENCE_START", 1e9)  # the guard alone
+    gate = _taught_gate(guard_db=40.0)
+    assert START not in [gate.feed(f, -20.0, level_db(f), True, -20.0) for f in clip]
+
+
+def test_bursts_of_residual_echo_add_no_evidence_over_time():
+    # two frames 28 dB over the residual predicted, then three of what the canceller leaves,
+    # for 20 s: each burst clears the guard, but neither the window nor the evidence fills
+    rng = np.random.default_rng(6)
+    voiced = [f for f in blocks(user_clip(4, -22.0)) if level_db(f) > -26.0]
+    gate = _taught_gate()
+    starts = 0
+    for k in range(400):
+        at = (2 * k) % (len(voiced) - 2)
+        for f in voiced[at:at + 2]:
+            starts += gate.feed(f, -20.0, -20.0, True, -20.0) == START
+        for _ in range(3):
+            rest = c.to_s16(c.scale_to(rng.standard_normal(160).astype(np.float32), -55.0))
+            starts += gate.feed(rest, -20.0, -20.0, True, -20.0) == START
+    assert starts == 0
+
+
+def test_frames_that_add_evidence_are_not_learnt_as_residual_echo():
+    # the voiced frames 15-24 dB over the residual predicted: evidence, not the echo's
+    gate = _taught_gate(guard_db=40.0)
+    frames = [f for f in blocks(user_clip(4, -30.0)) if -35.0 <= level_db(f) <= -26.0]
+    assert len(frames) >= 20
+    for f in frames[:8]:  # (fewer than would start speech)
+        gate.feed(f, -20.0, level_db(f), True, -20.0)
+    assert gate.evidence > 0.0
+    assert gate.residual_gain_db == pytest.approx(-30.0)
+
+
 def test_the_gate_needs_start_frames_of_the_window():
     clip = user_clip(4)
     x = np.concatenate([np.zeros(1600, np.int16), clip])
@@ -229,13 +281,15 @@ def test_a_voice_held_back_by_the_guard_is_sent_from_where_it_began():
     """Over a loud answer the guard may let only the loudest syllables through: the detection
     comes late, and the turn still starts 300 ms before the voice began."""
     voice = user_clip(level_db=-18.0).astype(np.float32)
-    voice[: len(voice) // 2] *= 10 ** (-20 / 20)  # the guard holds its first half back (-38 dB)
+    # the guard holds its first half back (-42 dBFS: 8 dB over the residual predicted, too little
+    # to add evidence over time either)
+    voice[: len(voice) // 2] *= 10 ** (-24 / 20)
     x = np.concatenate([np.zeros(RATE // 2, np.int16), voice.astype(np.int16)])
     began = RATE // 2 + int(np.argmax(np.abs(voice) > 100))
     gate = SpeechGate()
     starts = []
     for i, frame in enumerate(blocks(x)):
-        # an answer at -50 dBFS: loud enough for the guard (-29 dBFS), too quiet to learn from
+        # an answer at -50 dBFS: loud enough for the guard (-25 dBFS), too quiet to learn from
         if gate.feed(frame, ref_db=-50.0) == START:
             starts.append((i, gate.onset_frames))
     assert starts, "the loud voice is heard"

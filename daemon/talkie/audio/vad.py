@@ -25,6 +25,14 @@ counts a frame as the user's voice only when all of these hold:
 Hysteresis: speech **starts** when ``start_frames`` of the last ``window_frames`` frames are voiced
 and **ends** after ``end_ms`` without a voiced frame.
 
+**Evidence over time**, while the speaker plays: a user quieter than the guard asks may still be
+steadily over the residual echo, where a burst of what the canceller left lasts a few frames. A
+frame that passes every test but the guard adds how far it lies over the predicted residual beyond
+``EVIDENCE_DB``, at most ``EVIDENCE_CAP_DB`` (a frame nearer takes off up to ``EVIDENCE_MISS_DB``,
+one that fails another test that much), and the sum, never below 0, reaching ``EVIDENCE_START``
+starts speech too: at least nine frames, none of them alone deciding. A frame that adds to it is
+not learnt as residual echo (it is likely the user's).
+
 Where it began: over a loud answer the guard may hold a voice back for a while (until its loudest
 syllables clear it), so at a start the gate also says how many frames ago the voice began
 (``onset_frames``): the run of frames, with gaps of at most ``ONSET_GAP`` frames, that would have
@@ -55,12 +63,19 @@ RISE_DB = 0.3
 #: A reference this far below its envelope is in a tail (a pause, the end of a word).
 TAIL_DB = 6.0
 #: The onset of a voice: frames that clear the guard lowered by this much (dB) ...
-ONSET_DB = 12.0
+ONSET_DB = 16.0
 #: ... with gaps of at most this many frames between them, at most this many frames back.
 ONSET_GAP = 30
 ONSET_MAX = 100
 #: What the canceller left, this coherent with the reference (0-1), is the echo's, not a voice.
 COHERENT = 0.6
+#: Evidence over time (see above): a frame this far (dB) over the predicted residual adds what it
+#: lies beyond it, at most ``EVIDENCE_CAP_DB``; nearer, or failing another test, it takes off up to
+#: ``EVIDENCE_MISS_DB``; speech starts when the sum reaches ``EVIDENCE_START`` (dB x frames).
+EVIDENCE_DB = 14.0
+EVIDENCE_CAP_DB = 4.0
+EVIDENCE_MISS_DB = 6.0
+EVIDENCE_START = 34.0
 
 
 def level_db(frame: np.ndarray) -> float:
@@ -83,7 +98,7 @@ class SpeechGate:
         end_ms: int = 700,
         min_level_db: float = -55.0,
         snr_db: float = 9.0,
-        guard_db: float = 21.0,
+        guard_db: float = 25.0,
         start_residual_db: float = 0.0,
         learn_db: float = 0.2,
         residual_floor_db: float = -30.0,
@@ -124,6 +139,9 @@ class SpeechGate:
         self.onset_frames = 0
         #: Frames fed so far.
         self.frames = 0
+        #: The evidence summed while the speaker plays, and this frame's share (None: it is silent).
+        self.evidence = 0.0
+        self._frame_evidence: float | None = None
 
     def reset(self) -> None:
         """Forget the current decision (not the noise floor or residual echo learnt)."""
@@ -132,6 +150,7 @@ class SpeechGate:
         self._silent_frames = 0
         self._since_onset_voice = ONSET_GAP + 1
         self._onset_run = 0
+        self.evidence = 0.0
 
     def voiced_frame(
         self,
@@ -155,18 +174,24 @@ class SpeechGate:
         need = max(self.min_level_db, self.noise_db + self.snr_db)
         if busy:  # an answer's pause: a barge-in, not the room, may start a turn
             need = max(need, self.far_min_level_db)
-        lenient = need
-        if ref_db > FAR_DB:
+        lenient = base = need
+        playing = ref_db > FAR_DB
+        if playing:
             guard = ref_db + gain + self.guard_db
             lenient = max(need, guard - ONSET_DB)
-            need = max(need, guard, self.far_min_level_db, mic_db - self.removed_db)
+            base = max(need, self.far_min_level_db, mic_db - self.removed_db)  # all but the guard
+            need = max(base, guard)
         # webrtcvad adapts to what it hears: it sees every frame, not only the loud ones
         said = self._vad.is_speech(out.tobytes(), self.rate)
-        if said and out_db >= lenient and ref_db > FAR_DB and coherence is not None:
+        if said and out_db >= lenient and playing and coherence is not None:
             said = coherence() <= COHERENT  # else what the canceller left is still the echo
         speech = out_db >= need and said
+        self._frame_evidence = None
+        if playing:  # how far over the predicted residual, beyond EVIDENCE_DB (capped both ways)
+            over = out_db - (ref_db + gain) - EVIDENCE_DB if said and out_db >= base else -99.0
+            self._frame_evidence = max(-EVIDENCE_MISS_DB, min(EVIDENCE_CAP_DB, over))
         self._track_onset(said and out_db >= lenient)
-        if not speech:
+        if not speech and (self._frame_evidence or 0.0) <= 0.0:
             if ref_db > LEARN_DB:  # what the echo leaves: learnt while the speaker is loud
                 # (above the noise floor: noise in a pause is not residual echo)
                 excess = 10 ** (out_db / 10) - 2 * 10 ** (self.noise_db / 10)
@@ -211,14 +236,17 @@ class SpeechGate:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
         voiced = self.voiced_frame(out, ref_db, mic_db, busy, ref_now_db, coherence)
+        share = self._frame_evidence
+        self.evidence = 0.0 if share is None else max(0.0, self.evidence + share)
         self._window.append(voiced)
         if not self.speaking:
-            if sum(self._window) >= self.start_frames:
+            if sum(self._window) >= self.start_frames or self.evidence >= EVIDENCE_START:
                 # voiced frames: the run ends in this one (at least the window's frames)
                 self.onset_frames = max(self._onset_run, len(self._window))
                 self.speaking = True
                 self._silent_frames = 0
                 self._window.clear()
+                self.evidence = 0.0
                 return START
             return 0
         self._silent_frames = 0 if voiced else self._silent_frames + 1
