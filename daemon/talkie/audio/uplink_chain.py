@@ -27,7 +27,10 @@ import numpy as np
 from talkie.audio.ring import Ring
 from talkie.audio.vad import FAR_DB, ONSET_MAX, START, level_db
 
-REVERB_DB_PER_FRAME = 1.0
+#: How fast the reference's envelope falls after its sound (dB a frame): no faster than the
+#: reverberation of a room with an RT60 of 0.8 s (60 dB in 800 ms), so that the residual the gate
+#: predicts in the tail of a word is not below what such a room still holds.
+REVERB_DB_PER_FRAME = 0.75
 #: After the speaker's last sample, its sound lasts this many frames more (output latency, room).
 HANGOVER_FRAMES = 30
 
@@ -158,8 +161,7 @@ class MicChain:
         if self.reference is not None:
             ref = self.reference.take(self.frame, adc_time)
             self.reference.microphone(mic)
-            # the reference's envelope: up at once, down slower than a room's reverb
-            # (60 dB in 600 ms)
+            # the reference's envelope: up at once, down as slowly as a reverberant room's sound
             ref_now_db = level_db(ref)
             self._ref_db = max(ref_now_db, self._ref_db - REVERB_DB_PER_FRAME)
             ref_db = self._ref_db
