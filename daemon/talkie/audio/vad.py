@@ -139,9 +139,8 @@ class SpeechGate:
         self.onset_frames = 0
         #: Frames fed so far.
         self.frames = 0
-        #: The evidence summed while the speaker plays, and this frame's share (None: it is silent).
+        #: The evidence summed while the speaker plays (0 while it is silent).
         self.evidence = 0.0
-        self._frame_evidence: float | None = None
 
     def reset(self) -> None:
         """Forget the current decision (not the noise floor or residual echo learnt)."""
@@ -186,12 +185,14 @@ class SpeechGate:
         if said and out_db >= lenient and playing and coherence is not None:
             said = coherence() <= COHERENT  # else what the canceller left is still the echo
         speech = out_db >= need and said
-        self._frame_evidence = None
-        if playing:  # how far over the predicted residual, beyond EVIDENCE_DB (capped both ways)
+        # this frame's evidence: how far it lies over the predicted residual, beyond EVIDENCE_DB
+        share = 0.0
+        if playing:
             over = out_db - (ref_db + gain) - EVIDENCE_DB if said and out_db >= base else -99.0
-            self._frame_evidence = max(-EVIDENCE_MISS_DB, min(EVIDENCE_CAP_DB, over))
+            share = max(-EVIDENCE_MISS_DB, min(EVIDENCE_CAP_DB, over))
+        self.evidence = max(0.0, self.evidence + share) if playing else 0.0
         self._track_onset(said and out_db >= lenient)
-        if not speech and (self._frame_evidence or 0.0) <= 0.0:
+        if not speech and share <= 0.0:
             if ref_db > LEARN_DB:  # what the echo leaves: learnt while the speaker is loud
                 # (above the noise floor: noise in a pause is not residual echo)
                 excess = 10 ** (out_db / 10) - 2 * 10 ** (self.noise_db / 10)
@@ -236,8 +237,6 @@ class SpeechGate:
         """One 10 ms frame; returns START, END or 0."""
         self.frames += 1
         voiced = self.voiced_frame(out, ref_db, mic_db, busy, ref_now_db, coherence)
-        share = self._frame_evidence
-        self.evidence = 0.0 if share is None else max(0.0, self.evidence + share)
         self._window.append(voiced)
         if not self.speaking:
             if sum(self._window) >= self.start_frames or self.evidence >= EVIDENCE_START:
